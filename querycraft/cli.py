@@ -1,0 +1,145 @@
+"""Command line: ``python -m querycraft service=<stage> [overrides]``.
+
+Overrides are checked by composing the config once before Hydra starts the run, so a typo
+(``peft.rr=8``) or an unknown preset (``model=nosuch``) gets a one-paragraph message naming
+the bad key and the valid ones, in about a second and before anything heavy is imported.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import re
+import sys
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig
+
+from querycraft.config import CONFIG_DIR, check_config, register_configs
+from querycraft.errors import QueryCraftError
+
+log = logging.getLogger("querycraft")
+
+HYDRA_FLAGS_WITH_VALUE = {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd",
+                          "--experimental-rerun", "--info", "-i", "--package", "-p",
+                          "--cfg", "-c", "--shell-completion", "-sc"}
+
+
+def run(cfg: DictConfig) -> Any:
+    """Check the config, then call the service it names. Tests call this directly."""
+    check_config(cfg)
+    entry = hydra.utils.get_method(cfg.service._target_)
+    return entry(cfg)
+
+
+def _group_choices(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+
+
+def _suggest(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.5)
+    return f" Did you mean '{close[0]}'?" if close else ""
+
+
+def _keys_at(path: list[str], group_overrides: list[str]) -> tuple[str, list[str]]:
+    """The deepest existing node along ``path`` and its keys, in the config as composed."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
+        cfg = compose("config", overrides=group_overrides)
+    node: Any = cfg
+    found: list[str] = []
+    for part in path[:-1]:
+        if isinstance(node, DictConfig) and part in node:
+            node = node[part]
+            found.append(part)
+        else:
+            break
+    keys = sorted(k for k in node.keys() if k != "hydra") if isinstance(node, DictConfig) else []
+    return ".".join(found), keys
+
+
+def explain_override_error(err: Exception, overrides: list[str]) -> str:
+    """Turn a Hydra/OmegaConf composition error into a message that says what to do."""
+    text, cause = str(err), err.__cause__
+    while cause is not None:  # Hydra wraps the OmegaConf error that names the key and type
+        text += "\n" + str(cause)
+        cause = cause.__cause__
+    missing_group = re.search(r"Could not find '([^'/]+)/([^']+)'", text)
+    if missing_group:
+        group, choice = missing_group.groups()
+        choices = _group_choices(group)
+        choices = [c for c in choices if c != "schema"]
+        return (f"Unknown choice '{choice}' for config group '{group}'.{_suggest(choice, choices)}"
+                f" Valid choices: {', '.join(choices)} (the files in conf/{group}/; add your own "
+                f"YAML file there to make a new one).")
+    bad_key = re.search(r"Could not override '([^']+)'", text) or re.search(
+        r"full_key: ([\w.\[\]]+)", text)
+    if bad_key:
+        key = bad_key.group(1)
+        group_overrides = [o for o in overrides if "=" in o and "." not in o.split("=", 1)[0]
+                           and not o.startswith(("+", "~"))]
+        type_problem = re.search(r"(Value '.*?' (?:of type '\w+' )?could not be converted to "
+                                 r"\w+|Value '.*?' is not a valid \w+[^\n]*)", text)
+        if type_problem:
+            return (f"Config key '{key}' got a value of the wrong type: {type_problem.group(1)}. "
+                    f"Check the value you gave on the command line or in conf/.")
+        parent, keys = _keys_at(key.split("."), group_overrides)
+        leaf = key.split(".")[-1] if parent == ".".join(key.split(".")[:-1]) else \
+            key.split(".")[len(parent.split(".")) if parent else 0]
+        where = f"'{parent}'" if parent else "the top level"
+        return (f"Unknown config key '{key}': {where} has no key '{leaf}'.{_suggest(leaf, keys)} "
+                f"Valid keys in {where}: {', '.join(keys)}.")
+    one_line = " ".join(text.split())
+    return f"The command line could not be applied to the config: {one_line}"
+
+
+def diagnose_overrides(overrides: list[str]) -> str | None:
+    """Compose the config with ``overrides``; a message if that fails, else None."""
+    from hydra import compose, initialize_config_dir
+
+    try:
+        with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
+            compose("config", overrides=overrides)
+    except Exception as err:  # every composition failure becomes a message, never a traceback
+        return explain_override_error(err, overrides)
+    return None
+
+
+def _plain_overrides(argv: list[str]) -> list[str] | None:
+    """The key=value arguments, or None when Hydra flags make our own check inapplicable."""
+    if any(a in ("-m", "--multirun", "--help", "-h", "--hydra-help", "--version") for a in argv):
+        return None
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in HYDRA_FLAGS_WITH_VALUE:
+            skip = True
+        elif not arg.startswith("-"):
+            out.append(arg)
+    return out
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
+def _hydra_entry(cfg: DictConfig) -> None:
+    try:
+        run(cfg)
+    except QueryCraftError as err:
+        log.error("%s", err)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        log.error("Interrupted. Finished outputs were kept; run again to continue.")
+        sys.exit(130)
+
+
+def main() -> None:
+    register_configs()
+    overrides = _plain_overrides(sys.argv[1:])
+    if overrides is not None:
+        problem = diagnose_overrides(overrides)
+        if problem:
+            print(f"querycraft: {problem}", file=sys.stderr)
+            sys.exit(2)
+    _hydra_entry()

@@ -1,0 +1,627 @@
+"""Running SQL safely and comparing results, plus reading a database's schema.
+
+Only SQLite is supported for now. The public functions take a connection or a URL and return
+plain Python values, so that another engine can be added behind the same shapes.
+
+Read-only is enforced in layers, so that a gap in one is covered by the next:
+    1. :func:`querycraft.sql.is_read_only_statement` admits one SELECT-like statement only;
+    2. the file is opened with ``mode=ro`` and ``PRAGMA query_only=ON``;
+    3. an authorizer on the connection denies every action except reading.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import sqlite3
+import time
+import urllib.parse
+from collections import Counter
+from collections.abc import Hashable, Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import sqlalchemy
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import make_url
+from sqlalchemy.types import NullType
+
+from querycraft.errors import QueryCraftError
+from querycraft.sql import is_read_only_statement, split_statements
+
+__all__ = [
+    "ERROR_KINDS",
+    "ErrorKind",
+    "QueryError",
+    "QueryResult",
+    "classify_error",
+    "execute_readonly",
+    "open_sqlite_readonly",
+    "read_schema",
+    "results_match",
+    "sqlite_path_for",
+]
+
+ErrorKind = Literal[
+    "syntax", "no_such_table", "no_such_column", "ambiguous_column", "timeout", "refused", "other"
+]
+ERROR_KINDS: tuple[str, ...] = get_args(ErrorKind)
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """The outcome of a successful query.
+
+    Attributes:
+        columns: Column names, in the order the query returned them.
+        rows: The rows, each a tuple of Python values.
+        truncated: True when the query had more rows than were fetched.
+        elapsed_s: Wall-clock seconds spent running the query and fetching its rows.
+    """
+
+    columns: list[str]
+    rows: list[tuple]
+    truncated: bool
+    elapsed_s: float
+
+
+class QueryError(Exception):
+    """A query that could not run, with the kind of failure for error statistics.
+
+    Attributes:
+        kind: One of :data:`ERROR_KINDS`.
+        message: What went wrong, as the database (or the read-only check) said it.
+    """
+
+    def __init__(self, kind: ErrorKind, message: str) -> None:
+        if kind not in ERROR_KINDS:
+            raise ValueError(f"unknown query error kind {kind!r}; expected one of {ERROR_KINDS}")
+        super().__init__(message)
+        self.kind: ErrorKind = kind
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.message}"
+
+
+# --------------------------------------------------------------------------------------------
+# Error classification
+# --------------------------------------------------------------------------------------------
+
+# Patterns per kind, tried in order. SQLite first; PostgreSQL and Db2 wordings are included so
+# results from other engines fall into the same buckets.
+_ERROR_PATTERNS: list[tuple[ErrorKind, re.Pattern[str]]] = [
+    (
+        "timeout",
+        re.compile(
+            r"\binterrupted\b|statement timeout|canceling statement|timed? ?out|SQL0952N",
+            re.IGNORECASE,
+        ),
+    ),
+    (
+        "refused",
+        re.compile(
+            r"not authorized|readonly database|read-only|query_only|only read-only|"
+            r"only select|several statements|one statement at a time|SQL0817N",
+            re.IGNORECASE,
+        ),
+    ),
+    (
+        "ambiguous_column",
+        re.compile(r"ambiguous column|column reference .* is ambiguous|SQL0203N", re.IGNORECASE),
+    ),
+    (
+        "no_such_table",
+        re.compile(
+            r"no such table|relation .* does not exist|table .* does not exist|"
+            r"undefined table|SQL0204N",
+            re.IGNORECASE,
+        ),
+    ),
+    (
+        "no_such_column",
+        re.compile(
+            r"no such column|column .* does not exist|undefined column|SQL0206N", re.IGNORECASE
+        ),
+    ),
+    (
+        "syntax",
+        re.compile(
+            r"syntax error|incomplete input|unrecognized token|unterminated|SQL0104N",
+            re.IGNORECASE,
+        ),
+    ),
+]
+
+
+def classify_error(message: str) -> ErrorKind:
+    """Sort a database error message into one of :data:`ERROR_KINDS`.
+
+    Args:
+        message: The error text (for SQLite, ``str()`` of the ``sqlite3.Error``).
+
+    Returns:
+        The kind; ``"other"`` when no pattern fits (for example ``no such function``).
+    """
+    for kind, pattern in _ERROR_PATTERNS:
+        if pattern.search(message):
+            return kind
+    return "other"
+
+
+# --------------------------------------------------------------------------------------------
+# Connections and execution
+# --------------------------------------------------------------------------------------------
+
+# Pragmas that only report, whatever their argument (a table or index name)...
+_REPORTING_PRAGMAS = frozenset(
+    {
+        "table_info",
+        "table_xinfo",
+        "table_list",
+        "index_list",
+        "index_info",
+        "index_xinfo",
+        "foreign_key_list",
+        "database_list",
+        "collation_list",
+        "function_list",
+        "compile_options",
+        "page_count",
+    }
+)
+# ...and settings that may be read but not assigned.
+_READABLE_SETTINGS = frozenset(
+    {"user_version", "schema_version", "encoding", "page_size", "query_only"}
+)
+_ALLOWED_ACTIONS = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION}
+_SQLITE_RECURSIVE = getattr(sqlite3, "SQLITE_RECURSIVE", 33)  # WITH RECURSIVE
+_DENIED_SQLITE_FUNCTIONS = frozenset({"load_extension", "fts3_tokenizer", "writefile", "edit"})
+
+
+def _read_only_authorizer(
+    action: int, arg1: str | None, arg2: str | None, _db: str | None, _trigger: str | None
+) -> int:
+    if action in _ALLOWED_ACTIONS:
+        if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() in _DENIED_SQLITE_FUNCTIONS:
+            return sqlite3.SQLITE_DENY
+        return sqlite3.SQLITE_OK
+    if action == _SQLITE_RECURSIVE:
+        return sqlite3.SQLITE_OK
+    if action == sqlite3.SQLITE_PRAGMA:
+        name = (arg1 or "").lower()
+        if name in _REPORTING_PRAGMAS or (name in _READABLE_SETTINGS and arg2 is None):
+            return sqlite3.SQLITE_OK
+    return sqlite3.SQLITE_DENY
+
+
+def _decode_text(raw: bytes) -> str:
+    # Some databases hold bytes that are not UTF-8; show them rather than fail the query.
+    return raw.decode("utf-8", errors="replace")
+
+
+def open_sqlite_readonly(path: str | Path) -> sqlite3.Connection:
+    """Open an existing SQLite file so that nothing can change it.
+
+    The file is opened with ``mode=ro`` (SQLite never creates a missing file in this mode),
+    ``PRAGMA query_only=ON`` is set, and an authorizer denies every action except reading.
+    ``check_same_thread=False`` lets a worker thread use it, but only one query may run on it
+    at a time.
+
+    Args:
+        path: The ``.sqlite`` file.
+
+    Returns:
+        The connection.
+
+    Raises:
+        QueryCraftError: When the file does not exist or is not an SQLite database.
+    """
+    file = Path(path).expanduser()
+    if not file.is_file():
+        what = "is a directory, not a file" if file.is_dir() else "does not exist"
+        raise QueryCraftError(
+            f"SQLite database {file} {what}. Check the database path (for Spider, "
+            "<database_dir>/<db_id>/<db_id>.sqlite)."
+        )
+    conn = sqlite3.connect(
+        _readonly_uri(file), uri=True, check_same_thread=False, isolation_level=None
+    )
+    try:
+        conn.execute("PRAGMA query_only=ON")
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.DatabaseError as err:
+        conn.close()
+        raise QueryCraftError(
+            f"{file} could not be opened as an SQLite database ({err}). Check that the path "
+            "names a .sqlite file and that the file is not damaged."
+        ) from err
+    conn.text_factory = _decode_text
+    conn.set_authorizer(_read_only_authorizer)
+    return conn
+
+
+# SQLite calls the progress handler every this many virtual-machine instructions: a timeout
+# reacts within about a millisecond, and the checks cost no measurable time.
+_PROGRESS_STEPS = 10_000
+
+
+def execute_readonly(
+    conn: sqlite3.Connection,
+    sql: str,
+    *,
+    timeout_s: float = 10.0,
+    max_rows: int = 10_000,
+    dialect: str = "sqlite",
+) -> QueryResult:
+    """Run one read-only query with a time limit and a row cap.
+
+    The statement must first pass :func:`querycraft.sql.is_read_only_statement`. The time
+    limit is enforced inside SQLite through a progress handler, so a runaway query stops even
+    while SQLite is busy; it covers fetching the rows too.
+
+    Args:
+        conn: A connection from :func:`open_sqlite_readonly`.
+        sql: The query.
+        timeout_s: Seconds the query may run.
+        max_rows: The most rows to fetch; further rows set ``truncated``.
+        dialect: sqlglot dialect used by the read-only check.
+
+    Returns:
+        The result.
+
+    Raises:
+        QueryError: When the query is refused, fails or runs out of time; ``kind`` says which.
+        QueryCraftError: When ``timeout_s`` or ``max_rows`` is not positive.
+    """
+    if not timeout_s > 0:
+        raise QueryCraftError(f"The query time limit must be positive seconds, not {timeout_s}.")
+    if max_rows < 1:
+        raise QueryCraftError(f"The row cap must be at least 1, not {max_rows}.")
+    ok, reason = is_read_only_statement(sql, dialect)
+    if not ok:
+        kind: ErrorKind = "syntax" if reason.startswith("syntax error") else "refused"
+        raise QueryError(kind, reason)
+    # Run exactly the one statement that was checked (without its ';' or trailing comments).
+    statement = split_statements(sql)[0]
+
+    start = time.monotonic()
+    deadline = start + timeout_s
+    timed_out = False
+
+    def _past_deadline() -> int:
+        nonlocal timed_out
+        timed_out = time.monotonic() > deadline
+        return 1 if timed_out else 0  # non-zero makes SQLite abort with "interrupted"
+
+    conn.set_progress_handler(_past_deadline, _PROGRESS_STEPS)
+    cursor = None
+    try:
+        cursor = conn.execute(statement)
+        columns = [d[0] for d in cursor.description or ()]
+        rows = cursor.fetchmany(max_rows + 1)
+    except (sqlite3.Error, sqlite3.Warning) as err:
+        if timed_out:
+            raise QueryError("timeout", f"the query ran longer than {timeout_s:g} s") from err
+        raise QueryError(classify_error(str(err)), str(err)) from err
+    finally:
+        conn.set_progress_handler(None, 0)
+        if cursor is not None:
+            cursor.close()
+    truncated = len(rows) > max_rows
+    return QueryResult(
+        columns=columns,
+        rows=[tuple(r) for r in rows[:max_rows]],
+        truncated=truncated,
+        elapsed_s=time.monotonic() - start,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Comparing results
+# --------------------------------------------------------------------------------------------
+
+
+class _Inexact(tuple):
+    """A non-integral number after rounding; never equal to an int or a string."""
+
+    __slots__ = ()
+
+
+def _normalize_value(value: Any) -> Hashable:
+    """A hashable stand-in for a cell: numbers equal when equal after rounding."""
+    if value is None or isinstance(value, str | bytes):
+        return value
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float | Decimal):
+        number = float(value)
+        if math.isnan(number):
+            return _Inexact(("nan",))
+        if math.isinf(number):
+            return _Inexact((number,))
+        if number.is_integer():
+            return int(number)  # 1.0 == 1
+        return _Inexact((float(f"{number:.6g}"),))
+    try:
+        hash(value)
+    except TypeError:
+        return repr(value)
+    return value
+
+
+def _normalize_rows(rows: Iterable[Sequence[Any]]) -> list[tuple[Hashable, ...]]:
+    return [tuple(_normalize_value(v) for v in row) for row in rows]
+
+
+def _width(result: QueryResult) -> int:
+    return len(result.rows[0]) if result.rows else len(result.columns)
+
+
+def _column_assignments(
+    gold: list[tuple[Hashable, ...]], pred: list[tuple[Hashable, ...]], width: int, ordered: bool
+) -> Iterable[tuple[int, ...]]:
+    """Column orders of ``pred`` worth trying: each maps gold column j to pred column p[j].
+
+    Only pred columns whose values (as a multiset, or as a list when row order matters) equal
+    gold column j's are candidates, and pred columns with identical values are interchangeable,
+    so only one of their orders is tried. Partial assignments are cut as soon as the projected
+    rows disagree.
+    """
+    gold_cols = list(zip(*gold, strict=True)) if gold else [() for _ in range(width)]
+    pred_cols = list(zip(*pred, strict=True)) if pred else [() for _ in range(width)]
+
+    def signature(col: tuple[Hashable, ...]) -> Hashable:
+        return col if ordered else frozenset(Counter(col).items())
+
+    pred_sigs = [signature(c) for c in pred_cols]
+
+    # Identical pred columns are interchangeable: keyed by the first of them, use the first free.
+    first_with: dict[tuple[Hashable, ...], int] = {}
+    twins: dict[int, list[int]] = {}
+    for i, col in enumerate(pred_cols):
+        twins.setdefault(first_with.setdefault(col, i), []).append(i)
+    candidates: list[list[int]] = []
+    for gcol in gold_cols:
+        sig = signature(gcol)
+        options = [rep for rep in twins if pred_sigs[rep] == sig]
+        if not options:
+            return
+        candidates.append(options)
+
+    def projected(rows: list[tuple[Hashable, ...]], cols: Sequence[int]) -> Counter:
+        return Counter(tuple(r[c] for c in cols) for r in rows)
+
+    gold_prefixes: dict[int, Counter] = {}  # gold rows projected on their first n columns
+
+    def prefix_agrees(cols: list[int]) -> bool:
+        n = len(cols)
+        if n not in gold_prefixes:
+            gold_prefixes[n] = projected(gold, range(n))
+        return projected(pred, cols) == gold_prefixes[n]
+
+    def extend(assigned: list[int], used: set[int]) -> Iterable[tuple[int, ...]]:
+        j = len(assigned)
+        if j == width:
+            yield tuple(assigned)
+            return
+        for rep in candidates[j]:
+            free = [i for i in twins[rep] if i not in used]
+            if not free:
+                continue
+            choice = free[0]
+            new = [*assigned, choice]
+            if not ordered and j > 0 and not prefix_agrees(new):
+                continue
+            used.add(choice)
+            yield from extend(new, used)
+            used.discard(choice)
+
+    yield from extend([], set())
+
+
+def results_match(gold: QueryResult, pred: QueryResult, *, order_matters: bool) -> bool:
+    """Whether a predicted result answers the question the same way as the gold result.
+
+    Follows Spider's execution check (Zhong et al., 2020), plus numeric tolerance:
+        * two empty results are equal, whatever their columns;
+        * rows are compared as multisets (duplicates count), or as ordered lists when
+          ``order_matters`` (use :func:`querycraft.sql.has_order_by` on the gold query);
+        * column order and names are ignored: the prediction's columns may be any permutation
+          of the gold's, but the column counts must be equal;
+        * numbers compare by value: ``1 == 1.0``, booleans are 0/1, and non-integral numbers
+          are rounded to 6 significant digits first; strings never equal numbers; None equals
+          None.
+
+    Truncated results are compared as fetched.
+
+    Args:
+        gold: The result of the reference query.
+        pred: The result of the predicted query.
+        order_matters: Compare rows in order.
+
+    Returns:
+        True when the results match.
+    """
+    if not gold.rows and not pred.rows:
+        return True
+    if len(gold.rows) != len(pred.rows):
+        return False
+    width = _width(gold)
+    if width != _width(pred):
+        return False
+    gold_rows = _normalize_rows(gold.rows)
+    pred_rows = _normalize_rows(pred.rows)
+    if any(len(r) != width for r in gold_rows) or any(len(r) != width for r in pred_rows):
+        return False
+    if order_matters and gold_rows == pred_rows:
+        return True
+    if not order_matters and Counter(gold_rows) == Counter(pred_rows):
+        return True
+    gold_count = Counter(gold_rows)
+    for perm in _column_assignments(gold_rows, pred_rows, width, order_matters):
+        permuted = [tuple(row[i] for i in perm) for row in pred_rows]
+        if (permuted == gold_rows) if order_matters else (Counter(permuted) == gold_count):
+            return True
+    return False
+
+
+# --------------------------------------------------------------------------------------------
+# Schema and file layout
+# --------------------------------------------------------------------------------------------
+
+_PLAIN_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _ident(name: str) -> str:
+    """Quote an identifier only when it cannot be written bare."""
+    if _PLAIN_IDENTIFIER.fullmatch(name):
+        return name
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _readonly_uri(file: Path) -> str:
+    # Percent-encode the path so that '?', '#' and '%' in file names stay part of the name.
+    return f"file:{urllib.parse.quote(str(file.resolve()))}?mode=ro"
+
+
+def _sqlite_schema_engine(file: Path) -> sqlalchemy.Engine:
+    if not file.is_file():
+        raise QueryCraftError(
+            f"Cannot read the schema: {file} is not an existing file. Give the path of a .sqlite "
+            "file or a SQLAlchemy URL such as postgresql://user@host/dbname."
+        )
+    uri = _readonly_uri(file)
+    # A creator rather than a sqlite:///file:...?mode=ro&uri=true URL: SQLAlchemy un-escapes
+    # URLs, which would let a '#' or '?' in the file name cut off mode=ro.
+    return sqlalchemy.create_engine(
+        "sqlite://", creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False)
+    )
+
+
+def _schema_engine(url_or_path: str) -> tuple[sqlalchemy.Engine, str]:
+    """An engine for the database, and how to name it in messages (password hidden)."""
+    if "://" not in url_or_path:
+        file = Path(url_or_path).expanduser()
+        return _sqlite_schema_engine(file), str(file)
+    try:
+        url = make_url(url_or_path)
+    except sa_exc.ArgumentError as err:
+        raise QueryCraftError(f"{url_or_path} is not a valid database URL: {err}") from err
+    database = url.database or ""
+    is_file_url = database not in ("", ":memory:") and not database.startswith("file:")
+    if url.get_backend_name() == "sqlite" and is_file_url:
+        # A plain SQLite file URL is opened read-only too, so a missing file is never created.
+        file = Path(database).expanduser()
+        return _sqlite_schema_engine(file), str(file)
+    shown = url.render_as_string(hide_password=True)
+    try:
+        return sqlalchemy.create_engine(url), shown
+    except (sa_exc.ArgumentError, ImportError) as err:
+        raise QueryCraftError(
+            f"Cannot connect to {shown}: {err}. Check the URL and that its driver is installed."
+        ) from err
+
+
+def _render_table(inspector: Any, dialect: Any, table: str) -> str:
+    parts = []
+    for col in inspector.get_columns(table):
+        col_type = col["type"]
+        if isinstance(col_type, NullType):
+            parts.append(_ident(col["name"]))
+            continue
+        try:
+            type_text = col_type.compile(dialect=dialect)
+        except Exception:  # a type the dialect cannot print; its generic name will do
+            type_text = str(col_type)
+        parts.append(f"{_ident(col['name'])} {type_text.upper()}")
+    pk = inspector.get_pk_constraint(table).get("constrained_columns") or []
+    if pk:
+        parts.append(f"PRIMARY KEY ({', '.join(_ident(c) for c in pk)})")
+    for fk in inspector.get_foreign_keys(table):
+        local = ", ".join(_ident(c) for c in fk["constrained_columns"])
+        target = _ident(fk["referred_table"])
+        if fk.get("referred_schema"):
+            target = f"{_ident(fk['referred_schema'])}.{target}"
+        remote = ", ".join(_ident(c) for c in fk.get("referred_columns") or [])
+        parts.append(
+            f"FOREIGN KEY ({local}) REFERENCES {target}" + (f"({remote})" if remote else "")
+        )
+    return f"CREATE TABLE {_ident(table)} ({', '.join(parts)});"
+
+
+def read_schema(url_or_path: str | Path, *, tables: list[str] | None = None) -> str:
+    """Describe a database's tables as compact one-line CREATE TABLE statements.
+
+    This is the schema context given to the model. Each table becomes
+    ``CREATE TABLE name (col TYPE, ..., PRIMARY KEY (a, b), FOREIGN KEY (x) REFERENCES t(y));``
+    with types as the database reports them (upper-case) and identifiers double-quoted only
+    when they hold characters other than letters, digits and '_' or start with a digit.
+
+    Args:
+        url_or_path: A SQLite file path (opened read-only; the file is never modified) or any
+            SQLAlchemy URL.
+        tables: Only these tables, in this order (names match case-insensitively); by default
+            every table, sorted by name.
+
+    Returns:
+        One statement per line.
+
+    Raises:
+        QueryCraftError: When the database cannot be read or a requested table is missing.
+    """
+    engine, shown = _schema_engine(str(url_or_path))
+    try:
+        inspector = sqlalchemy.inspect(engine)
+        names = sorted(inspector.get_table_names(), key=lambda n: (n.lower(), n))
+        if tables is not None:
+            by_lower = {n.lower(): n for n in names}
+            missing = [t for t in tables if t.lower() not in by_lower]
+            if missing:
+                raise QueryCraftError(
+                    f"{shown} has no table named {', '.join(missing)}. "
+                    f"Its tables are: {', '.join(names) or '(none)'}."
+                )
+            names = list(dict.fromkeys(by_lower[t.lower()] for t in tables))
+        return "\n".join(_render_table(inspector, engine.dialect, t) for t in names)
+    except sa_exc.SQLAlchemyError as err:
+        raise QueryCraftError(
+            f"Cannot read the schema of {shown}: {err.__class__.__name__}: "
+            f"{str(err).splitlines()[0]}"
+        ) from err
+    finally:
+        engine.dispose()
+
+
+def sqlite_path_for(database_dir: str | Path, db_id: str) -> Path:
+    """Find a database file in the Spider layout.
+
+    Looks for ``<database_dir>/<db_id>/<db_id>.sqlite``, then ``<database_dir>/<db_id>.sqlite``.
+
+    Args:
+        database_dir: The folder that holds the databases.
+        db_id: The database's name.
+
+    Returns:
+        The path of the file.
+
+    Raises:
+        QueryCraftError: When ``db_id`` is not a plain name or neither file exists.
+    """
+    if not db_id or Path(db_id).name != db_id or db_id in (".", ".."):
+        raise QueryCraftError(f"Database id {db_id!r} must be a plain name, not a path.")
+    base = Path(database_dir).expanduser()
+    candidates = [base / db_id / f"{db_id}.sqlite", base / f"{db_id}.sqlite"]
+    for path in candidates:
+        if path.is_file():
+            return path
+    looked = " and ".join(str(p) for p in candidates)
+    hint = "" if base.is_dir() else f" (the folder {base} does not exist)"
+    raise QueryCraftError(
+        f"No SQLite file for database {db_id!r}: looked for {looked}{hint}. Check the database "
+        "folder setting and the db_id."
+    )

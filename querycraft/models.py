@@ -1,0 +1,201 @@
+"""Model loading, shared by every stage: one ``from_pretrained`` path for all models.
+
+A hub id, a local folder and the offline ``tiny`` preset all end in ``load_model``: the tiny
+preset is first *built* into a folder (a Llama config with random weights and a tokenizer
+trained on the training split), then loaded exactly like a downloaded model.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from omegaconf import DictConfig
+
+from querycraft.errors import QueryCraftError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+log = logging.getLogger("querycraft")
+
+SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>",
+                  "unk_token": "<unk>"}
+DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16", "auto": "auto"}
+
+
+def train_tokenizer(corpus: list[str], vocab_size: int, out_dir: Path) -> PreTrainedTokenizerBase:
+    """Train a byte-level BPE tokenizer on ``corpus`` and save it in HF format.
+
+    Byte-level means any text can be encoded, even characters the corpus never had.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE(unk_token=None))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIAL_TOKENS.values()),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator(corpus, trainer=trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, **SPECIAL_TOKENS)
+    tokenizer.save_pretrained(out_dir)
+    return tokenizer
+
+
+def build_tiny_model(model_cfg: DictConfig, corpus: list[str], out_dir: Path, seed: int) -> Path:
+    """Build the offline preset into ``out_dir``: config, random weights, trained tokenizer.
+
+    Args:
+        model_cfg: the ``model`` config (its ``tiny`` node gives the shape).
+        corpus: training texts for the tokenizer (and the optional short pretraining).
+        out_dir: folder to write; loadable afterwards with ``from_pretrained``.
+        seed: makes weights and tokenizer reproducible.
+    """
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    shape = model_cfg.tiny
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = train_tokenizer(corpus, shape.vocab_size, out_dir)
+    config = AutoConfig.for_model(
+        shape.architecture,
+        vocab_size=len(tokenizer),
+        hidden_size=shape.hidden_size,
+        intermediate_size=shape.intermediate_size,
+        num_hidden_layers=shape.num_layers,
+        num_attention_heads=shape.num_heads,
+        num_key_value_heads=shape.num_heads,
+        max_position_embeddings=shape.max_position_embeddings,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=False,
+    )
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config)
+    if shape.pretrain_steps > 0:
+        _pretrain(model, tokenizer, corpus, shape.pretrain_steps, shape.pretrain_learning_rate,
+                  seed)
+    model.save_pretrained(out_dir)
+    params = sum(p.numel() for p in model.parameters())
+    log.info("built tiny %s model: %.2fM parameters, vocabulary %d, in %s",
+             shape.architecture, params / 1e6, len(tokenizer), out_dir)
+    return out_dir
+
+
+def _pretrain(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, corpus: list[str],
+              steps: int, learning_rate: float, seed: int) -> None:
+    """A short plain language-model warm-up of all weights on ``corpus``."""
+    import torch
+
+    rng = random.Random(seed)
+    encoded = [tokenizer(t + tokenizer.eos_token)["input_ids"] for t in corpus]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
+    model.train()
+    for step in range(steps):
+        batch = rng.sample(encoded, k=min(8, len(encoded)))
+        width = max(len(ids) for ids in batch)
+        ids = torch.full((len(batch), width), tokenizer.pad_token_id)
+        mask = torch.zeros_like(ids)
+        for i, row in enumerate(batch):
+            ids[i, : len(row)] = torch.tensor(row)
+            mask[i, : len(row)] = 1
+        labels = ids.masked_fill(mask == 0, -100)
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        for group in optimizer.param_groups:  # cosine decay keeps the warm-up stable
+            group["lr"] = learning_rate * 0.5 * (1 + math.cos(math.pi * step / steps))
+        optimizer.step()
+        optimizer.zero_grad()
+    model.eval()
+
+
+def load_tokenizer(name_or_path: str, *, trust_remote_code: bool = False
+                   ) -> PreTrainedTokenizerBase:
+    """Load a tokenizer; models without a pad token pad with their end-of-sequence token."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path,
+                                                  trust_remote_code=trust_remote_code)
+    except OSError as err:
+        raise _missing_model(name_or_path, err) from err
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(name_or_path: str, model_cfg: DictConfig) -> PreTrainedModel:
+    """Load a causal LM with the preset's dtype, from the hub or a local folder."""
+    from transformers import AutoModelForCausalLM
+
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            name_or_path, dtype=DTYPES.get(model_cfg.dtype, "auto"),
+            trust_remote_code=model_cfg.trust_remote_code,
+        )
+    except OSError as err:
+        raise _missing_model(name_or_path, err) from err
+    return model
+
+
+def _missing_model(name_or_path: str, err: Exception) -> QueryCraftError:
+    first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return QueryCraftError(
+        f"Could not load model '{name_or_path}' ({first_line}). If it is a hub id, check the "
+        f"spelling and that this machine can reach the hub (or download it first and set "
+        f"model.name_or_path to the local folder); if it is a folder, check that it holds "
+        f"config.json, the weights and the tokenizer. To try QueryCraft offline use model=tiny."
+    )
+
+
+def lora_target_modules(peft_cfg: DictConfig, model_cfg: DictConfig) -> list[str]:
+    """The module names LoRA attaches to: an explicit list, or a named set of the preset."""
+    if peft_cfg.target_modules:
+        return list(peft_cfg.target_modules)
+    return list(model_cfg.target_modules[peft_cfg.targets])
+
+
+def attach_lora(model: PreTrainedModel, peft_cfg: DictConfig, model_cfg: DictConfig
+                ) -> PreTrainedModel:
+    """Wrap ``model`` with a LoRA adapter; only the adapter's weights train.
+
+    Raises:
+        QueryCraftError: if a target module name matches nothing in the model.
+    """
+    from peft import LoraConfig, get_peft_model
+
+    targets = lora_target_modules(peft_cfg, model_cfg)
+    names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    absent = [t for t in targets if t not in names]
+    if absent:
+        raise QueryCraftError(
+            f"LoRA target module(s) {', '.join(absent)} do not exist in {model_cfg.name}. "
+            f"Its linear layers include: "
+            f"{', '.join(sorted(n for n in names if n.endswith('proj'))) or 'none named *proj'}. "
+            f"Fix peft.target_modules or the preset's target_modules."
+        )
+    lora = LoraConfig(
+        r=peft_cfg.r,
+        lora_alpha=peft_cfg.alpha,
+        lora_dropout=peft_cfg.dropout,
+        bias=peft_cfg.bias,
+        target_modules=targets,
+        modules_to_save=list(peft_cfg.modules_to_save) if peft_cfg.modules_to_save else None,
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, lora)
+
+
+def count_parameters(model: PreTrainedModel) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return trainable, sum(p.numel() for p in model.parameters())

@@ -1,0 +1,153 @@
+"""Run folders: each stage writes into its own folder with a ``run.json`` manifest.
+
+The manifest says which stage made the folder, whether it finished, and what it produced,
+so a later stage can find "the newest finished ingest run" without the user typing a path,
+and a failed run is never mistaken for a finished one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from querycraft.errors import QueryCraftError
+
+log = logging.getLogger("querycraft")
+
+MANIFEST = "run.json"
+CONFIG_FILE = "config.yaml"
+
+
+@dataclass
+class Run:
+    """A stage's run folder and the facts recorded in its manifest."""
+
+    service: str
+    dir: Path
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def path(self, *parts: str) -> Path:
+        return self.dir.joinpath(*parts)
+
+    def _write(self, **updates: Any) -> None:
+        manifest = {"service": self.service, **self.info, **updates}
+        tmp = self.dir / (MANIFEST + ".tmp")
+        tmp.write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
+        tmp.replace(self.dir / MANIFEST)  # atomic: a crash never leaves half a manifest
+        self.info = {k: v for k, v in manifest.items() if k != "service"}
+
+
+def save_config(cfg: DictConfig, path: Path) -> None:
+    """Write the resolved config, so a run can be understood and repeated later."""
+    container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    path.write_text(OmegaConf.to_yaml(container), encoding="utf-8")
+
+
+@contextmanager
+def start_run(cfg: DictConfig, service: str) -> Iterator[Run]:
+    """Create the run folder named by ``cfg.paths.run_dir`` and keep its manifest current.
+
+    Raises:
+        QueryCraftError: if the folder already holds another run's results.
+    """
+    run_dir = Path(cfg.paths.run_dir)
+    if (run_dir / MANIFEST).exists():
+        raise QueryCraftError(
+            f"{run_dir} already holds the results of an earlier run; QueryCraft never writes "
+            f"over them. Choose another folder (paths.run_dir) or leave it to the default."
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    run = Run(service=service, dir=run_dir)
+    started = time.time()
+    run._write(status="running", started=datetime.now().isoformat(timespec="seconds"))
+    save_config(cfg, run_dir / CONFIG_FILE)
+    log.info("%s: writing to %s", service, run_dir)
+    try:
+        yield run
+    except BaseException as err:
+        run._write(status="failed", error=f"{type(err).__name__}: {err}",
+                   seconds=round(time.time() - started, 1))
+        raise
+    run._write(status="completed", finished=datetime.now().isoformat(timespec="seconds"),
+               seconds=round(time.time() - started, 1))
+
+
+def read_manifest(run_dir: Path) -> dict[str, Any]:
+    path = Path(run_dir) / MANIFEST
+    if not path.is_file():
+        raise QueryCraftError(f"{run_dir} is not a QueryCraft run folder (it has no {MANIFEST}).")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def latest_run(output_dir: str | Path, service: str) -> Path | None:
+    """The newest completed run of ``service`` anywhere under ``output_dir``."""
+    finished: list[tuple[str, str]] = []
+    for manifest in Path(output_dir).rglob(MANIFEST):
+        try:
+            info = json.loads(manifest.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue
+        if info.get("service") == service and info.get("status") == "completed":
+            finished.append((info.get("finished", ""), str(manifest.parent)))
+    return Path(max(finished)[1]) if finished else None
+
+
+def resolve_run(path: str | None, output_dir: str | Path, service: str | tuple[str, ...],
+                setting: str) -> Path:
+    """The run folder the user named in ``setting``, or the newest finished one.
+
+    Args:
+        path: the folder the user gave, or None for the newest finished run.
+        output_dir: where to look for runs.
+        service: the stage (or stages) whose output is wanted; the first is searched for.
+        setting: the config key that names the folder, for messages.
+
+    Raises:
+        QueryCraftError: if the folder is missing, unfinished, of another stage, or none exists.
+    """
+    services = (service,) if isinstance(service, str) else service
+    if path is None:
+        found = latest_run(output_dir, services[0])
+        if found is None:
+            raise QueryCraftError(
+                f"No finished {services[0]} run found under {output_dir}. Run "
+                f"`python -m querycraft service={services[0]}` first, or set {setting} to the "
+                f"run folder to read."
+            )
+        log.info("%s not set: using the newest %s run, %s", setting, services[0], found)
+        return found
+    run_dir = Path(path)
+    info = read_manifest(run_dir)
+    if info.get("service") not in services:
+        raise QueryCraftError(f"{setting}={run_dir} is a {info.get('service')} run, not a "
+                              f"{' or '.join(services)} run; point it at the right run folder.")
+    if info.get("status") != "completed":
+        raise QueryCraftError(f"{setting}={run_dir} did not finish (status "
+                              f"{info.get('status')}); run that stage again or pick another.")
+    return run_dir
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Write rows atomically: readers never see half a file."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w", encoding="utf-8") as out:
+        for row in rows:
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not Path(path).is_file():
+        raise QueryCraftError(f"Expected file {path} is missing; was the run that makes it "
+                              f"complete?")
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]

@@ -1,0 +1,361 @@
+"""Ingest: read examples (CSV, JSON, Spider), validate them, split train/eval, report.
+
+Rows that fail a check are left out and listed (file, row, reason) in ``dropped.csv``; the
+run stops only when no row survives. With a database, the schema context is read from it
+(the "context retriever") and every gold query is executed read-only to prove it runs.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import random
+import sqlite3
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from querycraft import db as dbmod
+from querycraft.errors import QueryCraftError
+from querycraft.prompts import load_template
+from querycraft.runs import start_run, write_jsonl
+from querycraft.sql import parses
+
+log = logging.getLogger("querycraft")
+
+FIELDS = ("question", "query", "context", "db_id")
+
+
+@dataclass
+class Example:
+    source_row: int  # 1-based data row in the input file (line number for CSV)
+    question: str
+    query: str
+    context: str
+    db_id: str
+
+
+@dataclass
+class Dropped:
+    source_row: int
+    reason: str
+
+
+# ---------------------------------------------------------------- reading the input file
+
+
+def _read_text(path: Path) -> str:
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # -sig: Excel's UTF-8 files start with a BOM
+    except UnicodeDecodeError as err:
+        raise QueryCraftError(
+            f"{path} is not UTF-8 text (byte {err.object[err.start]:#04x} at offset "
+            f"{err.start} cannot be decoded). Save the file as UTF-8 (in Excel: Save As, "
+            f"'CSV UTF-8'; or `iconv -f latin1 -t utf-8 in.csv > out.csv`) and ingest again."
+        ) from err
+    if not text.strip():
+        raise QueryCraftError(f"{path} is empty. Put your examples in it (a header row "
+                              f"question,query,context then one row per example).")
+    return text
+
+
+def _mapping(cfg: DictConfig) -> dict[str, str]:
+    return {name: cfg.data.columns[name] for name in FIELDS}
+
+
+def _check_columns(present: list[str], cfg: DictConfig, path: Path, has_database: bool) -> None:
+    mapping = _mapping(cfg)
+    required = ["question", "query"] + ([] if has_database else ["context"])
+    missing = [f"'{mapping[f]}'" for f in required if mapping[f] not in present]
+    if missing:
+        hint = ("" if has_database else " Without a context column, set data.database to a "
+                "database and the schema is read from it.")
+        raise QueryCraftError(
+            f"{path} lacks the column(s) {', '.join(missing)}. Its columns are: "
+            f"{', '.join(present) or 'none'}. Rename them, or map yours with e.g. "
+            f"data.columns.query=sql.{hint}"
+        )
+
+
+def _read_csv(path: Path, cfg: DictConfig, has_database: bool) -> Iterator[tuple[int, dict]]:
+    text = _read_text(path)
+    reader = csv.DictReader(text.splitlines(keepends=True), strict=True)
+    try:
+        header = reader.fieldnames or []
+        _check_columns([h.strip() for h in header], cfg, path, has_database)
+        for record in reader:
+            if None in record:  # more cells than header names
+                raise csv.Error(f"row has {len(header) + len(record[None])} fields but the "
+                                f"header has {len(header)}")
+            yield reader.line_num, {k.strip(): (v or "") for k, v in record.items()}
+    except csv.Error as err:
+        raise QueryCraftError(
+            f"{path} is not a well-formed CSV near line {reader.line_num}: {err}. Quote fields "
+            f"that contain commas or line breaks with double quotes, then ingest again."
+        ) from err
+
+
+def _read_json(path: Path, cfg: DictConfig, has_database: bool) -> Iterator[tuple[int, dict]]:
+    text = _read_text(path)
+    try:
+        items = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise QueryCraftError(f"{path} is not valid JSON (line {err.lineno}, column "
+                              f"{err.colno}: {err.msg}).") from err
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise QueryCraftError(f"{path} must hold a JSON list of objects, one per example.")
+    if not items:
+        raise QueryCraftError(f"{path} holds an empty list: there are no examples to ingest.")
+    _check_columns(sorted({k for item in items for k in item}), cfg, path, has_database)
+    for number, item in enumerate(items, start=1):
+        yield number, {k: "" if v is None else str(v) for k, v in item.items()}
+
+
+READERS = {"csv": _read_csv, "json": _read_json, "spider": _read_json}
+
+
+# ---------------------------------------------------------------- databases and context
+
+
+class Databases:
+    """Finds each row's database, reads its schema once and keeps one connection open."""
+
+    def __init__(self, location: str | None, timeout_s: float) -> None:
+        self.location = Path(location) if location else None
+        self.timeout_s = timeout_s
+        self._schemas: dict[str, str] = {}
+        self._connections: dict[str, sqlite3.Connection] = {}
+
+    @property
+    def single_file(self) -> bool:
+        return self.location is not None and self.location.is_file()
+
+    def default_db_id(self) -> str:
+        return self.location.stem if self.single_file else ""
+
+    def path_for(self, db_id: str) -> Path:
+        assert self.location is not None
+        if self.single_file:
+            return self.location
+        if not db_id:
+            raise QueryCraftError("no db_id, needed to pick a database in the folder")
+        return dbmod.sqlite_path_for(self.location, db_id)
+
+    def schema(self, db_id: str) -> str:
+        if db_id not in self._schemas:
+            self._schemas[db_id] = dbmod.read_schema(str(self.path_for(db_id)))
+        return self._schemas[db_id]
+
+    def run(self, db_id: str, sql: str) -> None:
+        if db_id not in self._connections:
+            self._connections[db_id] = dbmod.open_sqlite_readonly(self.path_for(db_id))
+        dbmod.execute_readonly(self._connections[db_id], sql, timeout_s=self.timeout_s,
+                               max_rows=1)
+
+    def close(self) -> None:
+        for connection in self._connections.values():
+            connection.close()
+
+
+# ---------------------------------------------------------------- validation and split
+
+
+def _validate(number: int, record: dict[str, str], cfg: DictConfig, databases: Databases
+              ) -> Example | Dropped:
+    mapping = _mapping(cfg)
+    value = {f: (record.get(mapping[f]) or "").strip() for f in FIELDS}
+    if not value["question"]:
+        return Dropped(number, "empty question")
+    if not value["query"]:
+        return Dropped(number, "empty query")
+    problem = parses(value["query"], cfg.data.dialect)
+    if problem:
+        return Dropped(number, f"gold SQL does not parse: {problem}")
+    db_id = value["db_id"] or databases.default_db_id()
+    context = value["context"]
+    if databases.location is not None:
+        try:
+            if not context:
+                context = databases.schema(db_id)
+            if cfg.ingest.validate_execution:
+                databases.run(db_id, value["query"])
+        except dbmod.QueryError as err:
+            return Dropped(number, f"gold SQL fails on database '{db_id}': {err.message}")
+        except QueryCraftError as err:
+            return Dropped(number, f"database for db_id '{db_id}': {err}")
+    if not context:
+        return Dropped(number, "no schema context (empty context column and no database)")
+    return Example(number, value["question"], value["query"], context, db_id)
+
+
+def _dedupe_key(example: Example) -> tuple[str, str]:
+    return (" ".join(example.question.lower().split()), example.db_id or example.context)
+
+
+def split(examples: list[Example], eval_fraction: float, seed: int
+          ) -> tuple[list[Example], list[Example]]:
+    """Deterministic train/eval split: the same seed and input give the same split."""
+    if len(examples) < 2:
+        raise QueryCraftError(f"Only {len(examples)} valid example(s): at least 2 are needed "
+                              f"to make a training and an evaluation split.")
+    order = list(range(len(examples)))
+    random.Random(seed).shuffle(order)
+    n_eval = min(len(examples) - 1, max(1, round(len(examples) * eval_fraction)))
+    eval_ids = set(order[:n_eval])
+    train = [e for i, e in enumerate(examples) if i not in eval_ids]
+    evaluation = [e for i, e in enumerate(examples) if i in eval_ids]
+    return train, evaluation
+
+
+# ---------------------------------------------------------------- token-length report
+
+
+def _length_tokenizer(cfg: DictConfig, train_texts: list[str]) -> tuple[Any, str]:
+    """The tokenizer to measure lengths with, and how it was obtained."""
+    from querycraft import models
+
+    if cfg.model.builder == "tiny":
+        folder = tempfile.mkdtemp(prefix="qc-tok-")
+        tok = models.train_tokenizer(train_texts, cfg.model.tiny.vocab_size, Path(folder))
+        return tok, "the tiny preset's tokenizer, trained on the training split"
+    try:
+        return models.load_tokenizer(cfg.model.name_or_path,
+                                     trust_remote_code=cfg.model.trust_remote_code), \
+            f"the tokenizer of {cfg.model.name_or_path}"
+    except QueryCraftError:
+        return None, "an estimate of 4 characters per token (the model's tokenizer is not at hand)"
+
+
+def _percentiles(values: list[int]) -> dict[str, int]:
+    ordered = sorted(values)
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+    return {"p50": pick(0.5), "p90": pick(0.9), "p95": pick(0.95), "p99": pick(0.99),
+            "max": ordered[-1]}
+
+
+def token_length_report(cfg: DictConfig, train: list[Example]) -> dict[str, Any]:
+    from querycraft.data import encode_example
+    from querycraft.prompts import render_training_text
+
+    template = load_template(cfg.prompt.template, cfg.paths.prompts_dir)
+    rows = [e.__dict__ for e in train]
+    texts = [render_training_text(template, question=r["question"], context=r["context"],
+                                  dialect=cfg.prompt.dialect_name, query=r["query"])
+             for r in rows]
+    tokenizer, how = _length_tokenizer(cfg, texts)
+    if tokenizer is None:
+        lengths = [len(t) // 4 + 1 for t in texts]
+    else:
+        lengths = [len(encode_example(r, template, cfg.prompt.dialect_name, tokenizer)
+                       ["input_ids"]) for r in rows]
+    limit = cfg.ingest.max_seq_length
+    return {"measured_with": how, "max_seq_length": limit, **_percentiles(lengths),
+            "over_max_seq_length": sum(n > limit for n in lengths)}
+
+
+# ---------------------------------------------------------------- the service
+
+
+def read_examples(cfg: DictConfig) -> tuple[list[Example], list[Dropped]]:
+    """Read, validate and deduplicate the configured input."""
+    path = Path(cfg.data.path)
+    if not path.exists():
+        raise QueryCraftError(f"data.path {path} does not exist. Put your file in input/ and "
+                              f"set data.path to it.")
+    databases = Databases(cfg.data.database, timeout_s=cfg.db.timeout_s)
+    examples: list[Example] = []
+    dropped: list[Dropped] = []
+    seen: dict[tuple[str, str], int] = {}
+    try:
+        records = READERS[cfg.data.format](path, cfg, databases.location is not None)
+        for number, record in records:
+            outcome = _validate(number, record, cfg, databases)
+            if isinstance(outcome, Dropped):
+                dropped.append(outcome)
+                continue
+            key = _dedupe_key(outcome)
+            if cfg.ingest.deduplicate and key in seen:
+                dropped.append(Dropped(number, f"duplicate of row {seen[key]}"))
+                continue
+            seen[key] = number
+            examples.append(outcome)
+    finally:
+        databases.close()
+    if not examples:
+        reasons = "; ".join(f"row {d.source_row}: {d.reason}" for d in dropped[:5])
+        raise QueryCraftError(
+            f"No usable example in {path}: all {len(dropped)} row(s) failed validation "
+            f"(first: {reasons}). Fix the rows, or check data.columns and data.database."
+        )
+    return examples, dropped
+
+
+def _write_report(run_dir: Path, report: dict[str, Any], dropped: list[Dropped]) -> None:
+    (run_dir / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    with (run_dir / "dropped.csv").open("w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(["file", "row", "reason"])
+        writer.writerows([report["source"], d.source_row, d.reason] for d in dropped)
+    lengths = report["token_lengths"]
+    lines = [
+        f"# Ingest report: {report['source']}",
+        "",
+        f"- rows read: {report['rows_read']}",
+        f"- kept: {report['kept']} (train {report['train']}, eval {report['eval']})",
+        f"- dropped: {report['dropped']} (see dropped.csv)",
+        f"- token lengths ({lengths['measured_with']}): p50 {lengths['p50']}, "
+        f"p90 {lengths['p90']}, p99 {lengths['p99']}, max {lengths['max']}; "
+        f"{lengths['over_max_seq_length']} over max_seq_length {lengths['max_seq_length']}",
+    ]
+    if report["drop_reasons"]:
+        lines += ["", "| reason | rows |", "|---|---|"]
+        lines += [f"| {r} | {n} |" for r, n in report["drop_reasons"].items()]
+    (run_dir / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def run(cfg: DictConfig) -> Path:
+    """Ingest ``cfg.data`` into ``<run_dir>/dataset/{train,eval}.jsonl`` plus a report.
+
+    Returns:
+        The run folder.
+    """
+    with start_run(cfg, "ingest") as run_:
+        examples, dropped = read_examples(cfg)
+        if cfg.ingest.max_rows:
+            examples = examples[: cfg.ingest.max_rows]
+        train, evaluation = split(examples, cfg.ingest.eval_fraction, cfg.seed)
+        dataset_dir = run_.path("dataset")
+        dataset_dir.mkdir()
+        for name, part in (("train", train), ("eval", evaluation)):
+            write_jsonl(dataset_dir / f"{name}.jsonl",
+                        [{"id": f"{name}-{i:05d}", **e.__dict__} for i, e in enumerate(part)])
+        reasons: dict[str, int] = {}
+        for d in dropped:
+            kind = d.reason.split(":")[0]
+            reasons[kind] = reasons.get(kind, 0) + 1
+        report = {
+            "source": str(cfg.data.path),
+            "rows_read": len(examples) + len(dropped),
+            "kept": len(examples), "train": len(train), "eval": len(evaluation),
+            "dropped": len(dropped), "drop_reasons": reasons,
+            "token_lengths": token_length_report(cfg, train),
+        }
+        _write_report(run_.dir, report, dropped)
+        database = str(Path(cfg.data.database).resolve()) if cfg.data.database else None
+        run_._write(dataset=str(dataset_dir), database=database, dialect=cfg.data.dialect,
+                    counts={"train": len(train), "eval": len(evaluation),
+                            "dropped": len(dropped)})
+        for d in dropped[:20]:
+            log.warning("dropped %s row %d: %s", cfg.data.path, d.source_row, d.reason)
+        if len(dropped) > 20:
+            log.warning("... and %d more dropped rows, listed in %s", len(dropped) - 20,
+                        run_.path("dropped.csv"))
+        log.info("ingest: kept %d of %d rows (train %d, eval %d); report in %s",
+                 len(examples), report["rows_read"], len(train), len(evaluation),
+                 run_.path("report.md"))
+    return run_.dir

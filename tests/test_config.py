@@ -1,0 +1,81 @@
+"""Config composition and the command line's error messages."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from querycraft.config import check_config
+from querycraft.errors import QueryCraftError
+from tests.conftest import PROJECT_ROOT, make_config
+
+
+def run_cli(*args: str) -> tuple[subprocess.CompletedProcess, float]:
+    began = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "querycraft", *args], cwd=PROJECT_ROOT,
+                          capture_output=True, text=True, timeout=60)
+    return done, time.perf_counter() - began
+
+
+def test_every_group_choice_composes(tmp_path):
+    for group in ("service", "model", "peft", "collator", "data", "prompt", "db"):
+        for path in sorted((PROJECT_ROOT / "conf" / group).glob("*.yaml")):
+            cfg = make_config(tmp_path, [f"{group}={path.stem}"])
+            assert cfg[group] is not None
+
+
+def test_default_config_passes_checks(tmp_path):
+    check_config(make_config(tmp_path))
+
+
+def test_typo_in_key_names_the_key_and_the_valid_ones():
+    done, seconds = run_cli("peft.rr=8")
+    assert done.returncode == 2
+    message = done.stderr
+    assert "'peft.rr'" in message and "Did you mean 'r'?" in message
+    for key in ("alpha", "dropout", "r", "target_modules"):
+        assert key in message
+    assert "Traceback" not in message
+    assert seconds < 5
+
+
+def test_unknown_preset_lists_the_choices():
+    done, seconds = run_cli("model=nosuch")
+    assert done.returncode == 2
+    assert "'nosuch'" in done.stderr and "tiny" in done.stderr and "mistral-7b" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert seconds < 5
+
+
+def test_wrong_type_is_reported():
+    done, _ = run_cli("peft.r=eight")
+    assert done.returncode == 2
+    assert "'peft.r'" in done.stderr and "Integer" in done.stderr
+
+
+def test_unknown_top_level_key():
+    done, _ = run_cli("trian.epochs=2")
+    assert done.returncode == 2
+    assert "Did you mean 'train'?" in done.stderr
+
+
+def test_value_checks_are_reported_together(tmp_path):
+    cfg = make_config(tmp_path, ["ingest.eval_fraction=1.5", "train.global_batch_size=10",
+                                 "train.micro_batch_size=4", "prompt.template=nosuch"])
+    with pytest.raises(QueryCraftError) as caught:
+        check_config(cfg)
+    message = str(caught.value)
+    assert "eval_fraction" in message and "global_batch_size" in message
+    assert "nosuch" in message and "default" in message
+
+
+def test_missing_data_file_is_a_clear_error_before_anything_loads():
+    done, seconds = run_cli("service=ingest", "data.path=/nonexistent/file.csv",
+                            "paths.output_dir=/tmp/qc-test-never-written")
+    assert done.returncode == 2
+    assert "/nonexistent/file.csv" in done.stderr + done.stdout
+    assert "Traceback" not in done.stderr
+    assert seconds < 10

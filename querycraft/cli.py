@@ -56,7 +56,7 @@ def _keys_at(path: list[str], group_overrides: list[str]) -> tuple[str, list[str
             found.append(part)
         else:
             break
-    keys = sorted(k for k in node.keys() if k != "hydra") if isinstance(node, DictConfig) else []
+    keys = sorted(k for k in node if k != "hydra") if isinstance(node, DictConfig) else []
     return ".".join(found), keys
 
 

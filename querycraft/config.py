@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -68,9 +68,9 @@ class ModelConfig:
     name: str = MISSING
     family: str = "llama"
     # Hub id or local folder, loaded with from_pretrained. Null for a model built locally.
-    name_or_path: Optional[str] = None
+    name_or_path: str | None = None
     # "tiny": build a small model from ``tiny`` with a tokenizer trained on the data.
-    builder: Optional[str] = None
+    builder: str | None = None
     dtype: str = "auto"
     trust_remote_code: bool = False
     target_modules: dict[str, list[str]] = field(
@@ -80,6 +80,8 @@ class ModelConfig:
                            "down_proj"],
         }
     )
+    # Modules trained in full next to any adapter on this model (added to peft's own list).
+    modules_to_save: list[str] | None = None
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
 
 
@@ -94,9 +96,9 @@ class PeftConfig:
     bias: str = "none"
     # A named set from the model preset's target_modules, used unless target_modules is set.
     targets: str = "all_linear"
-    target_modules: Optional[list[str]] = None
+    target_modules: list[str] | None = None
     # Modules trained in full next to the adapter (for example embed_tokens of a new vocabulary).
-    modules_to_save: Optional[list[str]] = None
+    modules_to_save: list[str] | None = None
 
 
 @dataclass
@@ -104,7 +106,7 @@ class CollatorConfig:
     """How examples become batches, and which tokens carry loss."""
 
     name: str = "completion_only"
-    pad_to_multiple_of: Optional[int] = None
+    pad_to_multiple_of: int | None = None
 
 
 @dataclass
@@ -126,7 +128,7 @@ class DataConfig:
     format: str = "csv"
     path: str = MISSING
     # A SQLite file, or a folder holding <db_id>/<db_id>.sqlite (Spider's layout).
-    database: Optional[str] = None
+    database: str | None = None
     # Dialect the gold SQL is written in (sqlglot name).
     dialect: str = "sqlite"
     columns: ColumnsConfig = field(default_factory=ColumnsConfig)
@@ -147,7 +149,7 @@ class DbConfig:
     kind: str = "sqlite"
     # A SQLite file, or a folder of <db_id>/<db_id>.sqlite; null: the database the dataset
     # was ingested from (recorded in the ingest run).
-    path: Optional[str] = None
+    path: str | None = None
     timeout_s: float = 10.0
     max_rows: int = 10000
 
@@ -156,7 +158,7 @@ class DbConfig:
 class IngestConfig:
     eval_fraction: float = 0.1
     # Keep only this many rows (after validation), for quick trials.
-    max_rows: Optional[int] = None
+    max_rows: int | None = None
     validate_execution: bool = True
     deduplicate: bool = True
     # Token lengths in the report are measured against this.
@@ -166,7 +168,7 @@ class IngestConfig:
 @dataclass
 class TrainConfig:
     # An ingest run folder; null: the newest completed ingest run under output/.
-    dataset_dir: Optional[str] = None
+    dataset_dir: str | None = None
     epochs: float = 3.0
     max_steps: int = -1
     learning_rate: float = 2e-4
@@ -181,21 +183,21 @@ class TrainConfig:
 @dataclass
 class InferConfig:
     # A finetune run folder; null: the newest completed finetune run under output/.
-    finetune_dir: Optional[str] = None
+    finetune_dir: str | None = None
     # False: generate with the base model alone (the "before fine-tuning" baseline).
     use_adapter: bool = True
     # An ingest run folder; null: the dataset the finetune run trained on.
-    dataset_dir: Optional[str] = None
+    dataset_dir: str | None = None
     split: str = "eval"
     batch_size: int = 16
     max_new_tokens: int = 128
-    limit: Optional[int] = None
+    limit: int | None = None
 
 
 @dataclass
 class EvaluateConfig:
     # An infer run folder; null: the newest completed infer run under output/.
-    predictions_dir: Optional[str] = None
+    predictions_dir: str | None = None
     # Which column of the predictions to score: "sql" (raw, extracted) or "corrected".
     prediction_column: str = "sql"
 
@@ -203,7 +205,7 @@ class EvaluateConfig:
 @dataclass
 class CorrectConfig:
     # An infer run folder; null: the newest completed infer run under output/.
-    predictions_dir: Optional[str] = None
+    predictions_dir: str | None = None
 
 
 @dataclass
@@ -231,16 +233,6 @@ class Config:
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
 
 
-GROUP_SCHEMAS: dict[str, type] = {
-    "service": ServiceConfig,
-    "model": ModelConfig,
-    "peft": PeftConfig,
-    "collator": CollatorConfig,
-    "data": DataConfig,
-    "prompt": PromptConfig,
-    "db": DbConfig,
-    "paths": PathsConfig,
-}
 
 SERVICES = ("ingest", "finetune", "infer", "correct", "evaluate", "pipeline")
 COLLATORS = ("completion_only", "language_modeling")
@@ -271,10 +263,9 @@ def register_configs() -> None:
         OmegaConf.register_new_resolver(
             "qc_now", lambda: datetime.now().strftime("%Y-%m-%d_%H-%M-%S"), use_cache=True
         )
-    cs = ConfigStore.instance()
-    cs.store(name="schema", node=Config)
-    for group, schema in GROUP_SCHEMAS.items():
-        cs.store(group=group, name="schema", node=schema)
+    # One schema for the whole tree: conf/config.yaml lists it first, so every group file
+    # is merged onto typed dataclasses and an unknown key or a wrong type fails at once.
+    ConfigStore.instance().store(name="schema", node=Config)
 
 
 def _exists(path: str | None) -> bool:

@@ -189,7 +189,8 @@ def attach_lora(model: PreTrainedModel, peft_cfg: DictConfig, model_cfg: DictCon
         lora_dropout=peft_cfg.dropout,
         bias=peft_cfg.bias,
         target_modules=targets,
-        modules_to_save=list(peft_cfg.modules_to_save) if peft_cfg.modules_to_save else None,
+        modules_to_save=sorted({*(peft_cfg.modules_to_save or []),
+                                *(model_cfg.modules_to_save or [])}) or None,
         task_type="CAUSAL_LM",
     )
     return get_peft_model(model, lora)

@@ -28,7 +28,8 @@ def test_shipped_templates_prompt_is_prefix_of_training_text(path):
 
 
 def test_render_fills_every_placeholder():
-    template = parse_template("Schema: {context}\nDB {db_id} in {dialect}\nQ: {question}\nA: {query}")
+    template = parse_template(
+        "Schema: {context}\nDB {db_id} in {dialect}\nQ: {question}\nA: {query}")
     assert render_prompt(template, **FIELDS) == (
         "Schema: CREATE TABLE singer (id INT);\nDB concert in SQLite\nQ: How many singers?\nA: ")
 

@@ -60,7 +60,7 @@ def _model_source(cfg: DictConfig) -> ModelSource:
     )
 
 
-def _load(source: ModelSource, cfg: DictConfig):  # noqa: ANN202 (model, tokenizer)
+def _load(source: ModelSource, cfg: DictConfig):
     tokenizer = models.load_tokenizer(source.adapter or source.base,
                                       trust_remote_code=cfg.model.trust_remote_code)
     model = models.load_model(source.base, cfg.model)

@@ -11,6 +11,7 @@ import difflib
 import logging
 import re
 import sys
+import warnings
 from typing import Any
 
 import hydra
@@ -135,6 +136,8 @@ def _hydra_entry(cfg: DictConfig) -> None:
 
 
 def main() -> None:
+    # Deprecation chatter from inside transformers/peft says nothing a user can act on.
+    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
     register_configs()
     overrides = _plain_overrides(sys.argv[1:])
     if overrides is not None:

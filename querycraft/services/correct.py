@@ -27,7 +27,7 @@ def correct_sql(raw: str, dialect: str = "sqlite") -> tuple[str, list[str]]:
         fired.append("extract_statement")
     try:
         tree = sqlglot.parse_one(sql, read=dialect)
-    except sqlglot.errors.ParseError:
+    except sqlglot.errors.SqlglotError:  # unparseable (or untokenizable): leave it as is
         return sql, fired
     rendered = tree.sql(dialect=dialect)
     if rendered != sql:

@@ -21,10 +21,13 @@ def run_cli(*args: str) -> tuple[subprocess.CompletedProcess, float]:
 
 
 def test_every_group_choice_composes(tmp_path):
-    for group in ("service", "model", "peft", "collator", "data", "prompt", "db"):
+    groups = ("service", "model", "peft", "collator", "data", "prompt", "db", "experiment")
+    for group in groups:
         for path in sorted((PROJECT_ROOT / "conf" / group).glob("*.yaml")):
             cfg = make_config(tmp_path, [f"{group}={path.stem}"])
-            assert cfg[group] is not None
+            assert cfg.service.name and cfg.model.name  # composed and typed
+            if group != "experiment":  # experiments are global patches, not a node
+                assert cfg[group] is not None
 
 
 def test_default_config_passes_checks(tmp_path):

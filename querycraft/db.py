@@ -625,3 +625,32 @@ def sqlite_path_for(database_dir: str | Path, db_id: str) -> Path:
         f"No SQLite file for database {db_id!r}: looked for {looked}{hint}. Check the database "
         "folder setting and the db_id."
     )
+
+
+class SqliteDatabases:
+    """The SQLite database of each example: one file for all, or a folder of Spider's layout.
+
+    Keeps one read-only connection per database, opened on first use, so a stage that runs
+    thousands of queries opens each file once.
+    """
+
+    def __init__(self, location: str | Path) -> None:
+        self.location = Path(location)
+        self._connections: dict[str, sqlite3.Connection] = {}
+
+    @property
+    def single_file(self) -> bool:
+        return self.location.is_file()
+
+    def path_for(self, db_id: str) -> Path:
+        return self.location if self.single_file else sqlite_path_for(self.location, db_id)
+
+    def connection(self, db_id: str) -> sqlite3.Connection:
+        if db_id not in self._connections:
+            self._connections[db_id] = open_sqlite_readonly(self.path_for(db_id))
+        return self._connections[db_id]
+
+    def close(self) -> None:
+        for connection in self._connections.values():
+            connection.close()
+        self._connections.clear()

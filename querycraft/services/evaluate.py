@@ -26,25 +26,6 @@ ITEM_COLUMNS = ["id", "db_id", "question", "query", "prediction", "execution_mat
                 "exact_match", "token_match", "prediction_valid", "error_kind", "error"]
 
 
-class _Connections:
-    """One read-only connection per database, opened on first use."""
-
-    def __init__(self, location: str) -> None:
-        self.location = Path(location)
-        self._open: dict[str, Any] = {}
-
-    def get(self, db_id: str) -> Any:
-        if db_id not in self._open:
-            path = self.location if self.location.is_file() else \
-                dbmod.sqlite_path_for(self.location, db_id)
-            self._open[db_id] = dbmod.open_sqlite_readonly(path)
-        return self._open[db_id]
-
-    def close(self) -> None:
-        for connection in self._open.values():
-            connection.close()
-
-
 def score_item(row: dict[str, Any], prediction: str, connection: Any, cfg: DictConfig
                ) -> dict[str, Any]:
     """All metrics for one prediction against its gold query."""
@@ -108,9 +89,9 @@ def run(cfg: DictConfig) -> Path:
         if not database:
             raise QueryCraftError("No database to run the SQL on: the dataset was ingested "
                                   "without one. Set db.path to a SQLite file or folder.")
-        connections = _Connections(database)
+        connections = dbmod.SqliteDatabases(database)
         try:
-            items = [score_item(r, r[column] or "", connections.get(r.get("db_id", "")), cfg)
+            items = [score_item(r, r[column] or "", connections.connection(r.get("db_id", "")), cfg)
                      for r in rows]
         finally:
             connections.close()

@@ -11,7 +11,6 @@ import csv
 import json
 import logging
 import random
-import sqlite3
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -123,43 +122,32 @@ READERS = {"csv": _read_csv, "json": _read_json, "spider": _read_json}
 
 
 class Databases:
-    """Finds each row's database, reads its schema once and keeps one connection open."""
+    """Each row's database (if any): its schema, read once, and a check that gold SQL runs."""
 
     def __init__(self, location: str | None, timeout_s: float) -> None:
         self.location = Path(location) if location else None
         self.timeout_s = timeout_s
+        self._sqlite = dbmod.SqliteDatabases(location) if location else None
         self._schemas: dict[str, str] = {}
-        self._connections: dict[str, sqlite3.Connection] = {}
-
-    @property
-    def single_file(self) -> bool:
-        return self.location is not None and self.location.is_file()
 
     def default_db_id(self) -> str:
-        return self.location.stem if self.single_file else ""
-
-    def path_for(self, db_id: str) -> Path:
-        assert self.location is not None
-        if self.single_file:
-            return self.location
-        if not db_id:
-            raise QueryCraftError("no db_id, needed to pick a database in the folder")
-        return dbmod.sqlite_path_for(self.location, db_id)
+        assert self._sqlite is not None
+        return self._sqlite.location.stem if self._sqlite.single_file else ""
 
     def schema(self, db_id: str) -> str:
+        assert self._sqlite is not None
         if db_id not in self._schemas:
-            self._schemas[db_id] = dbmod.read_schema(str(self.path_for(db_id)))
+            self._schemas[db_id] = dbmod.read_schema(str(self._sqlite.path_for(db_id)))
         return self._schemas[db_id]
 
     def run(self, db_id: str, sql: str) -> None:
-        if db_id not in self._connections:
-            self._connections[db_id] = dbmod.open_sqlite_readonly(self.path_for(db_id))
-        dbmod.execute_readonly(self._connections[db_id], sql, timeout_s=self.timeout_s,
+        assert self._sqlite is not None
+        dbmod.execute_readonly(self._sqlite.connection(db_id), sql, timeout_s=self.timeout_s,
                                max_rows=1)
 
     def close(self) -> None:
-        for connection in self._connections.values():
-            connection.close()
+        if self._sqlite is not None:
+            self._sqlite.close()
 
 
 # ---------------------------------------------------------------- validation and split
@@ -176,7 +164,7 @@ def _validate(number: int, record: dict[str, str], cfg: DictConfig, databases: D
     problem = parses(value["query"], cfg.data.dialect)
     if problem:
         return Dropped(number, f"gold SQL does not parse: {problem}")
-    db_id = value["db_id"] or databases.default_db_id()
+    db_id = value["db_id"] or (databases.default_db_id() if databases.location else "")
     context = value["context"]
     if databases.location is not None:
         try:

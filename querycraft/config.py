@@ -13,7 +13,6 @@ import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -55,10 +54,6 @@ class TinyModelConfig:
     intermediate_size: int = 256
     vocab_size: int = 1024
     max_position_embeddings: int = 1024
-    # Steps of plain language-model pretraining on the questions and schemas (never the SQL),
-    # so the base knows the vocabulary before fine-tuning teaches it to write queries.
-    pretrain_steps: int = 0
-    pretrain_learning_rate: float = 3e-3
 
 
 @dataclass
@@ -326,8 +321,3 @@ def check_config(cfg: DictConfig) -> None:
             "The configuration has problems; fix them in conf/ or on the command line: "
             + "; ".join(problems) + "."
         )
-
-
-def to_container(cfg: DictConfig) -> dict[str, Any]:
-    """The resolved config as plain data, for saving next to a run's outputs."""
-    return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)  # type: ignore

@@ -8,8 +8,6 @@ trained on the training split), then loaded exactly like a downloaded model.
 from __future__ import annotations
 
 import logging
-import math
-import random
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -55,7 +53,7 @@ def build_tiny_model(model_cfg: DictConfig, corpus: list[str], out_dir: Path, se
 
     Args:
         model_cfg: the ``model`` config (its ``tiny`` node gives the shape).
-        corpus: training texts for the tokenizer (and the optional short pretraining).
+        corpus: training texts for the tokenizer.
         out_dir: folder to write; loadable afterwards with ``from_pretrained``.
         seed: makes weights and tokenizer reproducible.
     """
@@ -81,41 +79,11 @@ def build_tiny_model(model_cfg: DictConfig, corpus: list[str], out_dir: Path, se
     )
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config)
-    if shape.pretrain_steps > 0:
-        _pretrain(model, tokenizer, corpus, shape.pretrain_steps, shape.pretrain_learning_rate,
-                  seed)
     model.save_pretrained(out_dir)
     params = sum(p.numel() for p in model.parameters())
     log.info("built tiny %s model: %.2fM parameters, vocabulary %d, in %s",
              shape.architecture, params / 1e6, len(tokenizer), out_dir)
     return out_dir
-
-
-def _pretrain(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, corpus: list[str],
-              steps: int, learning_rate: float, seed: int) -> None:
-    """A short plain language-model warm-up of all weights on ``corpus``."""
-    import torch
-
-    rng = random.Random(seed)
-    encoded = [tokenizer(t + tokenizer.eos_token)["input_ids"] for t in corpus]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
-    model.train()
-    for step in range(steps):
-        batch = rng.sample(encoded, k=min(8, len(encoded)))
-        width = max(len(ids) for ids in batch)
-        ids = torch.full((len(batch), width), tokenizer.pad_token_id)
-        mask = torch.zeros_like(ids)
-        for i, row in enumerate(batch):
-            ids[i, : len(row)] = torch.tensor(row)
-            mask[i, : len(row)] = 1
-        labels = ids.masked_fill(mask == 0, -100)
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-        loss.backward()
-        for group in optimizer.param_groups:  # cosine decay keeps the warm-up stable
-            group["lr"] = learning_rate * 0.5 * (1 + math.cos(math.pi * step / steps))
-        optimizer.step()
-        optimizer.zero_grad()
-    model.eval()
 
 
 def load_tokenizer(name_or_path: str, *, trust_remote_code: bool = False

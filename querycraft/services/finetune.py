@@ -29,15 +29,11 @@ def _prepare_base_model(cfg: DictConfig, train_rows: list[dict], template: Promp
     """The base model's hub id or folder; the tiny preset is built into the run folder."""
     if cfg.model.builder != "tiny":
         return str(cfg.model.name_or_path)
-    # The tokenizer learns from whole training texts; the optional warm-up sees only the
-    # prompts (schemas and questions), so the base model has never seen an answer.
+    # The tokenizer learns from whole training texts; the weights stay random.
     prompts = [prompt_for(r, template, cfg.prompt.dialect_name) for r in train_rows]
     texts = [p + r["query"] for p, r in zip(prompts, train_rows, strict=True)]
     folder = run_.path("base_model")
     models.build_tiny_model(cfg.model, texts, folder, seed=cfg.seed)
-    if cfg.model.tiny.pretrain_steps > 0:
-        log.info("tiny base model warmed up for %d steps on prompts only",
-                 cfg.model.tiny.pretrain_steps)
     return str(folder)
 
 

@@ -9,6 +9,7 @@ fractions lie in range, template placeholders are known) before any model is loa
 from __future__ import annotations
 
 import functools
+import logging
 import os
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -47,7 +48,6 @@ class ServiceConfig:
 class TinyModelConfig:
     """Shape of the offline model built from a config (no download)."""
 
-    architecture: str = "llama"
     hidden_size: int = 128
     num_layers: int = 2
     num_heads: int = 4
@@ -62,10 +62,16 @@ class ModelConfig:
 
     name: str = MISSING
     family: str = "llama"
+    # The transformers model_type (config.json's "model_type"): llama, mistral, qwen2,
+    # gemma2, granite, phi3... The tiny builder builds this architecture.
+    architecture: str = "llama"
     # Hub id or local folder, loaded with from_pretrained. Null for a model built locally.
     name_or_path: str | None = None
     # "tiny": build a small model from ``tiny`` with a tokenizer trained on the data.
     builder: str | None = None
+    # The prompt format this model was tuned with: a template name in prompts/ (plain
+    # "default" for base models, the family's chat markup for instruct models).
+    prompt_template: str = "default"
     dtype: str = "auto"
     trust_remote_code: bool = False
     target_modules: dict[str, list[str]] = field(
@@ -81,8 +87,23 @@ class ModelConfig:
 
 
 @dataclass
+class QuantizationConfig:
+    """How the frozen base weights are stored while the adapter trains (bitsandbytes)."""
+
+    # null: full precision (plain LoRA); 4: QLoRA; 8: LLM.int8() LoRA.
+    bits: int | None = None
+    # 4-bit only: "nf4" (QLoRA paper) or "fp4".
+    quant_type: str = "nf4"
+    # 4-bit only: quantize the quantization constants too (saves ~0.4 bit per weight).
+    double_quant: bool = True
+    # The dtype 4-bit layers compute in; "auto": bfloat16 on GPUs that support it, else
+    # float16 on GPU, float32 on CPU.
+    compute_dtype: str = "auto"
+
+
+@dataclass
 class PeftConfig:
-    """LoRA adapter settings."""
+    """Adapter settings: LoRA, QLoRA, 8-bit LoRA or DoRA (see conf/peft/)."""
 
     method: str = "lora"
     r: int = 16
@@ -94,14 +115,23 @@ class PeftConfig:
     target_modules: list[str] | None = None
     # Modules trained in full next to the adapter (for example embed_tokens of a new vocabulary).
     modules_to_save: list[str] | None = None
+    # Weight-decomposed LoRA (DoRA): learns a magnitude per output too; slower, often better.
+    use_dora: bool = False
+    quantization: QuantizationConfig = field(default_factory=QuantizationConfig)
 
 
 @dataclass
 class CollatorConfig:
-    """How examples become batches, and which tokens carry loss."""
+    """How examples become batches, and which tokens carry loss (see conf/collator/)."""
 
     name: str = "completion_only"
+    # Pad each batch to a multiple of this (tensor cores like 8); null: to its longest example.
     pad_to_multiple_of: int | None = None
+    # Pad every example to this fixed length ("default" collator only; null: max_seq_length).
+    pad_to_length: int | None = None
+    # Put several examples in one row, with position ids restarting per example so no
+    # token attends across examples; no padding at all. Dynamic-padding collators only.
+    packing: bool = False
 
 
 @dataclass
@@ -133,7 +163,8 @@ class DataConfig:
 class PromptConfig:
     """The prompt template (a text file in prompts/) shared by training and inference."""
 
-    template: str = "default"
+    # By default the model preset's format (model.prompt_template).
+    template: str = "${model.prompt_template}"
     dialect_name: str = "SQLite"
 
 
@@ -164,15 +195,46 @@ class IngestConfig:
 class TrainConfig:
     # An ingest run folder; null: the newest completed ingest run under output/.
     dataset_dir: str | None = None
+    # Length: epochs, unless max_steps (optimizer steps) is positive.
     epochs: float = 3.0
     max_steps: int = -1
-    learning_rate: float = 2e-4
-    micro_batch_size: int = 4
+    # Examples per optimizer step, over all processes; gradient accumulation is derived:
+    # global_batch_size / (micro_batch_size * number of processes).
     global_batch_size: int = 16
+    # Examples per forward pass on one device.
+    micro_batch_size: int = 4
+    learning_rate: float = 2e-4
+    lr_scheduler: str = "linear"
     warmup_steps: int = 0
     weight_decay: float = 0.0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    max_grad_norm: float = 1.0
+    # Mixed precision: "auto" (bf16 on GPUs that have it, fp16 on older GPUs, none on CPU),
+    # "bf16", "fp16" or "no".
+    precision: str = "auto"
+    gradient_checkpointing: bool = False
+    # Tokens per example (prompt + SQL + end-of-sequence). A longer example is never cut.
     max_seq_length: int = 512
+    # What to do with an example longer than max_seq_length: "skip" (report it in
+    # too_long.csv and train without it) or "error" (stop before training).
+    on_too_long: str = "skip"
+    # Share of the training split held out to measure validation loss (the ingest eval
+    # split stays untouched for evaluation). 0: no validation.
+    validation_fraction: float = 0.05
+    # Validation and checkpoint intervals in optimizer steps; null: once per epoch.
+    eval_steps: int | None = None
+    save_steps: int | None = None
+    # Checkpoints kept on disk (the best one by validation loss is always kept).
+    save_total_limit: int = 2
+    # Stop when validation loss has not improved for this many evaluations; null: never.
+    early_stopping_patience: int | None = None
+    early_stopping_threshold: float = 0.0
     logging_steps: int = 10
+    # Where training curves go: any of tensorboard, wandb, mlflow (each needs its package).
+    report_to: list[str] = field(default_factory=lambda: ["tensorboard"])
+    # Also save base + adapter merged into one model (HF format) in merged_model/.
+    merge_adapter: bool = False
 
 
 @dataclass
@@ -212,6 +274,8 @@ class PipelineConfig:
 @dataclass
 class Config:
     seed: int = 42
+    # Continue the newest unfinished run of this service from its last checkpoint.
+    resume: bool = False
     paths: PathsConfig = field(default_factory=PathsConfig)
     service: ServiceConfig = field(default_factory=ServiceConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -230,17 +294,16 @@ class Config:
 
 
 SERVICES = ("ingest", "finetune", "infer", "correct", "evaluate", "pipeline")
-COLLATORS = ("completion_only", "language_modeling")
+COLLATORS = ("completion_only", "language_modeling", "seq2seq", "default")
+PEFT_METHODS = ("lora", "qlora", "lora-8bit", "dora")
+REPORTERS = ("tensorboard", "wandb", "mlflow")
+PRECISIONS = ("auto", "bf16", "fp16", "no")
 DATA_FORMATS = ("csv", "json", "spider")
 MODEL_BUILDERS = ("tiny",)
 
 
-@functools.cache
 def _unique_dir(path: str) -> str:
-    """``path``, or ``path-2``, ``path-3``... if it exists: a new run never reuses a folder.
-
-    Cached so that every resolution within one process names the same folder.
-    """
+    """``path``, or ``path-2``, ``path-3``... if it exists: a new run never reuses a folder."""
     candidate, n = path, 1
     while os.path.exists(candidate):
         n += 1
@@ -248,12 +311,58 @@ def _unique_dir(path: str) -> str:
     return candidate
 
 
+def _shared_by_ranks(key: str, choose) -> str:
+    """``choose()`` on rank 0; in a data-parallel launch the other ranks get its answer.
+
+    torchrun (behind ``accelerate launch``) runs a key-value store at MASTER_ADDR:MASTER_PORT
+    for its workers; rank 0 publishes the run folder there, so every process writes to one
+    folder even when their clocks read different seconds.
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1 or "MASTER_ADDR" not in os.environ:
+        return choose()
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]),
+                          is_master=False, timeout=timedelta(minutes=5))
+    store_key = f"querycraft/{key}"
+    if int(os.environ.get("RANK", "0")) == 0:
+        value = choose()
+        store.set(store_key, value)
+        return value
+    return store.get(store_key).decode()
+
+
+@functools.cache
+def _run_dir(output_dir: str, service: str, resume: bool) -> str:
+    """The folder of a new run, or with ``resume``, of the newest unfinished one.
+
+    Cached so that every resolution within one process names the same folder.
+    """
+    def choose() -> str:
+        if resume:
+            from querycraft.runs import latest_unfinished_run  # runs imports this module
+
+            found = latest_unfinished_run(Path(output_dir) / service, service)
+            if found is not None:
+                return str(found)
+            logging.getLogger("querycraft").warning(
+                "resume=true but no unfinished %s run under %s/%s: starting a new run",
+                service, output_dir, service)
+        stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+        return _unique_dir(f"{output_dir}/{service}/{stamp}")
+
+    return _shared_by_ranks(f"run_dir/{service}", choose)
+
+
 def register_configs() -> None:
     """Register schemas and resolvers; safe to call more than once."""
     if not OmegaConf.has_resolver("qc_root"):
         OmegaConf.register_new_resolver("qc_root", lambda: str(PROJECT_ROOT))
-    if not OmegaConf.has_resolver("qc_unique"):
-        OmegaConf.register_new_resolver("qc_unique", _unique_dir)
+    if not OmegaConf.has_resolver("qc_run_dir"):
+        OmegaConf.register_new_resolver("qc_run_dir", _run_dir)
     if not OmegaConf.has_resolver("qc_now"):
         OmegaConf.register_new_resolver(
             "qc_now", lambda: datetime.now().strftime("%Y-%m-%d_%H-%M-%S"), use_cache=True
@@ -298,12 +407,43 @@ def check_config(cfg: DictConfig) -> None:
         problems.append(f"peft.targets '{cfg.peft.targets}' is not a target set of model "
                         f"'{cfg.model.name}'; choose one of "
                         f"{', '.join(cfg.model.target_modules)} or list peft.target_modules")
+    if cfg.collator.packing and cfg.collator.name == "default":
+        problems.append("collator.packing needs a dynamic-padding collator; the 'default' "
+                        "collator pads every example to a fixed length")
+    if cfg.peft.method not in PEFT_METHODS:
+        problems.append(f"peft.method '{cfg.peft.method}' is not one of {', '.join(PEFT_METHODS)}")
+    quant = cfg.peft.quantization
+    if quant.bits not in (None, 4, 8):
+        problems.append(f"peft.quantization.bits must be null, 4 or 8, got {quant.bits}")
+    if quant.quant_type not in ("nf4", "fp4"):
+        problems.append(f"peft.quantization.quant_type must be nf4 or fp4, got {quant.quant_type}")
+    if quant.compute_dtype not in ("auto", "bfloat16", "float16", "float32"):
+        problems.append(f"peft.quantization.compute_dtype must be auto, bfloat16, float16 or "
+                        f"float32, got {quant.compute_dtype}")
     train = cfg.train
     if train.micro_batch_size < 1 or train.global_batch_size % train.micro_batch_size:
         problems.append(f"train.global_batch_size ({train.global_batch_size}) must be a "
                         f"multiple of train.micro_batch_size ({train.micro_batch_size})")
     if train.max_seq_length < 16:
         problems.append("train.max_seq_length must be at least 16")
+    if train.on_too_long not in ("skip", "error"):
+        problems.append(f"train.on_too_long must be 'skip' or 'error', got '{train.on_too_long}'")
+    if not 0.0 <= train.validation_fraction < 1.0:
+        problems.append(f"train.validation_fraction must be at least 0 and below 1, got "
+                        f"{train.validation_fraction}")
+    if train.precision not in PRECISIONS:
+        problems.append(f"train.precision '{train.precision}' is not one of "
+                        f"{', '.join(PRECISIONS)}")
+    unknown_reporters = [r for r in train.report_to if r not in REPORTERS]
+    if unknown_reporters:
+        problems.append(f"train.report_to has {', '.join(unknown_reporters)}; choose from "
+                        f"{', '.join(REPORTERS)} (or [] for none)")
+    for key in ("eval_steps", "save_steps", "early_stopping_patience"):
+        if train[key] is not None and train[key] < 1:
+            problems.append(f"train.{key} must be a positive number of steps or null")
+    if train.early_stopping_patience is not None and train.validation_fraction == 0:
+        problems.append("train.early_stopping_patience needs validation loss: set "
+                        "train.validation_fraction above 0")
     if cfg.infer.split not in ("train", "eval"):
         problems.append(f"infer.split must be 'train' or 'eval', got '{cfg.infer.split}'")
     if service in ("ingest", "pipeline"):

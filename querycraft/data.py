@@ -36,37 +36,101 @@ def encode_example(row: dict[str, Any], template: PromptTemplate, dialect: str,
 
 @dataclass
 class Collator:
-    """Pads a batch to its longest example (dynamic padding) and builds labels.
+    """Turns encoded examples into a batch: ids, attention, labels (and positions, packed).
 
-    ``completion_only``: loss on the SQL and the end-of-sequence token only.
-    ``language_modeling``: loss on every real token, prompt included.
-    Padding never carries loss.
+    Which tokens carry loss:
+      * ``loss_on_prompt=False`` (completion-only): the SQL, the template's tail and the
+        end-of-sequence token; the prompt is masked out.
+      * ``loss_on_prompt=True``: every real token, prompt included.
+    Padding never carries loss, and the end-of-sequence token always does (even when the
+    model pads with the same id, a case where transformers' language-modeling collator
+    would mask it and the model would never learn to stop).
+
+    Layout:
+      * dynamic padding (default): each batch padded to its longest example, optionally
+        rounded up to ``pad_to_multiple_of``;
+      * ``pad_to_length``: every example padded to one fixed length (slow; for reproducing
+        runs of tools that did this);
+      * ``packing``: the batch's examples laid end to end in one row, no padding at all;
+        ``position_ids`` restart at 0 for each example, which transformers turns into a
+        block-diagonal causal mask, so no token attends across examples.
     """
 
     pad_token_id: int
-    completion_only: bool = True
+    loss_on_prompt: bool = False
     pad_to_multiple_of: int | None = None
+    pad_to_length: int | None = None
+    packing: bool = False
+
+    def _labels(self, feature: dict[str, Any]) -> list[int]:
+        ids = list(feature["input_ids"])
+        if self.loss_on_prompt:
+            return ids
+        prompt_length = feature["prompt_length"]
+        return [IGNORE_INDEX] * prompt_length + ids[prompt_length:]
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        if self.packing:
+            return self._packed(features)
+        return self._padded(features)
+
+    def _padded(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         import torch
 
         width = max(len(f["input_ids"]) for f in features)
-        if self.pad_to_multiple_of:
+        if self.pad_to_length:
+            if width > self.pad_to_length:
+                raise ValueError(f"an example of {width} tokens exceeds the fixed length "
+                                 f"{self.pad_to_length}; over-long examples must be left "
+                                 f"out before batching")
+            width = self.pad_to_length
+        elif self.pad_to_multiple_of:
             width = -(-width // self.pad_to_multiple_of) * self.pad_to_multiple_of
         input_ids = torch.full((len(features), width), self.pad_token_id, dtype=torch.long)
         attention_mask = torch.zeros((len(features), width), dtype=torch.long)
         labels = torch.full((len(features), width), IGNORE_INDEX, dtype=torch.long)
         for i, feature in enumerate(features):
-            ids = torch.tensor(feature["input_ids"], dtype=torch.long)
-            input_ids[i, : len(ids)] = ids
-            attention_mask[i, : len(ids)] = 1
-            first_label = feature["prompt_length"] if self.completion_only else 0
-            labels[i, first_label: len(ids)] = ids[first_label:]
+            n = len(feature["input_ids"])
+            input_ids[i, :n] = torch.tensor(feature["input_ids"], dtype=torch.long)
+            attention_mask[i, :n] = 1
+            labels[i, :n] = torch.tensor(self._labels(feature), dtype=torch.long)
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
+    def _packed(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        import torch
 
-def make_collator(name: str, tokenizer: PreTrainedTokenizerBase,
-                  pad_to_multiple_of: int | None = None) -> Collator:
-    return Collator(pad_token_id=tokenizer.pad_token_id,
-                    completion_only=(name == "completion_only"),
-                    pad_to_multiple_of=pad_to_multiple_of)
+        input_ids: list[int] = []
+        labels: list[int] = []
+        position_ids: list[int] = []
+        for feature in features:
+            example_labels = self._labels(feature)
+            # The first token of an example is never a target: predicting it would mean
+            # predicting across the boundary from the previous example's last token.
+            example_labels[0] = IGNORE_INDEX
+            input_ids += feature["input_ids"]
+            labels += example_labels
+            position_ids += range(len(feature["input_ids"]))
+        # No attention_mask: with position_ids alone, transformers finds the boundaries.
+        return {"input_ids": torch.tensor([input_ids], dtype=torch.long),
+                "labels": torch.tensor([labels], dtype=torch.long),
+                "position_ids": torch.tensor([position_ids], dtype=torch.long)}
+
+
+def make_collator(collator_cfg: Any, tokenizer: PreTrainedTokenizerBase,
+                  max_seq_length: int) -> Collator:
+    """The collator named by ``collator_cfg.name`` (see conf/collator/)."""
+    name = collator_cfg.name
+    return Collator(
+        pad_token_id=tokenizer.pad_token_id,
+        loss_on_prompt=name != "completion_only",
+        pad_to_multiple_of=collator_cfg.pad_to_multiple_of,
+        pad_to_length=(collator_cfg.pad_to_length or max_seq_length) if name == "default"
+        else None,
+        packing=bool(collator_cfg.packing),
+    )
+
+
+def trained_token_count(batch: dict[str, torch.Tensor]) -> int:
+    """Tokens whose prediction carries loss in ``batch`` (labels other than IGNORE_INDEX)."""
+    # The first position is never predicted (the model shifts labels by one).
+    return int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())

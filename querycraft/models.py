@@ -8,6 +8,7 @@ trained on the training split), then loaded exactly like a downloaded model.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -48,6 +49,34 @@ def train_tokenizer(corpus: list[str], vocab_size: int, out_dir: Path) -> PreTra
     return tokenizer
 
 
+def small_model_config(architecture: str, *, vocab_size: int, hidden_size: int,
+                       intermediate_size: int, num_layers: int, num_heads: int,
+                       max_position_embeddings: int = 1024, **special_token_ids: int):
+    """A transformers config of ``architecture`` (its model_type) at a small size.
+
+    Used for the offline tiny model and to check the real presets' module names without
+    downloading them: the module names depend on the architecture, not the size.
+    """
+    from transformers import AutoConfig
+
+    # Some families default to ids beyond a small vocabulary (Phi-3 pads with 32000).
+    special = {"pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2, **special_token_ids}
+    return AutoConfig.for_model(
+        architecture,
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        num_key_value_heads=num_heads,
+        # Some families (Gemma) default to a head size larger than a small model's width.
+        head_dim=hidden_size // num_heads,
+        max_position_embeddings=max_position_embeddings,
+        tie_word_embeddings=False,
+        **special,
+    )
+
+
 def build_tiny_model(model_cfg: DictConfig, corpus: list[str], out_dir: Path, seed: int) -> Path:
     """Build the offline preset into ``out_dir``: config, random weights, trained tokenizer.
 
@@ -58,31 +87,29 @@ def build_tiny_model(model_cfg: DictConfig, corpus: list[str], out_dir: Path, se
         seed: makes weights and tokenizer reproducible.
     """
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM
 
     shape = model_cfg.tiny
     out_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = train_tokenizer(corpus, shape.vocab_size, out_dir)
-    config = AutoConfig.for_model(
-        shape.architecture,
+    config = small_model_config(
+        model_cfg.architecture,
         vocab_size=len(tokenizer),
         hidden_size=shape.hidden_size,
         intermediate_size=shape.intermediate_size,
-        num_hidden_layers=shape.num_layers,
-        num_attention_heads=shape.num_heads,
-        num_key_value_heads=shape.num_heads,
+        num_layers=shape.num_layers,
+        num_heads=shape.num_heads,
         max_position_embeddings=shape.max_position_embeddings,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
-        tie_word_embeddings=False,
     )
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config)
     model.save_pretrained(out_dir)
     params = sum(p.numel() for p in model.parameters())
     log.info("built tiny %s model: %.2fM parameters, vocabulary %d, in %s",
-             shape.architecture, params / 1e6, len(tokenizer), out_dir)
+             model_cfg.architecture, params / 1e6, len(tokenizer), out_dir)
     return out_dir
 
 
@@ -101,15 +128,62 @@ def load_tokenizer(name_or_path: str, *, trust_remote_code: bool = False
     return tokenizer
 
 
-def load_model(name_or_path: str, model_cfg: DictConfig) -> PreTrainedModel:
-    """Load a causal LM with the preset's dtype, from the hub or a local folder."""
+def compute_dtype(name: str) -> str:
+    """The dtype 4-bit layers compute in: "auto" picks what the hardware does well."""
+    import torch
+
+    if name != "auto":
+        return name
+    if torch.cuda.is_available():
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    return "float32"
+
+
+def quantization_config(quant_cfg: DictConfig | None):
+    """A bitsandbytes config for ``peft.quantization``, or None for a full-precision base."""
+    if quant_cfg is None or quant_cfg.bits is None:
+        return None
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError as err:
+        raise QueryCraftError(
+            "Quantized fine-tuning (peft=qlora or peft=lora-8bit) needs bitsandbytes: "
+            "pip install bitsandbytes. Or use peft=lora for a full-precision base."
+        ) from err
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    if quant_cfg.bits == 8:
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=quant_cfg.quant_type,
+        bnb_4bit_use_double_quant=quant_cfg.double_quant,
+        bnb_4bit_compute_dtype=getattr(torch, compute_dtype(quant_cfg.compute_dtype)),
+    )
+
+
+def load_model(name_or_path: str, model_cfg: DictConfig,
+               quant_cfg: DictConfig | None = None) -> PreTrainedModel:
+    """Load a causal LM with the preset's dtype, from the hub or a local folder.
+
+    Args:
+        quant_cfg: ``peft.quantization``; with ``bits`` set the frozen weights are stored in
+            4 or 8 bits (QLoRA / LLM.int8()), on the GPU of this process or on the CPU.
+    """
+    import torch
     from transformers import AutoModelForCausalLM
 
+    kwargs: dict = {"dtype": DTYPES.get(model_cfg.dtype, "auto"),
+                    "trust_remote_code": model_cfg.trust_remote_code}
+    quantization = quantization_config(quant_cfg)
+    if quantization is not None:
+        kwargs["quantization_config"] = quantization
+        # Quantized weights are placed at load time: on this process's GPU, or the CPU.
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        kwargs["device_map"] = {"": local_rank if torch.cuda.is_available() else "cpu"}
     try:
-        model = AutoModelForCausalLM.from_pretrained(
-            name_or_path, dtype=DTYPES.get(model_cfg.dtype, "auto"),
-            trust_remote_code=model_cfg.trust_remote_code,
-        )
+        model = AutoModelForCausalLM.from_pretrained(name_or_path, **kwargs)
     except OSError as err:
         raise _missing_model(name_or_path, err) from err
     return model
@@ -132,14 +206,16 @@ def lora_target_modules(peft_cfg: DictConfig, model_cfg: DictConfig) -> list[str
     return list(model_cfg.target_modules[peft_cfg.targets])
 
 
-def attach_lora(model: PreTrainedModel, peft_cfg: DictConfig, model_cfg: DictConfig
-                ) -> PreTrainedModel:
-    """Wrap ``model`` with a LoRA adapter; only the adapter's weights train.
+def attach_lora(model: PreTrainedModel, peft_cfg: DictConfig, model_cfg: DictConfig, *,
+                gradient_checkpointing: bool = False) -> PreTrainedModel:
+    """Wrap ``model`` with a LoRA (or DoRA) adapter; only the adapter's weights train.
+
+    A quantized base is first prepared for training (norms in float32, input gradients on).
 
     Raises:
         QueryCraftError: if a target module name matches nothing in the model.
     """
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     targets = lora_target_modules(peft_cfg, model_cfg)
     names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
@@ -151,6 +227,9 @@ def attach_lora(model: PreTrainedModel, peft_cfg: DictConfig, model_cfg: DictCon
             f"{', '.join(sorted(n for n in names if n.endswith('proj'))) or 'none named *proj'}. "
             f"Fix peft.target_modules or the preset's target_modules."
         )
+    if getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False):
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=gradient_checkpointing)
     lora = LoraConfig(
         r=peft_cfg.r,
         lora_alpha=peft_cfg.alpha,
@@ -159,9 +238,26 @@ def attach_lora(model: PreTrainedModel, peft_cfg: DictConfig, model_cfg: DictCon
         target_modules=targets,
         modules_to_save=sorted({*(peft_cfg.modules_to_save or []),
                                 *(model_cfg.modules_to_save or [])}) or None,
+        use_dora=peft_cfg.use_dora,
         task_type="CAUSAL_LM",
     )
     return get_peft_model(model, lora)
+
+
+def merge_adapter(base: str, adapter_dir: Path, model_cfg: DictConfig, out_dir: Path) -> Path:
+    """Fold the adapter into the base weights and save one model in HF format.
+
+    The base is reloaded unquantized (in the preset's dtype), since weights merged into a
+    4-bit base would be rounded; the result loads with from_pretrained, no peft needed.
+    """
+    from peft import PeftModel
+
+    model = PeftModel.from_pretrained(load_model(base, model_cfg), str(adapter_dir))
+    merged = model.merge_and_unload()
+    merged.save_pretrained(out_dir)
+    load_tokenizer(str(adapter_dir)).save_pretrained(out_dir)
+    log.info("merged adapter into %s", out_dir)
+    return out_dir
 
 
 def count_parameters(model: PreTrainedModel) -> tuple[int, int]:

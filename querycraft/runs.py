@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,11 +36,17 @@ class Run:
     service: str
     dir: Path
     info: dict[str, Any] = field(default_factory=dict)
+    # True when this run continues an earlier, unfinished one in the same folder.
+    resumed: bool = False
+    # False on the non-zero ranks of a data-parallel launch: they never write files.
+    is_main: bool = True
 
     def path(self, *parts: str) -> Path:
         return self.dir.joinpath(*parts)
 
     def _write(self, **updates: Any) -> None:
+        if not self.is_main:
+            return
         manifest = {"service": self.service, **self.info, **updates}
         tmp = self.dir / (MANIFEST + ".tmp")
         tmp.write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
@@ -52,33 +60,98 @@ def save_config(cfg: DictConfig, path: Path) -> None:
     path.write_text(OmegaConf.to_yaml(container), encoding="utf-8")
 
 
+def process_rank() -> int:
+    """This process's rank when launched data-parallel (torchrun / accelerate), else 0."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def _pid_alive(pid: Any, host: Any) -> bool:
+    if not isinstance(pid, int) or host != socket.gethostname() or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# Settings that must not change when a run is resumed: they decide what is trained and how.
+RESUME_CHECKED_KEYS = ("seed", "model", "peft", "collator", "prompt", "train")
+
+
+def _check_resumable(cfg: DictConfig, run_dir: Path, info: dict[str, Any]) -> None:
+    if _pid_alive(info.get("pid"), info.get("host")):
+        raise QueryCraftError(
+            f"{run_dir} is being written by process {info['pid']} right now; wait for it to "
+            f"finish or stop it before resuming."
+        )
+    saved = OmegaConf.load(run_dir / CONFIG_FILE)
+    current = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True,
+                                                      throw_on_missing=False))
+    changed = [key for key in RESUME_CHECKED_KEYS
+               if OmegaConf.to_container(saved.get(key)) != OmegaConf.to_container(
+                   current.get(key))]
+    if changed:
+        raise QueryCraftError(
+            f"Cannot resume {run_dir}: the settings of {', '.join(changed)} differ from the "
+            f"ones it started with (see its {CONFIG_FILE}). Resume with the same settings, or "
+            f"start a new run (leave resume off and the run folder to the default)."
+        )
+
+
 @contextmanager
-def start_run(cfg: DictConfig, service: str) -> Iterator[Run]:
+def start_run(cfg: DictConfig, service: str, *, resumable: bool = False) -> Iterator[Run]:
     """Create the run folder named by ``cfg.paths.run_dir`` and keep its manifest current.
+
+    Args:
+        resumable: the service can continue an unfinished run of its own kind in the same
+            folder (finetune, from its last checkpoint); ``Run.resumed`` says whether it does.
+
+    In a data-parallel launch only rank 0 writes the manifest; the other ranks share the
+    folder.
 
     Raises:
         QueryCraftError: if the folder already holds another run's results.
     """
     run_dir = Path(cfg.paths.run_dir)
-    if (run_dir / MANIFEST).exists():
-        raise QueryCraftError(
-            f"{run_dir} already holds the results of an earlier run; QueryCraft never writes "
-            f"over them. Choose another folder (paths.run_dir) or leave it to the default."
-        )
+    is_main = process_rank() == 0
+    info: dict[str, Any] = {}
+    resumed = False
+    if (run_dir / MANIFEST).exists() and is_main:
+        info = read_manifest(run_dir)
+        if not (resumable and info.get("service") == service
+                and info.get("status") != "completed"):
+            raise QueryCraftError(
+                f"{run_dir} already holds the results of an earlier run; QueryCraft never "
+                f"writes over them. Choose another folder (paths.run_dir) or leave it to the "
+                f"default."
+            )
+        _check_resumable(cfg, run_dir, info)
+        for stale in ("service", "error", "pid"):
+            info.pop(stale, None)
+        resumed = True
     run_dir.mkdir(parents=True, exist_ok=True)
-    run = Run(service=service, dir=run_dir)
+    run = Run(service=service, dir=run_dir, info=info, resumed=resumed, is_main=is_main)
     started = time.time()
-    run._write(status="running", started=datetime.now().isoformat(timespec="seconds"))
-    save_config(cfg, run_dir / CONFIG_FILE)
-    log.info("%s: writing to %s", service, run_dir)
+    if is_main:
+        run._write(status="running", pid=os.getpid(), host=socket.gethostname(),
+                   **({"resumed": info.get("resumed", 0) + 1} if resumed else
+                      {"started": datetime.now().isoformat(timespec="seconds")}))
+        if not resumed:
+            save_config(cfg, run_dir / CONFIG_FILE)
+    log.info("%s: %s %s", service, "resuming in" if resumed else "writing to", run_dir)
     try:
         yield run
     except BaseException as err:
-        run._write(status="failed", error=f"{type(err).__name__}: {err}",
-                   seconds=round(time.time() - started, 1))
+        if is_main:
+            run._write(status="failed", error=f"{type(err).__name__}: {err}",
+                       seconds=round(time.time() - started, 1))
         raise
-    run._write(status="completed", finished=datetime.now().isoformat(timespec="seconds"),
-               seconds=round(time.time() - started, 1))
+    if is_main:
+        run._write(status="completed", finished=datetime.now().isoformat(timespec="seconds"),
+                   seconds=round(time.time() - started, 1))
 
 
 def read_manifest(run_dir: Path) -> dict[str, Any]:
@@ -99,6 +172,19 @@ def latest_run(output_dir: str | Path, service: str) -> Path | None:
         if info.get("service") == service and info.get("status") == "completed":
             finished.append((info.get("finished", ""), str(manifest.parent)))
     return Path(max(finished)[1]) if finished else None
+
+
+def latest_unfinished_run(output_dir: str | Path, service: str) -> Path | None:
+    """The most recently started run of ``service`` under ``output_dir`` that did not finish."""
+    unfinished: list[tuple[str, str]] = []
+    for manifest in Path(output_dir).rglob(MANIFEST):
+        try:
+            info = json.loads(manifest.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue
+        if info.get("service") == service and info.get("status") != "completed":
+            unfinished.append((info.get("started", ""), str(manifest.parent)))
+    return Path(max(unfinished)[1]) if unfinished else None
 
 
 def resolve_run(path: str | None, output_dir: str | Path, service: str | tuple[str, ...],

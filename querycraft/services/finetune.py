@@ -1,19 +1,29 @@
-"""Finetune: train a LoRA adapter on an ingest run's training split.
+"""Finetune: train a LoRA-family adapter on an ingest run's training split.
 
-Shape of the recipe: read the dataset, prepare the base model (build it for the tiny preset),
-tokenize with the shared prompt template, attach LoRA, train with the Hugging Face Trainer,
-save the adapter, tokenizer, the exact template text and a metrics summary.
+The recipe, top to bottom: read the dataset and hold out a validation share; prepare the base
+model (build it for the tiny preset); tokenize with the shared prompt template, leaving out
+(never cutting) examples longer than ``train.max_seq_length``; load the base, quantized for
+QLoRA / 8-bit LoRA; attach the adapter; train with the Hugging Face Trainer (validation loss,
+checkpoints, early stopping, TensorBoard); save the best adapter, tokenizer, template,
+metrics and loss curve; optionally merge. A killed run continues from its last checkpoint
+when started again in the same folder (or with ``resume=true``). Under
+``accelerate launch`` it trains data-parallel, one process per device.
 """
 
 from __future__ import annotations
 
+import csv
+import importlib.util
 import json
 import logging
 import math
+import os
+import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from querycraft import models
 from querycraft.data import encode_example, make_collator, prompt_for
@@ -23,129 +33,331 @@ from querycraft.runs import Run, read_jsonl, read_manifest, resolve_run, start_r
 
 log = logging.getLogger("querycraft")
 
+CHECKPOINTS_DIR = "checkpoints"
+TOO_LONG_REPORT = "too_long.csv"
+LOSS_CURVE = "loss_curve.png"
+
+
+@dataclass
+class EncodedSplit:
+    """Token ids of one split, and the examples left out for length."""
+
+    examples: list[dict[str, Any]]
+    too_long: list[tuple[str, int]]  # (id, tokens)
+
+    def trained_tokens(self, loss_on_prompt: bool) -> int:
+        """Tokens carrying loss over one pass (the first is never predicted)."""
+        return sum(len(e["input_ids"]) - (1 if loss_on_prompt else e["prompt_length"])
+                   for e in self.examples)
+
+
+def split_validation(rows: list[dict], fraction: float, seed: int
+                     ) -> tuple[list[dict], list[dict]]:
+    """Hold out ``fraction`` of the training rows (at least one) for validation loss."""
+    if fraction <= 0 or len(rows) < 2:
+        return rows, []
+    shuffled = list(rows)
+    random.Random(seed).shuffle(shuffled)
+    n_val = min(len(rows) - 1, max(1, round(fraction * len(rows))))
+    return shuffled[n_val:], shuffled[:n_val]
+
 
 def _prepare_base_model(cfg: DictConfig, train_rows: list[dict], template: PromptTemplate,
                         run_: Run) -> str:
     """The base model's hub id or folder; the tiny preset is built into the run folder."""
     if cfg.model.builder != "tiny":
         return str(cfg.model.name_or_path)
+    folder = run_.path("base_model")
+    if (folder / "config.json").is_file():  # resumed run, or built by rank 0
+        return str(folder)
     # The tokenizer learns from whole training texts; the weights stay random.
     prompts = [prompt_for(r, template, cfg.prompt.dialect_name) for r in train_rows]
     texts = [p + r["query"] for p, r in zip(prompts, train_rows, strict=True)]
-    folder = run_.path("base_model")
     models.build_tiny_model(cfg.model, texts, folder, seed=cfg.seed)
     return str(folder)
 
 
-def _encode(rows: list[dict], template: PromptTemplate, cfg: DictConfig, tokenizer: Any,
-            split: str) -> list[dict[str, Any]]:
+def encode_split(rows: list[dict], template: PromptTemplate, cfg: DictConfig,
+                 tokenizer: Any) -> EncodedSplit:
     """Tokenize rows; an example longer than max_seq_length is left out, never truncated."""
     encoded, too_long = [], []
     for row in rows:
         example = encode_example(row, template, cfg.prompt.dialect_name, tokenizer)
         if len(example["input_ids"]) > cfg.train.max_seq_length:
-            too_long.append(row["id"])
+            too_long.append((row["id"], len(example["input_ids"])))
         else:
             encoded.append(example)
-    if too_long:
-        log.warning("%s: left out %d example(s) longer than train.max_seq_length=%d "
-                    "(training on cut-off SQL would teach broken queries): %s",
-                    split, len(too_long), cfg.train.max_seq_length, ", ".join(too_long[:10]))
-    if split == "train" and not encoded:
+    return EncodedSplit(encoded, too_long)
+
+
+def _report_too_long(splits: dict[str, EncodedSplit], cfg: DictConfig, run_: Run) -> None:
+    """Write too_long.csv; stop if the config says so, or if nothing is left to train on."""
+    rows = [(name, id_, n) for name, split in splits.items() for id_, n in split.too_long]
+    if not rows:
+        return
+    if run_.is_main:
+        with run_.path(TOO_LONG_REPORT).open("w", newline="", encoding="utf-8") as out:
+            writer = csv.writer(out)
+            writer.writerow(["split", "id", "tokens", "max_seq_length"])
+            writer.writerows((s, i, n, cfg.train.max_seq_length) for s, i, n in rows)
+    longest = max(n for _, _, n in rows)
+    advice = (f"raise train.max_seq_length (the longest is {longest} tokens) or shorten the "
+              f"schema context")
+    if cfg.train.on_too_long == "error":
+        raise QueryCraftError(
+            f"{len(rows)} example(s) are longer than train.max_seq_length="
+            f"{cfg.train.max_seq_length} tokens (listed in {run_.path(TOO_LONG_REPORT)}). "
+            f"Training on cut-off SQL would teach broken queries, so QueryCraft never "
+            f"truncates: {advice}, or set train.on_too_long=skip to train without them."
+        )
+    if not splits["train"].examples:
         raise QueryCraftError(f"Every training example is longer than train.max_seq_length="
-                              f"{cfg.train.max_seq_length} tokens; raise it.")
-    return encoded
+                              f"{cfg.train.max_seq_length} tokens: {advice}.")
+    log.warning("left out %d example(s) longer than train.max_seq_length=%d (never cut: "
+                "half a query would teach broken SQL); listed in %s. To keep them, %s.",
+                len(rows), cfg.train.max_seq_length, run_.path(TOO_LONG_REPORT), advice)
 
 
-def _training_arguments(cfg: DictConfig, run_: Run, has_eval: bool) -> Any:
+def _precision(name: str) -> dict[str, bool]:
+    import torch
+
+    if name == "auto":
+        if not torch.cuda.is_available():
+            name = "no"
+        else:
+            name = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return {"bf16": name == "bf16", "fp16": name == "fp16"}
+
+
+def _reporters(cfg: DictConfig) -> list[str]:
+    """Integrations the Trainer reports to (TensorBoard is wired in by this module)."""
+    others = [r for r in cfg.train.report_to if r != "tensorboard"]
+    for name in cfg.train.report_to:
+        module = "tensorboard" if name == "tensorboard" else name
+        if importlib.util.find_spec(module) is None:
+            raise QueryCraftError(f"train.report_to includes {name} but the {module} package "
+                                  f"is not installed: pip install {module}, or remove it from "
+                                  f"train.report_to.")
+    return others
+
+
+def gradient_accumulation_steps(train_cfg: DictConfig, world_size: int) -> int:
+    """global batch = micro batch x processes x accumulation steps."""
+    per_step = train_cfg.micro_batch_size * world_size
+    if train_cfg.global_batch_size % per_step:
+        raise QueryCraftError(
+            f"train.global_batch_size ({train_cfg.global_batch_size}) must be a multiple of "
+            f"train.micro_batch_size ({train_cfg.micro_batch_size}) x {world_size} "
+            f"process(es) = {per_step}; change one of them."
+        )
+    return train_cfg.global_batch_size // per_step
+
+
+def _training_arguments(cfg: DictConfig, run_: Run, has_validation: bool) -> Any:
     import torch
     from transformers import TrainingArguments
 
     train = cfg.train
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    # Either interval alone sets both; neither: once per epoch.
+    eval_steps = train.eval_steps or train.save_steps
+    save_steps = train.save_steps or eval_steps
+    interval = "steps" if eval_steps else "epoch"
+    if has_validation and eval_steps and save_steps % eval_steps:
+        raise QueryCraftError(f"train.save_steps ({save_steps}) must be a multiple of "
+                              f"train.eval_steps ({eval_steps}) so the best checkpoint by "
+                              f"validation loss is on disk.")
     return TrainingArguments(
-        output_dir=str(run_.path("checkpoints")),
+        output_dir=str(run_.path(CHECKPOINTS_DIR)),
         per_device_train_batch_size=train.micro_batch_size,
         per_device_eval_batch_size=train.micro_batch_size,
-        gradient_accumulation_steps=train.global_batch_size // train.micro_batch_size,
+        gradient_accumulation_steps=gradient_accumulation_steps(train, world_size),
         num_train_epochs=train.epochs,
         max_steps=train.max_steps,
         learning_rate=train.learning_rate,
+        lr_scheduler_type=train.lr_scheduler,
         warmup_steps=train.warmup_steps,
         weight_decay=train.weight_decay,
+        adam_beta1=train.adam_beta1,
+        adam_beta2=train.adam_beta2,
+        max_grad_norm=train.max_grad_norm,
+        activation_checkpointing=train.gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False},
         logging_steps=train.logging_steps,
-        eval_strategy="epoch" if has_eval else "no",
-        save_strategy="no",
-        report_to="none",
+        logging_first_step=True,
+        eval_strategy=interval if has_validation else "no",
+        eval_steps=eval_steps,
+        save_strategy=interval,
+        save_steps=save_steps,
+        save_total_limit=train.save_total_limit,
+        load_best_model_at_end=has_validation,
+        metric_for_best_model="eval_loss" if has_validation else None,
+        greater_is_better=False,
+        # Batches of similar length waste little on padding.
+        train_sampling_strategy="group_by_length",
+        report_to=_reporters(cfg),
+        disable_tqdm=False,
         seed=cfg.seed,
+        data_seed=cfg.seed,
         remove_unused_columns=False,
         use_cpu=not torch.cuda.is_available(),
         dataloader_num_workers=0,
+        # LoRA leaves most of the model frozen; DDP must not wait for their gradients.
+        ddp_find_unused_parameters=False,
+        **_precision(train.precision),
     )
 
 
+def _callbacks(cfg: DictConfig, run_: Run) -> list[Any]:
+    from transformers import EarlyStoppingCallback
+    from transformers.integrations import TensorBoardCallback
+
+    callbacks: list[Any] = []
+    if "tensorboard" in cfg.train.report_to and run_.is_main:
+        from torch.utils.tensorboard import SummaryWriter
+
+        callbacks.append(TensorBoardCallback(
+            tb_writer=SummaryWriter(log_dir=str(run_.path("tensorboard")))))
+    if cfg.train.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(
+            early_stopping_patience=cfg.train.early_stopping_patience,
+            early_stopping_threshold=cfg.train.early_stopping_threshold))
+    return callbacks
+
+
+def _last_checkpoint(run_: Run) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    folder = run_.path(CHECKPOINTS_DIR)
+    if not run_.resumed or not folder.is_dir():
+        return None
+    return get_last_checkpoint(str(folder))
+
+
+def plot_loss_curve(history: list[dict[str, Any]], path: Path) -> None:
+    """Training and validation loss against optimizer step, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display needed
+    import matplotlib.pyplot as plt
+
+    train = [(h["step"], h["loss"]) for h in history if "loss" in h]
+    val = [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h]
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    if train:
+        ax.plot(*zip(*train, strict=True), label="training loss")
+    if val:
+        ax.plot(*zip(*val, strict=True), marker="o", label="validation loss")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("cross-entropy loss")
+    ax.set_title("QueryCraft finetune")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def run(cfg: DictConfig) -> Path:
-    """Fine-tune ``cfg.model`` with LoRA on the ingest run named by ``train.dataset_dir``.
+    """Fine-tune ``cfg.model`` with ``cfg.peft`` on the ingest run named by ``train.dataset_dir``.
 
     Returns:
-        The run folder, holding ``adapter/`` and ``metrics.json``.
+        The run folder, holding ``adapter/``, ``metrics.json`` and ``loss_curve.png``.
     """
     from transformers import Trainer
 
-    with start_run(cfg, "finetune") as run_:
+    with start_run(cfg, "finetune", resumable=True) as run_:
         ingest_dir = resolve_run(cfg.train.dataset_dir, cfg.paths.output_dir, "ingest",
                                  "train.dataset_dir")
         ingest_info = read_manifest(ingest_dir)
-        train_rows = read_jsonl(ingest_dir / "dataset" / "train.jsonl")
-        eval_rows = read_jsonl(ingest_dir / "dataset" / "eval.jsonl")
+        train_rows, val_rows = split_validation(
+            read_jsonl(ingest_dir / "dataset" / "train.jsonl"),
+            cfg.train.validation_fraction, cfg.seed)
         template = load_template(cfg.prompt.template, cfg.paths.prompts_dir)
-        run_.path(SAVED_TEMPLATE_FILE).write_text(template.text, encoding="utf-8")
+        if run_.is_main:
+            run_.path(SAVED_TEMPLATE_FILE).write_text(template.text, encoding="utf-8")
 
-        base = _prepare_base_model(cfg, train_rows, template, run_)
+        args = _training_arguments(cfg, run_, has_validation=bool(val_rows))
+        with args.main_process_first(desc="preparing the base model"):
+            base = _prepare_base_model(cfg, train_rows, template, run_)
         tokenizer = models.load_tokenizer(base, trust_remote_code=cfg.model.trust_remote_code)
-        model = models.load_model(base, cfg.model)
-        train_set = _encode(train_rows, template, cfg, tokenizer, "train")
-        eval_set = _encode(eval_rows, template, cfg, tokenizer, "eval")
+        splits = {"train": encode_split(train_rows, template, cfg, tokenizer),
+                  "validation": encode_split(val_rows, template, cfg, tokenizer)}
+        _report_too_long(splits, cfg, run_)
+        if not splits["validation"].examples and val_rows:
+            raise QueryCraftError("Every validation example is too long; raise "
+                                  "train.max_seq_length or set train.validation_fraction=0.")
 
-        model = models.attach_lora(model, cfg.peft, cfg.model)
+        model = models.load_model(base, cfg.model, cfg.peft.quantization)
+        model = models.attach_lora(model, cfg.peft, cfg.model,
+                                   gradient_checkpointing=cfg.train.gradient_checkpointing)
         trainable, total = models.count_parameters(model)
-        log.info("LoRA r=%d on %s: %s trainable of %s parameters (%.2f%%)", cfg.peft.r,
+        log.info("%s r=%d on %s: %s trainable of %s parameters (%.2f%%); %d training, %d "
+                 "validation examples; %d process(es), gradient accumulation %d",
+                 cfg.peft.method, cfg.peft.r,
                  ", ".join(models.lora_target_modules(cfg.peft, cfg.model)),
-                 f"{trainable:,}", f"{total:,}", 100 * trainable / total)
+                 f"{trainable:,}", f"{total:,}", 100 * trainable / total,
+                 len(splits["train"].examples), len(splits["validation"].examples),
+                 args.world_size, args.gradient_accumulation_steps)
 
         trainer = Trainer(
             model=model,
-            args=_training_arguments(cfg, run_, has_eval=bool(eval_set)),
-            train_dataset=train_set,
-            eval_dataset=eval_set or None,
-            data_collator=make_collator(cfg.collator.name, tokenizer,
-                                        cfg.collator.pad_to_multiple_of),
+            args=args,
+            train_dataset=splits["train"].examples,
+            eval_dataset=splits["validation"].examples or None,
+            data_collator=make_collator(cfg.collator, tokenizer, cfg.train.max_seq_length),
+            processing_class=tokenizer,
+            callbacks=_callbacks(cfg, run_),
         )
-        result = trainer.train()
-        adapter_dir = run_.path("adapter")
-        model.save_pretrained(adapter_dir)
-        tokenizer.save_pretrained(adapter_dir)
+        checkpoint = _last_checkpoint(run_)
+        if run_.resumed:
+            log.info("resuming from %s", checkpoint or "the start (no checkpoint was saved)")
+        result = trainer.train(resume_from_checkpoint=checkpoint)
+        final_eval = trainer.evaluate() if splits["validation"].examples else {}
 
+        adapter_dir = run_.path("adapter")
+        trainer.save_model(str(adapter_dir))  # the best checkpoint's weights, when validating
+        if not run_.is_main:
+            return run_.dir
+        tokenizer.save_pretrained(adapter_dir)
         history = trainer.state.log_history
-        eval_losses = [h["eval_loss"] for h in history if "eval_loss" in h]
+        loss_on_prompt = cfg.collator.name != "completion_only"
+        tokens_per_epoch = splits["train"].trained_tokens(loss_on_prompt)
         metrics = {
             "train_loss": result.training_loss,
             "first_logged_loss": next((h["loss"] for h in history if "loss" in h), None),
-            "final_eval_loss": eval_losses[-1] if eval_losses else None,
-            "eval_perplexity": math.exp(eval_losses[-1]) if eval_losses else None,
+            "final_validation_loss": final_eval.get("eval_loss"),
+            "validation_perplexity": (math.exp(final_eval["eval_loss"])
+                                      if "eval_loss" in final_eval else None),
+            "best_checkpoint": trainer.state.best_model_checkpoint,
+            "best_validation_loss": trainer.state.best_metric,
             "steps": trainer.state.global_step,
-            "train_examples": len(train_set),
-            "eval_examples": len(eval_set),
+            "epochs": trainer.state.epoch,
+            "resumed_from": checkpoint,
+            "train_examples": len(splits["train"].examples),
+            "validation_examples": len(splits["validation"].examples),
+            "too_long_examples": sum(len(s.too_long) for s in splits.values()),
+            "trained_tokens_per_epoch": tokens_per_epoch,
             "trainable_parameters": trainable,
             "total_parameters": total,
+            "processes": args.world_size,
             "seconds": result.metrics.get("train_runtime"),
             "log_history": history,
         }
         run_.path("metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
-        run_._write(base_model=base, adapter=str(adapter_dir), dataset_dir=str(ingest_dir),
-                    database=ingest_info.get("database"),
+        plot_loss_curve(history, run_.path(LOSS_CURVE))
+        merged = None
+        if cfg.train.merge_adapter:
+            merged = str(models.merge_adapter(base, adapter_dir, cfg.model,
+                                              run_.path("merged_model")))
+        run_._write(base_model=base, adapter=str(adapter_dir), merged_model=merged,
+                    dataset_dir=str(ingest_dir), database=ingest_info.get("database"),
                     prompt_dialect=cfg.prompt.dialect_name, model_name=cfg.model.name,
-                    peft={"method": cfg.peft.method, "r": cfg.peft.r, "alpha": cfg.peft.alpha})
-        log.info("finetune: %d steps, train loss %.3f, eval loss %s; adapter in %s",
+                    peft={"method": cfg.peft.method, "r": cfg.peft.r, "alpha": cfg.peft.alpha,
+                          "use_dora": cfg.peft.use_dora},
+                    quantization=OmegaConf.to_container(cfg.peft.quantization))
+        log.info("finetune: %d steps, train loss %.3f, validation loss %s; adapter in %s",
                  metrics["steps"], metrics["train_loss"],
-                 f"{metrics['final_eval_loss']:.3f}" if eval_losses else "n/a", adapter_dir)
+                 f"{final_eval['eval_loss']:.3f}" if final_eval else "n/a", adapter_dir)
     return run_.dir
+

@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from querycraft import models
 from querycraft.data import prompt_for
@@ -37,6 +37,8 @@ class ModelSource:
     dialect: str
     dataset_dir: Path | None
     database: str | None
+    # How the base was stored while the adapter trained (peft.quantization); loaded alike.
+    quantization: dict | None = None
 
 
 def _model_source(cfg: DictConfig) -> ModelSource:
@@ -57,13 +59,15 @@ def _model_source(cfg: DictConfig) -> ModelSource:
         dialect=info["prompt_dialect"],
         dataset_dir=Path(info["dataset_dir"]),
         database=info.get("database"),
+        quantization=info.get("quantization"),
     )
 
 
 def _load(source: ModelSource, cfg: DictConfig):
     tokenizer = models.load_tokenizer(source.adapter or source.base,
                                       trust_remote_code=cfg.model.trust_remote_code)
-    model = models.load_model(source.base, cfg.model)
+    quantization = OmegaConf.create(source.quantization) if source.quantization else None
+    model = models.load_model(source.base, cfg.model, quantization)
     if source.adapter:
         from peft import PeftModel
 

@@ -69,7 +69,7 @@ class Collator:
         prompt_length = feature["prompt_length"]
         return [IGNORE_INDEX] * prompt_length + ids[prompt_length:]
 
-    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         if self.packing:
             return self._packed(features)
         return self._padded(features)
@@ -96,7 +96,7 @@ class Collator:
             labels[i, :n] = torch.tensor(self._labels(feature), dtype=torch.long)
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
-    def _packed(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    def _packed(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         import torch
 
         input_ids: list[int] = []
@@ -110,10 +110,12 @@ class Collator:
             input_ids += feature["input_ids"]
             labels += example_labels
             position_ids += range(len(feature["input_ids"]))
-        # No attention_mask: with position_ids alone, transformers finds the boundaries.
+        # No attention_mask: from position_ids alone transformers builds a block-diagonal
+        # causal mask, but only when no KV cache is in play, hence use_cache=False.
         return {"input_ids": torch.tensor([input_ids], dtype=torch.long),
                 "labels": torch.tensor([labels], dtype=torch.long),
-                "position_ids": torch.tensor([position_ids], dtype=torch.long)}
+                "position_ids": torch.tensor([position_ids], dtype=torch.long),
+                "use_cache": False}
 
 
 def make_collator(collator_cfg: Any, tokenizer: PreTrainedTokenizerBase,

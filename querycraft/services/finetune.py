@@ -225,13 +225,20 @@ def _callbacks(cfg: DictConfig, run_: Run) -> list[Any]:
     return callbacks
 
 
-def _last_checkpoint(run_: Run) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
+def last_complete_checkpoint(checkpoints_dir: Path) -> str | None:
+    """The newest checkpoint that was saved in full.
 
-    folder = run_.path(CHECKPOINTS_DIR)
-    if not run_.resumed or not folder.is_dir():
+    The Trainer writes trainer_state.json last, so a checkpoint cut off by a kill while it
+    was being written lacks it and is passed over for the one before.
+    """
+    if not checkpoints_dir.is_dir():
         return None
-    return get_last_checkpoint(str(folder))
+    steps = []
+    for folder in checkpoints_dir.glob("checkpoint-*"):
+        step = folder.name.removeprefix("checkpoint-")
+        if step.isdigit() and (folder / "trainer_state.json").is_file():
+            steps.append((int(step), folder))
+    return str(max(steps)[1]) if steps else None
 
 
 def plot_loss_curve(history: list[dict[str, Any]], path: Path) -> None:
@@ -289,6 +296,7 @@ def run(cfg: DictConfig) -> Path:
                                   "train.max_seq_length or set train.validation_fraction=0.")
 
         model = models.load_model(base, cfg.model, cfg.peft.quantization)
+        model.config.use_cache = False  # training never reuses keys and values
         model = models.attach_lora(model, cfg.peft, cfg.model,
                                    gradient_checkpointing=cfg.train.gradient_checkpointing)
         trainable, total = models.count_parameters(model)
@@ -309,7 +317,8 @@ def run(cfg: DictConfig) -> Path:
             processing_class=tokenizer,
             callbacks=_callbacks(cfg, run_),
         )
-        checkpoint = _last_checkpoint(run_)
+        checkpoint = (last_complete_checkpoint(run_.path(CHECKPOINTS_DIR)) if run_.resumed
+                      else None)
         if run_.resumed:
             log.info("resuming from %s", checkpoint or "the start (no checkpoint was saved)")
         result = trainer.train(resume_from_checkpoint=checkpoint)

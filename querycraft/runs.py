@@ -87,12 +87,9 @@ def _check_resumable(cfg: DictConfig, run_dir: Path, info: dict[str, Any]) -> No
             f"{run_dir} is being written by process {info['pid']} right now; wait for it to "
             f"finish or stop it before resuming."
         )
-    saved = OmegaConf.load(run_dir / CONFIG_FILE)
-    current = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True,
-                                                      throw_on_missing=False))
-    changed = [key for key in RESUME_CHECKED_KEYS
-               if OmegaConf.to_container(saved.get(key)) != OmegaConf.to_container(
-                   current.get(key))]
+    saved = OmegaConf.to_container(OmegaConf.load(run_dir / CONFIG_FILE))
+    current = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    changed = [key for key in RESUME_CHECKED_KEYS if saved.get(key) != current.get(key)]
     if changed:
         raise QueryCraftError(
             f"Cannot resume {run_dir}: the settings of {', '.join(changed)} differ from the "

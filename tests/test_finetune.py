@@ -152,7 +152,7 @@ def test_gradient_accumulation_is_derived_from_global_and_micro_batch_per_proces
     train = OmegaConf.create({"global_batch_size": 16, "micro_batch_size": 2})
     assert gradient_accumulation_steps(train, world_size=1) == 8
     assert gradient_accumulation_steps(train, world_size=2) == 4
-    with pytest.raises(QueryCraftError, match="multiple of train.micro_batch_size"):
+    with pytest.raises(QueryCraftError, match=r"multiple of train\.micro_batch_size"):
         gradient_accumulation_steps(train, world_size=3)
 
 

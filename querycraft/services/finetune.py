@@ -193,8 +193,6 @@ def _training_arguments(cfg: DictConfig, run_: Run, has_validation: bool) -> Any
         load_best_model_at_end=has_validation,
         metric_for_best_model="eval_loss" if has_validation else None,
         greater_is_better=False,
-        # Batches of similar length waste little on padding.
-        train_sampling_strategy="group_by_length",
         report_to=_reporters(cfg),
         disable_tqdm=False,
         seed=cfg.seed,
@@ -223,6 +221,38 @@ def _callbacks(cfg: DictConfig, run_: Run) -> list[Any]:
             early_stopping_patience=cfg.train.early_stopping_patience,
             early_stopping_threshold=cfg.train.early_stopping_threshold))
     return callbacks
+
+
+def _trainer_class() -> type:
+    """The Trainer, with batches grouped by length in an order fixed by (seed, epoch).
+
+    Grouping similar lengths keeps padding small. transformers' own length-grouped sampler
+    draws its order from the global random state, which a resumed run restores to the
+    checkpoint's moment, not the epoch's start: a run resumed mid-epoch would see other
+    batches than the uninterrupted run. Seeding by epoch makes them the same.
+    """
+    import torch
+    from transformers import Trainer
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
+        def __init__(self, *args: Any, seed: int, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.seed = seed
+            self.set_epoch(0)
+
+        def set_epoch(self, epoch: int) -> None:  # called by accelerate each epoch
+            self.generator = torch.Generator().manual_seed(self.seed + epoch)
+
+    class QueryCraftTrainer(Trainer):
+        def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+            dataset = train_dataset if train_dataset is not None else self.train_dataset
+            return EpochSeededLengthGroupedSampler(
+                self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                lengths=[len(example["input_ids"]) for example in dataset],
+                seed=self.args.data_seed if self.args.data_seed is not None else self.args.seed)
+
+    return QueryCraftTrainer
 
 
 def last_complete_checkpoint(checkpoints_dir: Path) -> str | None:
@@ -271,8 +301,6 @@ def run(cfg: DictConfig) -> Path:
     Returns:
         The run folder, holding ``adapter/``, ``metrics.json`` and ``loss_curve.png``.
     """
-    from transformers import Trainer
-
     with start_run(cfg, "finetune", resumable=True) as run_:
         ingest_dir = resolve_run(cfg.train.dataset_dir, cfg.paths.output_dir, "ingest",
                                  "train.dataset_dir")
@@ -308,7 +336,7 @@ def run(cfg: DictConfig) -> Path:
                  len(splits["train"].examples), len(splits["validation"].examples),
                  args.world_size, args.gradient_accumulation_steps)
 
-        trainer = Trainer(
+        trainer = _trainer_class()(
             model=model,
             args=args,
             train_dataset=splits["train"].examples,

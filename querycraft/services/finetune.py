@@ -45,6 +45,10 @@ class EncodedSplit:
     examples: list[dict[str, Any]]
     too_long: list[tuple[str, int]]  # (id, tokens)
 
+    def input_tokens(self) -> int:
+        """Real (non-padding) tokens over one pass."""
+        return sum(len(e["input_ids"]) for e in self.examples)
+
     def trained_tokens(self, loss_on_prompt: bool) -> int:
         """Tokens carrying loss over one pass (the first is never predicted)."""
         return sum(len(e["input_ids"]) - (1 if loss_on_prompt else e["prompt_length"])
@@ -301,6 +305,8 @@ def run(cfg: DictConfig) -> Path:
     Returns:
         The run folder, holding ``adapter/``, ``metrics.json`` and ``loss_curve.png``.
     """
+    import torch
+
     with start_run(cfg, "finetune", resumable=True) as run_:
         ingest_dir = resolve_run(cfg.train.dataset_dir, cfg.paths.output_dir, "ingest",
                                  "train.dataset_dir")
@@ -374,7 +380,10 @@ def run(cfg: DictConfig) -> Path:
             "train_examples": len(splits["train"].examples),
             "validation_examples": len(splits["validation"].examples),
             "too_long_examples": sum(len(s.too_long) for s in splits.values()),
+            "input_tokens_per_epoch": splits["train"].input_tokens(),
             "trained_tokens_per_epoch": tokens_per_epoch,
+            "peak_gpu_memory_gib": (torch.cuda.max_memory_allocated() / 2**30
+                                    if torch.cuda.is_available() else None),
             "trainable_parameters": trainable,
             "total_parameters": total,
             "processes": args.world_size,

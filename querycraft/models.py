@@ -148,7 +148,8 @@ def quantization_config(quant_cfg: DictConfig | None):
     except ImportError as err:
         raise QueryCraftError(
             "Quantized fine-tuning (peft=qlora or peft=lora-8bit) needs bitsandbytes: "
-            "pip install bitsandbytes. Or use peft=lora for a full-precision base."
+            "pip install -e '.[qlora]' (or pip install bitsandbytes). Or use peft=lora for "
+            "a full-precision base."
         ) from err
     import torch
     from transformers import BitsAndBytesConfig

@@ -82,3 +82,26 @@ def test_missing_data_file_is_a_clear_error_before_anything_loads():
     assert "/nonexistent/file.csv" in done.stderr + done.stdout
     assert "Traceback" not in done.stderr
     assert seconds < 10
+
+
+def test_finetune_settings_are_checked_together(tmp_path):
+    cfg = make_config(tmp_path, ["peft.method=lora2", "peft.quantization.bits=3",
+                                 "train.on_too_long=truncate", "train.report_to=[tensorbord]",
+                                 "collator=default", "collator.packing=true",
+                                 "train.validation_fraction=0",
+                                 "train.early_stopping_patience=2", "train.precision=fp8"])
+    with pytest.raises(QueryCraftError) as caught:
+        check_config(cfg)
+    message = str(caught.value)
+    for fragment in ("peft.method 'lora2'", "bits must be null, 4 or 8",
+                     "on_too_long must be 'skip' or 'error'", "tensorbord",
+                     "packing needs a dynamic-padding collator",
+                     "early_stopping_patience needs validation loss", "precision 'fp8'"):
+        assert fragment in message
+
+
+def test_prompt_format_follows_the_model_preset_unless_set(tmp_path):
+    assert make_config(tmp_path, ["model=qwen2.5-7b"]).prompt.template == "chatml"
+    assert make_config(tmp_path, ["model=qwen2.5-7b", "prompt.template=default"]
+                       ).prompt.template == "default"
+    assert make_config(tmp_path).prompt.template == "default"  # the tiny preset's

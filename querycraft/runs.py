@@ -77,11 +77,15 @@ def _pid_alive(pid: Any, host: Any) -> bool:
     return True
 
 
-# Settings that must not change when a run is resumed: they decide what is trained and how.
-RESUME_CHECKED_KEYS = ("seed", "model", "peft", "collator", "prompt", "train")
+# Settings that must not change when a run is resumed: they decide what is produced.
+RESUME_CHECKED_KEYS = {
+    "finetune": ("seed", "model", "peft", "collator", "prompt", "train"),
+    "infer": ("seed", "model", "prompt", "infer", "question"),
+}
 
 
-def _check_resumable(cfg: DictConfig, run_dir: Path, info: dict[str, Any]) -> None:
+def _check_resumable(cfg: DictConfig, run_dir: Path, info: dict[str, Any],
+                     service: str) -> None:
     if _pid_alive(info.get("pid"), info.get("host")):
         raise QueryCraftError(
             f"{run_dir} is being written by process {info['pid']} right now; wait for it to "
@@ -89,7 +93,8 @@ def _check_resumable(cfg: DictConfig, run_dir: Path, info: dict[str, Any]) -> No
         )
     saved = OmegaConf.to_container(OmegaConf.load(run_dir / CONFIG_FILE))
     current = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
-    changed = [key for key in RESUME_CHECKED_KEYS if saved.get(key) != current.get(key)]
+    changed = [key for key in RESUME_CHECKED_KEYS.get(service, ())
+               if saved.get(key) != current.get(key)]
     if changed:
         raise QueryCraftError(
             f"Cannot resume {run_dir}: the settings of {', '.join(changed)} differ from the "
@@ -125,7 +130,7 @@ def start_run(cfg: DictConfig, service: str, *, resumable: bool = False) -> Iter
                 f"writes over them. Choose another folder (paths.run_dir) or leave it to the "
                 f"default."
             )
-        _check_resumable(cfg, run_dir, info)
+        _check_resumable(cfg, run_dir, info, service)
         for stale in ("service", "error", "pid"):
             info.pop(stale, None)
         resumed = True

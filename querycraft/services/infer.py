@@ -1,110 +1,229 @@
-"""Infer: generate SQL for a dataset split with a fine-tuned (or base) model.
+"""Infer: generate SQL for a dataset split (or one question) with a fine-tuned or base model.
 
 The prompt template is the one saved with the finetune run, not the one in the current
-config, so inference always asks in exactly the words the model was trained on.
+config, so inference always asks in exactly the words the model was trained on. Rows are
+written as each batch finishes: a run that is stopped and started again (same folder, or
+``resume=true``) generates only the rows not yet written. A finished run with the same
+inputs and settings is reused rather than redone, unless ``infer.redo=true``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from querycraft import models
+from querycraft.backends import ModelSource, make_backend
 from querycraft.data import prompt_for
-from querycraft.generation import generate
+from querycraft.db import read_schema, sqlite_path_for
+from querycraft.errors import QueryCraftError
+from querycraft.generation import GenerationSettings
 from querycraft.prompts import (
     SAVED_TEMPLATE_FILE,
     PromptTemplate,
     load_template,
     parse_template,
 )
-from querycraft.runs import read_jsonl, read_manifest, resolve_run, start_run, write_jsonl
+from querycraft.runs import (
+    MANIFEST,
+    read_jsonl,
+    read_manifest,
+    resolve_run,
+    start_run,
+    write_jsonl,
+)
 from querycraft.sql import extract_sql
 
 log = logging.getLogger("querycraft")
 
+PREDICTIONS = "predictions.jsonl"
+
 
 @dataclass
-class ModelSource:
-    """What to load and how to prompt it."""
+class Request:
+    """Where the model, prompt and questions come from."""
 
-    base: str
-    adapter: str | None
+    source: ModelSource | None  # None: a server backend names its own model
     template: PromptTemplate
     dialect: str
+    finetune_dir: Path | None
     dataset_dir: Path | None
     database: str | None
-    # How the base was stored while the adapter trained (peft.quantization); loaded alike.
-    quantization: dict | None = None
 
 
-def _model_source(cfg: DictConfig) -> ModelSource:
-    if cfg.infer.finetune_dir is None and not cfg.infer.use_adapter \
-            and cfg.model.builder is None:
-        # A hub or local model used as is: prompt with the configured template.
-        return ModelSource(base=cfg.model.name_or_path, adapter=None,
-                           template=load_template(cfg.prompt.template, cfg.paths.prompts_dir),
-                           dialect=cfg.prompt.dialect_name, dataset_dir=None, database=None)
-    finetune_dir = resolve_run(cfg.infer.finetune_dir, cfg.paths.output_dir, "finetune",
+def _request(cfg: DictConfig) -> Request:
+    infer = cfg.infer
+    uses_run = infer.finetune_dir is not None or (
+        infer.backend != "openai" and (infer.use_adapter or cfg.model.builder is not None))
+    if not uses_run:
+        # A hub, local or served model used as is: prompt with the configured template.
+        template = load_template(cfg.prompt.template, cfg.paths.prompts_dir)
+        source = (None if infer.backend == "openai"
+                  else ModelSource(base=cfg.model.name_or_path))
+        return Request(source, template, cfg.prompt.dialect_name, None, None, None)
+    finetune_dir = resolve_run(infer.finetune_dir, cfg.paths.output_dir, "finetune",
                                "infer.finetune_dir")
     info = read_manifest(finetune_dir)
-    template_text = (finetune_dir / SAVED_TEMPLATE_FILE).read_text(encoding="utf-8")
-    return ModelSource(
+    merged = info.get("merged_model") if infer.use_merged else None
+    if infer.use_merged and not merged:
+        raise QueryCraftError(f"infer.use_merged=true but {finetune_dir} has no merged model; "
+                              f"fine-tune with train.merge_adapter=true, or use the adapter.")
+    template_path = finetune_dir / SAVED_TEMPLATE_FILE
+    source = ModelSource(
         base=info["base_model"],
-        adapter=info["adapter"] if cfg.infer.use_adapter else None,
-        template=parse_template(template_text, name=str(finetune_dir / SAVED_TEMPLATE_FILE)),
+        adapter=info["adapter"] if infer.use_adapter and not merged else None,
+        merged=merged,
+        quantization=info.get("quantization") if infer.use_adapter else None,
+        lora_rank=(info.get("peft") or {}).get("r"),
+    )
+    return Request(
+        source=source if infer.backend != "openai" else None,
+        template=parse_template(template_path.read_text(encoding="utf-8"),
+                               name=str(template_path)),
         dialect=info["prompt_dialect"],
+        finetune_dir=finetune_dir,
         dataset_dir=Path(info["dataset_dir"]),
         database=info.get("database"),
-        quantization=info.get("quantization"),
     )
 
 
-def _load(source: ModelSource, cfg: DictConfig):
-    tokenizer = models.load_tokenizer(source.adapter or source.base,
-                                      trust_remote_code=cfg.model.trust_remote_code)
-    quantization = OmegaConf.create(source.quantization) if source.quantization else None
-    model = models.load_model(source.base, cfg.model, quantization)
-    if source.adapter:
-        from peft import PeftModel
+def _fingerprint(cfg: DictConfig, request: Request, dataset_dir: Path | None) -> dict[str, Any]:
+    """What decides the output: a finished run with the same fingerprint need not be redone."""
+    infer = OmegaConf.to_container(cfg.infer, resolve=True)
+    for key in ("redo", "finetune_dir", "dataset_dir"):
+        infer.pop(key)
+    infer["server"].pop("timeout_s")
+    infer["server"].pop("concurrency")
+    return {"infer": infer, "finetune_dir": str(request.finetune_dir),
+            "dataset_dir": str(dataset_dir), "template": request.template.text,
+            "model": None if request.finetune_dir else OmegaConf.to_container(cfg.model)}
 
-        model = PeftModel.from_pretrained(model, source.adapter)
-    return model, tokenizer
+
+def _finished_run_with(fingerprint: dict[str, Any], output_dir: str) -> Path | None:
+    for manifest in sorted(Path(output_dir).rglob(MANIFEST)):
+        try:
+            info = json.loads(manifest.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue
+        if (info.get("service") == "infer" and info.get("status") == "completed"
+                and info.get("fingerprint") == fingerprint):
+            return manifest.parent
+    return None
+
+
+def _read_written(path: Path) -> dict[str, dict[str, Any]]:
+    """Rows already written by an earlier attempt; a line cut off by a kill is dropped."""
+    if not path.is_file():
+        return {}
+    rows: dict[str, dict[str, Any]] = {}
+    good_bytes = 0
+    with path.open("rb") as handle:
+        for line in handle:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                break  # a partial last line: everything after it is rewritten
+            if not line.endswith(b"\n"):
+                break
+            rows[row["id"]] = row
+            good_bytes += len(line)
+    with path.open("r+b") as handle:
+        handle.truncate(good_bytes)
+    return rows
+
+
+def _prediction(row: dict[str, Any], text: str, seconds: float, request: Request
+                ) -> dict[str, Any]:
+    source = request.source
+    return {"id": row["id"], "db_id": row.get("db_id", ""), "question": row["question"],
+            "query": row.get("query", ""), "raw_output": text, "sql": extract_sql(text),
+            "seconds": round(seconds, 4),
+            "model": (source.merged or source.base) if source else "server",
+            "adapter": source.adapter if source else None}
+
+
+def _question_rows(cfg: DictConfig, request: Request) -> list[dict[str, Any]]:
+    """The one question of ``question=...``, with the schema of the database as context."""
+    database = cfg.db.path or request.database
+    if database is None:
+        raise QueryCraftError("question=... needs a database to read the schema from: set "
+                              "db.path to a SQLite file, or use a finetune run whose dataset "
+                              "came with a database.")
+    path = Path(database)
+    if path.is_dir():
+        raise QueryCraftError(f"The database {path} is a folder of several databases; set "
+                              f"db.path to the one SQLite file to ask about, e.g. "
+                              f"{sqlite_path_for(path, '<db_id>')}.")
+    return [{"id": "question", "question": cfg.question, "query": "",
+             "context": read_schema(path), "db_id": path.stem}]
 
 
 def run(cfg: DictConfig) -> Path:
     """Write ``predictions.jsonl``: one row per question with raw output and extracted SQL.
 
+    With ``question=...`` answers that one question and prints the SQL.
+
     Returns:
-        The run folder.
+        The run folder (or, when the same request already finished, that run's folder).
     """
-    with start_run(cfg, "infer") as run_:
-        source = _model_source(cfg)
+    request = _request(cfg)
+    if cfg.question:
+        rows = _question_rows(cfg, request)
+        dataset_dir = None
+    else:
         dataset_dir = (resolve_run(cfg.infer.dataset_dir, cfg.paths.output_dir, "ingest",
                                    "infer.dataset_dir")
-                       if cfg.infer.dataset_dir or source.dataset_dir is None
-                       else source.dataset_dir)
+                       if cfg.infer.dataset_dir or request.dataset_dir is None
+                       else request.dataset_dir)
         rows = read_jsonl(dataset_dir / "dataset" / f"{cfg.infer.split}.jsonl")
         if cfg.infer.limit:
             rows = rows[: cfg.infer.limit]
-        model, tokenizer = _load(source, cfg)
-        prompts = [prompt_for(r, source.template, source.dialect) for r in rows]
-        outputs = generate(model, tokenizer, prompts, batch_size=cfg.infer.batch_size,
-                           max_new_tokens=cfg.infer.max_new_tokens,
-                           stop_string=source.template.stop_string)
-        predictions = [
-            {"id": r["id"], "db_id": r.get("db_id", ""), "question": r["question"],
-             "query": r["query"], "raw_output": out.text, "sql": extract_sql(out.text),
-             "seconds": round(out.seconds, 4), "model": source.base, "adapter": source.adapter}
-            for r, out in zip(rows, outputs, strict=True)
-        ]
-        write_jsonl(run_.path("predictions.jsonl"), predictions)
-        database = source.database or read_manifest(dataset_dir).get("database")
-        run_._write(predictions=str(run_.path("predictions.jsonl")), count=len(predictions),
-                    base_model=source.base, adapter=source.adapter,
-                    dataset_dir=str(dataset_dir), database=database)
-        log.info("infer: %d predictions in %s", len(predictions), run_.path("predictions.jsonl"))
+        fingerprint = _fingerprint(cfg, request, dataset_dir)
+        done = None if cfg.infer.redo else _finished_run_with(fingerprint,
+                                                              cfg.paths.output_dir)
+        if done is not None and not cfg.resume:
+            log.info("infer: these predictions already exist in %s (same model, data and "
+                     "settings); reusing them. Set infer.redo=true to generate again.", done)
+            return done
+
+    with start_run(cfg, "infer", resumable=True) as run_:
+        path = run_.path(PREDICTIONS)
+        written = _read_written(path) if run_.resumed else {}
+        todo = [r for r in rows if r["id"] not in written]
+        if written:
+            log.info("infer: %d of %d rows already written; generating the other %d",
+                     len(rows) - len(todo), len(rows), len(todo))
+        prompts = [prompt_for(r, request.template, request.dialect) for r in todo]
+        settings = GenerationSettings.from_config(cfg.infer, request.template.stop_string)
+        if todo:
+            backend = make_backend(cfg, request.source)
+            with path.open("a", encoding="utf-8") as out:
+                for indices, generations in backend.generate_batches(prompts, settings):
+                    for i, generation in zip(indices, generations, strict=True):
+                        row = _prediction(todo[i], generation.text, generation.seconds,
+                                          request)
+                        written[row["id"]] = row
+                        out.write(json.dumps(row, ensure_ascii=False) + "\n")
+                    out.flush()
+                    os.fsync(out.fileno())  # a kill loses at most the batch in flight
+        # Final file: input order, each row once.
+        write_jsonl(path, [written[r["id"]] for r in rows])
+        database = (request.database or (read_manifest(dataset_dir).get("database")
+                                         if dataset_dir else None))
+        source = request.source
+        run_._write(predictions=str(path), count=len(rows),
+                    base_model=source.base if source else None,
+                    adapter=source.adapter if source else None,
+                    merged_model=source.merged if source else None,
+                    backend=cfg.infer.backend, dataset_dir=str(dataset_dir),
+                    database=cfg.db.path or database,
+                    **({} if cfg.question else {"fingerprint": fingerprint}))
+        log.info("infer: %d predictions in %s", len(rows), path)
+    if cfg.question:
+        print(written["question"]["sql"], flush=True)  # last on stdout, after the log lines
     return run_.dir

@@ -1,0 +1,210 @@
+"""Generation backends for the infer service: transformers, vLLM, or an OpenAI-compatible
+server. All take the same prompts and ``GenerationSettings`` and yield finished batches as
+``(indices into prompts, generations)``, so the infer service can write each batch at once
+(and a restarted run skips what is written).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from querycraft import models
+from querycraft.errors import QueryCraftError
+from querycraft.generation import Generation, GenerationSettings, cut_at_stop, generate_batches
+
+log = logging.getLogger("querycraft")
+
+Batches = Iterator[tuple[list[int], list[Generation]]]
+
+
+@dataclass
+class ModelSource:
+    """What to load: a base model, optionally an adapter or a merged model."""
+
+    base: str
+    adapter: str | None = None
+    merged: str | None = None
+    # How the base was stored while the adapter trained (peft.quantization); loaded alike.
+    quantization: dict | None = None
+    # LoRA rank of the adapter (vLLM needs the maximum up front).
+    lora_rank: int | None = None
+
+    @property
+    def label(self) -> str:
+        return self.merged or (f"{self.base} + {self.adapter}" if self.adapter else self.base)
+
+
+class HFBackend:
+    """transformers ``generate``: batched, left-padded, length-sorted (see generation.py)."""
+
+    def __init__(self, source: ModelSource, model_cfg: DictConfig) -> None:
+        weights = source.merged or source.base
+        self.tokenizer = models.load_tokenizer(
+            source.merged or source.adapter or source.base,
+            trust_remote_code=model_cfg.trust_remote_code)
+        quantization = (OmegaConf.create(source.quantization)
+                        if source.quantization and not source.merged else None)
+        model = models.load_model(weights, model_cfg, quantization)
+        if source.adapter and not source.merged:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, source.adapter)
+        if quantization is None:
+            import torch
+
+            if torch.cuda.is_available():
+                model = model.to("cuda")
+        self.model = model
+
+    def generate_batches(self, prompts: list[str], settings: GenerationSettings) -> Batches:
+        return generate_batches(self.model, self.tokenizer, prompts, settings)
+
+
+class VLLMBackend:
+    """vLLM offline engine; the LoRA adapter is applied through vLLM's LoRA support."""
+
+    def __init__(self, source: ModelSource, model_cfg: DictConfig, seed: int) -> None:
+        try:
+            from vllm import LLM
+        except ImportError as err:
+            raise QueryCraftError(
+                "infer.backend=vllm needs vLLM on a machine with a supported GPU: pip install "
+                "-e '.[vllm]'. Or use infer.backend=hf (works everywhere)."
+            ) from err
+        if source.adapter and not source.merged and _adapter_trains_full_modules(source.adapter):
+            raise QueryCraftError(
+                f"The adapter in {source.adapter} also trains whole modules (modules_to_save, "
+                f"e.g. embeddings of a new vocabulary), which vLLM's LoRA cannot apply. Merge "
+                f"it (train.merge_adapter=true, then infer.use_merged=true) or use "
+                f"infer.backend=hf."
+            )
+        self.source = source
+        lora = bool(source.adapter and not source.merged)
+        self.llm = LLM(model=source.merged or source.base, dtype=model_cfg.dtype, seed=seed,
+                       trust_remote_code=model_cfg.trust_remote_code, enable_lora=lora,
+                       **({"max_lora_rank": max(8, source.lora_rank or 8)} if lora else {}))
+
+    def generate_batches(self, prompts: list[str], settings: GenerationSettings) -> Batches:
+        from vllm import SamplingParams
+        from vllm.lora.request import LoRARequest
+
+        params = SamplingParams(
+            temperature=settings.temperature if settings.do_sample else 0.0,
+            top_p=settings.top_p if settings.do_sample else 1.0,
+            max_tokens=settings.max_new_tokens,
+            stop=[settings.stop_string] if settings.stop_string else None,
+        )
+        lora = (LoRARequest("querycraft-adapter", 1, self.source.adapter)
+                if self.source.adapter and not self.source.merged else None)
+        # vLLM schedules its own batches; chunks only bound how much is lost to a crash.
+        chunk = max(settings.batch_size, 64)
+        for start in range(0, len(prompts), chunk):
+            indices = list(range(start, min(start + chunk, len(prompts))))
+            began = time.perf_counter()
+            outputs = self.llm.generate([prompts[i] for i in indices], params,
+                                        lora_request=lora, use_tqdm=True)
+            seconds = (time.perf_counter() - began) / len(indices)
+            yield indices, [Generation(cut_at_stop(o.outputs[0].text, settings.stop_string),
+                                       seconds) for o in outputs]
+
+
+def _adapter_trains_full_modules(adapter_dir: str) -> bool:
+    path = os.path.join(adapter_dir, "adapter_config.json")
+    with open(path, encoding="utf-8") as handle:
+        return bool(json.load(handle).get("modules_to_save"))
+
+
+class OpenAIBackend:
+    """Any server with the OpenAI completions API: vLLM, llama.cpp server, Ollama, TGI...
+
+    Sends raw prompts (the completions endpoint, not chat), so the server sees exactly the
+    training prompt; greedy unless sampling is configured; the template's stop string.
+    """
+
+    def __init__(self, server_cfg: DictConfig) -> None:
+        self.base_url = server_cfg.base_url.rstrip("/")
+        self.timeout = server_cfg.timeout_s
+        self.concurrency = max(1, server_cfg.concurrency)
+        self.api_key = None
+        if server_cfg.api_key_env:
+            self.api_key = os.environ.get(server_cfg.api_key_env)
+            if not self.api_key:
+                raise QueryCraftError(f"infer.server.api_key_env names {server_cfg.api_key_env}"
+                                      f", but that environment variable is not set.")
+        self.model = server_cfg.model or self._first_model()
+
+    def _request(self, path: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        data = json.dumps(payload).encode() if payload is not None else None
+        request = urllib.request.Request(self.base_url + path, data=data, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as err:
+            body = err.read().decode(errors="replace")[:300]
+            raise QueryCraftError(f"The server at {self.base_url} answered {path} with HTTP "
+                                  f"{err.code}: {body}") from err
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
+            raise QueryCraftError(
+                f"Could not reach an OpenAI-compatible server at {self.base_url} ({err}). "
+                f"Start it (e.g. `vllm serve <model>` or `llama-server -m model.gguf`) or set "
+                f"infer.server.base_url to where it listens."
+            ) from err
+
+    def _first_model(self) -> str:
+        models_ = self._request("/models").get("data", [])
+        if not models_:
+            raise QueryCraftError(f"The server at {self.base_url} lists no models; set "
+                                  f"infer.server.model.")
+        return models_[0]["id"]
+
+    def _complete(self, prompts: list[str], settings: GenerationSettings
+                  ) -> tuple[list[str], float]:
+        began = time.perf_counter()
+        payload = {
+            "model": self.model, "prompt": prompts, "max_tokens": settings.max_new_tokens,
+            "temperature": settings.temperature if settings.do_sample else 0.0,
+            "top_p": settings.top_p if settings.do_sample else 1.0,
+        }
+        if settings.stop_string:
+            payload["stop"] = [settings.stop_string]
+        choices = self._request("/completions", payload)["choices"]
+        texts = [""] * len(prompts)
+        for position, choice in enumerate(choices):
+            texts[choice.get("index", position)] = choice["text"]
+        return ([cut_at_stop(t, settings.stop_string) for t in texts],
+                (time.perf_counter() - began) / len(prompts))
+
+    def generate_batches(self, prompts: list[str], settings: GenerationSettings) -> Batches:
+        chunks = [list(range(s, min(s + settings.batch_size, len(prompts))))
+                  for s in range(0, len(prompts), settings.batch_size)]
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            futures = {pool.submit(self._complete, [prompts[i] for i in chunk], settings): chunk
+                       for chunk in chunks}
+            for future in as_completed(futures):
+                texts, seconds = future.result()
+                yield futures[future], [Generation(text, seconds) for text in texts]
+
+
+def make_backend(cfg: DictConfig, source: ModelSource | None) -> Any:
+    """The backend ``infer.backend`` names, ready to generate."""
+    name = cfg.infer.backend
+    if name == "openai":
+        return OpenAIBackend(cfg.infer.server)
+    assert source is not None
+    if name == "vllm":
+        return VLLMBackend(source, cfg.model, cfg.seed)
+    return HFBackend(source, cfg.model)

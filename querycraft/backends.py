@@ -60,6 +60,10 @@ class HFBackend:
             from peft import PeftModel
 
             model = PeftModel.from_pretrained(model, source.adapter)
+            if quantization is None:
+                # Folding the adapter into the weights (in memory only) makes every decoding
+                # step cheaper: no separate low-rank matmuls. A quantized base keeps it apart.
+                model = model.merge_and_unload()
         if quantization is None:
             import torch
 

@@ -8,13 +8,16 @@ process on the same model and the same held-out questions:
       stop string (the end-of-sequence token still ends a sequence, as in transformers);
   (b) this project's default (`infer.*` of the composed config: batches of
       infer.batch_size, length-sorted, the preset's max_new_tokens, the template's stop).
-Reports questions per second, the ratio (b)/(a), and how many extracted SQL strings agree.
+Each configuration runs --repeats times (interleaved); the median time counts, since a
+2-core machine's timings wander by +-15 %. Reports questions per second, the ratio (b)/(a),
+and how many extracted SQL strings agree.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -39,6 +42,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=float, default=8.0)
     parser.add_argument("--finetune-dir", type=Path, default=None)
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
     from querycraft.backends import HFBackend
@@ -75,17 +79,23 @@ def main() -> int:
     # Warm up (first-call allocations) so neither configuration pays for them.
     generate(backend.model, backend.tokenizer, prompts[:4],
              GenerationSettings(max_new_tokens=8, batch_size=4), progress=False)
+    times: dict[str, list[float]] = {name: [] for name in configurations}
+    outputs_of = {}
+    for _ in range(args.repeats):
+        for name, settings in configurations.items():
+            began = time.perf_counter()
+            outputs_of[name] = generate(backend.model, backend.tokenizer, prompts, settings,
+                                        progress=False)
+            times[name].append(time.perf_counter() - began)
     results = {}
-    for name, settings in configurations.items():
-        began = time.perf_counter()
-        outputs = generate(backend.model, backend.tokenizer, prompts, settings,
-                           progress=False)
-        seconds = time.perf_counter() - began
+    for name, outputs in outputs_of.items():
+        seconds = statistics.median(times[name])
         tokens = sum(len(backend.tokenizer(o.text, add_special_tokens=False)["input_ids"])
                      for o in outputs)
         results[name] = (len(prompts) / seconds, seconds, [extract_sql(o.text) for o in
                                                            outputs], tokens / len(prompts))
-        print(f"{name}: {results[name][0]:.2f} questions/s", flush=True)
+        print(f"{name}: {results[name][0]:.2f} questions/s (runs: "
+              f"{', '.join(f'{t:.2f}' for t in times[name])} s)", flush=True)
 
     (base_qps, *_, base_sql, _), (_, _, sql, _) = results.values()
     same = sum(a == b for a, b in zip(base_sql, sql, strict=True))

@@ -282,10 +282,20 @@ class InferConfig:
 
 @dataclass
 class EvaluateConfig:
-    # An infer run folder; null: the newest completed infer run under output/.
+    # An infer or correct run folder; null: the newest completed infer run under output/.
     predictions_dir: str | None = None
-    # Which column of the predictions to score: "sql" (raw, extracted) or "corrected".
-    prediction_column: str = "sql"
+    # The headline column: "sql" (raw, extracted), "corrected", or "auto" (corrected when the
+    # predictions have it, else sql). Both are scored side by side when both exist.
+    prediction_column: str = "auto"
+    # Worker processes running queries; null: one per CPU core.
+    workers: int | None = None
+    # DISTINCT in SELECT: "keep" (stricter: a missing or extra DISTINCT can change the
+    # result) or "strip" from gold and prediction alike, as the official Spider evaluator does.
+    distinct: str = "keep"
+    # Also score Spider's exact-set (component) match, values ignored.
+    exact_set_match: bool = True
+    # Rows of each result kept in items.jsonl and the HTML report.
+    preview_rows: int = 5
 
 
 @dataclass
@@ -325,7 +335,7 @@ class Config:
 
 
 
-SERVICES = ("ingest", "finetune", "infer", "correct", "evaluate", "pipeline")
+SERVICES = ("ingest", "finetune", "infer", "correct", "evaluate", "pipeline", "report")
 COLLATORS = ("completion_only", "language_modeling", "seq2seq", "default")
 PEFT_METHODS = ("lora", "qlora", "lora-8bit", "dora")
 REPORTERS = ("tensorboard", "wandb", "mlflow")
@@ -482,6 +492,11 @@ def check_config(cfg: DictConfig) -> None:
                         f"{', '.join(INFER_BACKENDS)}")
     if cfg.infer.batch_size < 1 or cfg.infer.max_new_tokens < 1:
         problems.append("infer.batch_size and infer.max_new_tokens must be at least 1")
+    if cfg.evaluate.distinct not in ("keep", "strip"):
+        problems.append(f"evaluate.distinct must be 'keep' or 'strip', got "
+                        f"'{cfg.evaluate.distinct}'")
+    if cfg.evaluate.workers is not None and cfg.evaluate.workers < 1:
+        problems.append("evaluate.workers must be at least 1 (or null for one per core)")
     if cfg.infer.split not in ("train", "eval"):
         problems.append(f"infer.split must be 'train' or 'eval', got '{cfg.infer.split}'")
     if service in ("ingest", "pipeline"):

@@ -470,6 +470,37 @@ def results_match(gold: QueryResult, pred: QueryResult, *, order_matters: bool) 
     return False
 
 
+RELATIONS = ("same", "prediction_empty", "gold_empty", "different_columns", "order_differs",
+             "more_rows", "fewer_rows", "partial_overlap", "different_values")
+
+
+def result_relation(gold: QueryResult, pred: QueryResult, *, order_matters: bool) -> str:
+    """How a predicted result relates to the gold one, for diagnostics (see ``RELATIONS``).
+
+    "same" exactly when :func:`results_match` holds. Otherwise, in this order: one side
+    empty; a different number of columns; the same rows in another order (gold has ORDER
+    BY); more or fewer rows; some rows in common (compared with each row's values sorted, so
+    column order does not hide an overlap); nothing in common.
+    """
+    if results_match(gold, pred, order_matters=order_matters):
+        return "same"
+    if not pred.rows:
+        return "prediction_empty"
+    if not gold.rows:
+        return "gold_empty"
+    if _width(gold) != _width(pred):
+        return "different_columns"
+    if order_matters and results_match(gold, pred, order_matters=False):
+        return "order_differs"
+    if len(pred.rows) != len(gold.rows):
+        return "more_rows" if len(pred.rows) > len(gold.rows) else "fewer_rows"
+
+    def bag(rows: list[tuple]) -> Counter:
+        return Counter(tuple(sorted(row, key=repr)) for row in _normalize_rows(rows))
+
+    return "partial_overlap" if bag(gold.rows) & bag(pred.rows) else "different_values"
+
+
 # --------------------------------------------------------------------------------------------
 # Schema and file layout
 # --------------------------------------------------------------------------------------------

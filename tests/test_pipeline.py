@@ -46,7 +46,9 @@ def test_each_service_runs_alone_reading_the_previous_stage(config_factory):
     assert summary["items"] == 6
     assert 0.0 <= summary["execution_accuracy"] <= 1.0
     with (evaluate_dir / "items.csv").open() as handle:
-        assert len(list(csv.DictReader(handle))) == 6
+        scored = list(csv.DictReader(handle))
+    # Raw and corrected SQL side by side: two rows per prediction.
+    assert sorted(row["column"] for row in scored) == ["corrected"] * 6 + ["sql"] * 6
 
 
 def test_stages_find_the_newest_finished_run_when_no_path_is_given(config_factory):

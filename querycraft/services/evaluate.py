@@ -1,8 +1,11 @@
-"""Evaluate: score predictions by running them (execution accuracy), by exact match after
-normalisation, and by token match; write per-item results and a summary.
+"""Evaluate: score predictions by running them (execution accuracy with the semantics of
+Spider's test-suite evaluator), by exact and exact-set match, and by token match; diagnose
+every miss; write items, a summary and an HTML report.
 
 Every query runs through the shared read-only execution layer, with a timeout and a row cap,
-so a prediction that tries to write is refused and one that runs forever is stopped.
+in worker processes (one per core by default), so a prediction that tries to write is
+refused, one that runs forever is stopped and counted as a timeout, and the evaluation goes
+on. Raw and corrected SQL are scored side by side when the predictions carry both.
 """
 
 from __future__ import annotations
@@ -10,102 +13,257 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
+import time
+from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
+from tqdm.auto import tqdm
 
 from querycraft import db as dbmod
 from querycraft.errors import QueryCraftError
-from querycraft.runs import read_jsonl, read_manifest, resolve_run, start_run
+from querycraft.runs import read_jsonl, read_manifest, resolve_run, start_run, write_jsonl
 from querycraft.sql import exact_match, has_order_by, token_match_score
+from querycraft.sql_analysis import exact_set_match, spider_hardness, sql_features, strip_distinct
 
 log = logging.getLogger("querycraft")
 
-ITEM_COLUMNS = ["id", "db_id", "question", "query", "prediction", "execution_match",
-                "exact_match", "token_match", "prediction_valid", "error_kind", "error"]
+ITEM_COLUMNS = ["id", "db_id", "column", "question", "query", "prediction", "execution_match",
+                "exact_match", "exact_set_match", "token_match", "prediction_valid",
+                "error_kind", "error", "relation", "difficulty", "features", "gold_rows",
+                "pred_rows", "seconds"]
+DIFFICULTIES = ("easy", "medium", "hard", "extra")
 
 
-def score_item(row: dict[str, Any], prediction: str, connection: Any, cfg: DictConfig
-               ) -> dict[str, Any]:
-    """All metrics for one prediction against its gold query."""
-    item = {"id": row["id"], "db_id": row.get("db_id", ""), "question": row["question"],
-            "query": row["query"], "prediction": prediction,
-            "exact_match": exact_match(row["query"], prediction),
-            "token_match": round(token_match_score(row["query"], prediction), 4),
-            "execution_match": False, "prediction_valid": False, "error_kind": "", "error": ""}
-    run = lambda sql: dbmod.execute_readonly(  # noqa: E731
-        connection, sql, timeout_s=cfg.db.timeout_s, max_rows=cfg.db.max_rows)
+@dataclass(frozen=True)
+class Scoring:
+    """The settings a worker needs (picklable)."""
+
+    database: str
+    timeout_s: float
+    max_rows: int
+    distinct: str
+    exact_set: bool
+    preview_rows: int
+
+
+def _preview(result: dbmod.QueryResult | None, n: int) -> list[list[Any]] | None:
+    if result is None:
+        return None
+    return [[v if isinstance(v, (int, float, str)) or v is None else repr(v) for v in row]
+            for row in result.rows[:n]]
+
+
+def score_execution(gold_sql: str, predicted_sql: str, connection: Any, scoring: Scoring
+                    ) -> dict[str, Any]:
+    """Execution-based fields for one pair: match, validity, error and result relation."""
+    out: dict[str, Any] = {"execution_match": False, "prediction_valid": False,
+                           "error_kind": "", "error": "", "relation": "", "gold_rows": None,
+                           "pred_rows": None, "gold_preview": None, "pred_preview": None}
+    if scoring.distinct == "strip":
+        gold_sql, predicted_sql = strip_distinct(gold_sql), strip_distinct(predicted_sql)
+
+    def run(sql: str) -> dbmod.QueryResult:
+        return dbmod.execute_readonly(connection, sql, timeout_s=scoring.timeout_s,
+                                      max_rows=scoring.max_rows)
+
     try:
-        gold = run(row["query"])
+        gold = run(gold_sql)
     except dbmod.QueryError as err:
         # A gold query that fails cannot be scored; say so rather than count it either way.
-        item.update(error_kind="gold_failed", error=err.message)
-        return item
-    if not prediction.strip():
-        item.update(error_kind="empty", error="no SQL in the model's output")
-        return item
+        out.update(error_kind="gold_failed", error=err.message)
+        return out
+    out.update(gold_rows=len(gold.rows), gold_preview=_preview(gold, scoring.preview_rows))
+    if not predicted_sql.strip():
+        out.update(error_kind="empty", error="no SQL in the model's output")
+        return out
     try:
-        predicted = run(prediction)
+        predicted = run(predicted_sql)
     except dbmod.QueryError as err:
-        item.update(error_kind=err.kind, error=err.message)
-        return item
-    item["prediction_valid"] = True
-    item["execution_match"] = dbmod.results_match(gold, predicted,
-                                                  order_matters=has_order_by(row["query"]))
+        out.update(error_kind=err.kind, error=err.message)
+        return out
+    order_matters = has_order_by(gold_sql)
+    relation = dbmod.result_relation(gold, predicted, order_matters=order_matters)
+    out.update(prediction_valid=True, execution_match=relation == "same", relation=relation,
+               pred_rows=len(predicted.rows),
+               pred_preview=_preview(predicted, scoring.preview_rows))
+    return out
+
+
+def score_item(row: dict[str, Any], column: str, connection: Any, scoring: Scoring
+               ) -> dict[str, Any]:
+    """All metrics and diagnostics for one prediction against its gold query."""
+    began = time.perf_counter()
+    prediction = row.get(column) or ""
+    gold = row["query"]
+    item = {"id": row["id"], "db_id": row.get("db_id", ""), "column": column,
+            "question": row["question"], "query": gold, "prediction": prediction,
+            "exact_match": exact_match(gold, prediction),
+            "exact_set_match": (exact_set_match(gold, prediction) if scoring.exact_set
+                                else None),
+            "token_match": round(token_match_score(gold, prediction), 4),
+            "difficulty": spider_hardness(gold), "features": sql_features(gold)}
+    item.update(score_execution(gold, prediction, connection, scoring))
+    item["seconds"] = round(time.perf_counter() - began, 4)
     return item
 
 
+def _score_chunk(rows: list[dict[str, Any]], columns: list[str], scoring: Scoring
+                 ) -> list[dict[str, Any]]:
+    """Worker: score rows (of one database, mostly) with its own read-only connections."""
+    databases = dbmod.SqliteDatabases(scoring.database)
+    try:
+        return [score_item(row, column, databases.connection(row.get("db_id", "")), scoring)
+                for row in rows for column in columns]
+    finally:
+        databases.close()
+
+
+def _chunks(rows: list[dict[str, Any]], workers: int) -> list[list[dict[str, Any]]]:
+    """Rows grouped by database, then cut so every worker gets several pieces of work."""
+    by_db: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        by_db[row.get("db_id", "")].append(row)
+    size = max(8, len(rows) // (workers * 4) + 1)
+    return [group[i: i + size] for group in by_db.values() for i in range(0, len(group), size)]
+
+
+def score_all(rows: list[dict[str, Any]], columns: list[str], scoring: Scoring,
+              workers: int) -> list[dict[str, Any]]:
+    """Score every row for every column; in ``workers`` processes when more than one."""
+    if workers <= 1 or len(rows) < 16:
+        return _score_chunk(rows, columns, scoring)
+    items: list[dict[str, Any]] = []
+    chunks = _chunks(rows, workers)
+    with ProcessPoolExecutor(max_workers=workers) as pool, \
+            tqdm(total=len(rows), desc="scoring", unit="q") as bar:
+        for chunk, scored in zip(chunks, pool.map(_score_chunk, chunks,
+                                                  [columns] * len(chunks),
+                                                  [scoring] * len(chunks)), strict=True):
+            items.extend(scored)
+            bar.update(len(chunk))
+    order = {row["id"]: i for i, row in enumerate(rows)}
+    return sorted(items, key=lambda item: (order[item["id"]], columns.index(item["column"])))
+
+
+def _rate(items: list[dict[str, Any]], key: str) -> float:
+    return round(sum(float(i[key]) for i in items) / len(items), 4) if items else 0.0
+
+
 def summarize(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Headline rates, error and relation counts, and breakdowns by difficulty and feature."""
     scored = [i for i in items if i["error_kind"] != "gold_failed"]
-    n = len(scored)
-    mean = lambda key: round(sum(float(i[key]) for i in scored) / n, 4) if n else 0.0  # noqa: E731
-    errors: dict[str, int] = {}
+    errors: dict[str, int] = defaultdict(int)
+    relations: dict[str, int] = defaultdict(int)
     for item in scored:
         if item["error_kind"]:
-            errors[item["error_kind"]] = errors.get(item["error_kind"], 0) + 1
-    return {"items": n, "gold_failed": len(items) - n,
-            "execution_accuracy": mean("execution_match"), "exact_match": mean("exact_match"),
-            "token_match": mean("token_match"), "valid_sql_rate": mean("prediction_valid"),
-            "errors": errors}
+            errors[item["error_kind"]] += 1
+        if item["relation"]:
+            relations[item["relation"]] += 1
+
+    def breakdown(groups: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+        return {name: {"count": len(group), "execution_accuracy": _rate(group, "execution_match"),
+                       "exact_match": _rate(group, "exact_match")}
+                for name, group in groups.items() if group}
+
+    by_difficulty = {d: [i for i in scored if i["difficulty"] == d] for d in DIFFICULTIES}
+    features = sorted({f for i in scored for f in i["features"]})
+    by_feature = {f: [i for i in scored if f in i["features"]] for f in features}
+    with_set = [i for i in scored if i["exact_set_match"] is not None]
+    return {"items": len(scored), "gold_failed": len(items) - len(scored),
+            "execution_accuracy": _rate(scored, "execution_match"),
+            "exact_match": _rate(scored, "exact_match"),
+            "exact_set_match": _rate(with_set, "exact_set_match") if with_set else None,
+            "token_match": _rate(scored, "token_match"),
+            "valid_sql_rate": _rate(scored, "prediction_valid"),
+            "errors": dict(errors), "relations": dict(relations),
+            "by_difficulty": breakdown(by_difficulty), "by_feature": breakdown(by_feature)}
+
+
+def _columns(rows: list[dict[str, Any]], setting: str, source: Path) -> tuple[list[str], str]:
+    """The columns to score (raw and corrected side by side) and the headline one."""
+    present = [c for c in ("sql", "corrected") if rows and c in rows[0]]
+    headline = ("corrected" if "corrected" in present else "sql") if setting == "auto" \
+        else setting
+    if rows and headline not in rows[0]:
+        raise QueryCraftError(f"evaluate.prediction_column '{headline}' is not in {source}'s "
+                              f"predictions; its columns are {', '.join(rows[0])}.")
+    return sorted(set(present) | {headline}, key=lambda c: (c != "sql", c)), headline
+
+
+def _write_items_csv(path: Path, items: list[dict[str, Any]]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.DictWriter(out, fieldnames=ITEM_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for item in items:
+            writer.writerow({**item, "features": ";".join(item["features"])})
 
 
 def run(cfg: DictConfig) -> Path:
     """Score the predictions of the run named by ``evaluate.predictions_dir``.
 
     Returns:
-        The run folder, holding ``items.csv`` and ``summary.json``.
+        The run folder, holding ``items.csv``, ``items.jsonl``, ``summary.json`` and
+        ``report.html``.
     """
+    from querycraft.report import render_run_report
+
     with start_run(cfg, "evaluate") as run_:
+        began = time.perf_counter()
         source = resolve_run(cfg.evaluate.predictions_dir, cfg.paths.output_dir,
                              ("infer", "correct"), "evaluate.predictions_dir")
         info = read_manifest(source)
         rows = read_jsonl(source / "predictions.jsonl")
-        column = cfg.evaluate.prediction_column
-        if rows and column not in rows[0]:
-            raise QueryCraftError(f"evaluate.prediction_column '{column}' is not in {source}'s "
-                                  f"predictions; its columns are {', '.join(rows[0])}.")
+        columns, headline = _columns(rows, cfg.evaluate.prediction_column, source)
         database = cfg.db.path or info.get("database")
         if not database:
             raise QueryCraftError("No database to run the SQL on: the dataset was ingested "
                                   "without one. Set db.path to a SQLite file or folder.")
-        connections = dbmod.SqliteDatabases(database)
-        try:
-            items = [score_item(r, r[column] or "", connections.connection(r.get("db_id", "")), cfg)
-                     for r in rows]
-        finally:
-            connections.close()
-        with run_.path("items.csv").open("w", newline="", encoding="utf-8") as out:
-            writer = csv.DictWriter(out, fieldnames=ITEM_COLUMNS)
-            writer.writeheader()
-            writer.writerows(items)
-        summary = {**summarize(items), "predictions": str(source), "column": column,
-                   "model": info.get("base_model"), "adapter": info.get("adapter"),
-                   "database": database}
+        scoring = Scoring(database=str(database), timeout_s=cfg.db.timeout_s,
+                          max_rows=cfg.db.max_rows, distinct=cfg.evaluate.distinct,
+                          exact_set=cfg.evaluate.exact_set_match,
+                          preview_rows=cfg.evaluate.preview_rows)
+        workers = cfg.evaluate.workers or os.cpu_count() or 1
+        items = score_all(rows, columns, scoring, workers)
+
+        per_column = {c: summarize([i for i in items if i["column"] == c]) for c in columns}
+        finetune = _finetune_info(info)
+        summary = {**per_column[headline], "column": headline,
+                   "columns": {c: {k: s[k] for k in ("execution_accuracy", "exact_match",
+                                                     "exact_set_match", "token_match",
+                                                     "valid_sql_rate")}
+                               for c, s in per_column.items()},
+                   "predictions": str(source), "model": info.get("base_model"),
+                   "adapter": info.get("adapter"), "peft": finetune.get("peft"),
+                   "dataset": info.get("dataset_dir"), "database": str(database),
+                   "distinct": cfg.evaluate.distinct, "workers": workers,
+                   "seconds": round(time.perf_counter() - began, 2)}
+        _write_items_csv(run_.path("items.csv"), items)
+        write_jsonl(run_.path("items.jsonl"), items)
         run_.path("summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+        run_.path("report.html").write_text(render_run_report(summary, items),
+                                            encoding="utf-8")
         run_._write(summary=summary)
-        log.info("evaluate: execution accuracy %.3f, exact match %.3f, token match %.3f, "
-                 "valid SQL %.3f over %d items; details in %s", summary["execution_accuracy"],
-                 summary["exact_match"], summary["token_match"], summary["valid_sql_rate"],
-                 summary["items"], run_.path("items.csv"))
+        for column, s in per_column.items():
+            log.info("evaluate (%s): execution accuracy %.3f, exact match %.3f, token match "
+                     "%.3f, valid SQL %.3f over %d items", column, s["execution_accuracy"],
+                     s["exact_match"], s["token_match"], s["valid_sql_rate"], s["items"])
+        log.info("evaluate: report in %s", run_.path("report.html"))
     return run_.dir
+
+
+def _finetune_info(predictions_info: dict[str, Any]) -> dict[str, Any]:
+    """The manifest of the finetune run behind the predictions, when there is one."""
+    adapter = predictions_info.get("adapter") or predictions_info.get("base_model")
+    if not adapter:
+        return {}
+    folder = Path(adapter).parent
+    try:
+        info = read_manifest(folder)
+    except QueryCraftError:
+        return {}
+    return info if info.get("service") == "finetune" else {}

@@ -1,0 +1,97 @@
+"""Report: HTML pages for the evaluation runs under the output folder.
+
+Writes ``leaderboard.html`` (every completed evaluation run, best execution accuracy first)
+into this run's own folder, and a ``report.html`` into each evaluation run folder that has
+none yet. The pages are self-contained: open them from disk, no server needed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from querycraft.errors import QueryCraftError
+from querycraft.report import render_leaderboard, render_run_report
+from querycraft.runs import MANIFEST, read_jsonl, start_run
+
+log = logging.getLogger("querycraft")
+
+REPORT_FILE = "report.html"
+LEADERBOARD_FILE = "leaderboard.html"
+
+
+def find_evaluations(output_dir: str | Path) -> list[tuple[Path, dict[str, Any]]]:
+    """Every completed evaluate run under ``output_dir`` (nested ones too), with its manifest."""
+    found = []
+    for manifest in sorted(Path(output_dir).rglob(MANIFEST)):
+        try:
+            info = json.loads(manifest.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue
+        if info.get("service") == "evaluate" and info.get("status") == "completed":
+            found.append((manifest.parent, info))
+    return found
+
+
+def load_summary(run_dir: Path, info: dict[str, Any]) -> dict[str, Any]:
+    """The run's ``summary.json``, or the summary in its manifest when the file is missing."""
+    path = run_dir / "summary.json"
+    if path.is_file():
+        return json.loads(path.read_text(encoding="utf-8"))
+    return dict(info.get("summary") or {})
+
+
+def write_run_report(run_dir: Path, info: dict[str, Any]) -> Path:
+    """Write ``report.html`` into one evaluation run folder from its summary and items."""
+    summary = load_summary(run_dir, info)
+    items: list[dict[str, Any]] = []
+    if (run_dir / "items.jsonl").is_file():
+        items = read_jsonl(run_dir / "items.jsonl")
+    else:
+        log.warning("report: %s has no items.jsonl; its page shows the summary only", run_dir)
+    title = f"Evaluation: {summary.get('model') or 'unknown model'} ({run_dir.name})"
+    path = run_dir / REPORT_FILE
+    tmp = path.with_suffix(".html.tmp")
+    tmp.write_text(render_run_report(summary, items, title=title), encoding="utf-8")
+    tmp.replace(path)  # atomic: a reader never sees half a page
+    return path
+
+
+def run(cfg: DictConfig) -> Path:
+    """Render the leaderboard of every completed evaluation run under ``paths.output_dir``.
+
+    Returns:
+        The path of ``leaderboard.html`` in this run's folder.
+
+    Raises:
+        QueryCraftError: if there is no completed evaluation run.
+    """
+    output_dir = Path(cfg.paths.output_dir)
+    with start_run(cfg, "report") as run_:
+        evaluations = find_evaluations(output_dir)
+        if not evaluations:
+            raise QueryCraftError(
+                f"No completed evaluation run under {output_dir}: run "
+                f"`python -m querycraft service=evaluate` first (or service=pipeline).")
+        runs, written = [], 0
+        for run_dir, info in evaluations:
+            if not (run_dir / REPORT_FILE).is_file():
+                write_run_report(run_dir, info)
+                written += 1
+            runs.append({
+                "name": run_dir.relative_to(output_dir).as_posix(),
+                "when": info.get("finished") or info.get("started"),
+                "summary": load_summary(run_dir, info),
+                "report": Path(os.path.relpath(run_dir / REPORT_FILE, run_.dir)).as_posix(),
+            })
+        page = run_.path(LEADERBOARD_FILE)
+        page.write_text(render_leaderboard(runs), encoding="utf-8")
+        run_._write(evaluations=len(runs), reports_written=written, page=str(page))
+        log.info("report: %d evaluation runs (%d new run pages); leaderboard: %s",
+                 len(runs), written, page)
+    return page

@@ -103,11 +103,13 @@ def test_distinct_kept_by_default_or_stripped_like_the_official_evaluator(shop):
     ("SELEC name FROM customer", "refused"),  # not a SELECT: the allow-list stops it
     ("SELECT id FROM customer, customer AS c2", "ambiguous_column"),
     ("DROP TABLE customer", "refused"),
+    ("SELECT abs(-9223372036854775808) FROM customer", "other"),  # integer overflow
     ("", "empty"),
 ])
 def test_error_kinds_are_diagnosed(shop, pred, kind):
     scored = execute(shop, "SELECT name FROM customer", pred)
     assert scored["error_kind"] == kind
+    assert scored["error"]  # with the message
     assert not scored["execution_match"] and not scored["prediction_valid"]
 
 

@@ -302,6 +302,19 @@ class EvaluateConfig:
 class CorrectConfig:
     # An infer run folder; null: the newest completed infer run under output/.
     predictions_dir: str | None = None
+    # The dialect the model was asked to write (sqlglot name).
+    read_dialect: str = "${data.dialect}"
+    # The dialect of the corrected query; null: the read dialect.
+    target_dialect: str | None = None
+    # The rules of querycraft/correction.py, each on or off (docs/CORRECT.md).
+    rules: dict[str, bool] = field(default_factory=lambda: dict.fromkeys(
+        ("extract_statement", "join_split_operators", "balance_quotes_and_parentheses",
+         "fix_identifiers", "fit_dialect", "reformat"), True))
+    # Check each corrected query against the SQLite database (EXPLAIN: compiled, not run).
+    validate: bool = True
+    # fix_identifiers: the most edits between a wrong name and the one it is replaced by
+    # (also at most one edit per 4 characters of the name, and never on ties).
+    max_edit_distance: int = 2
 
 
 @dataclass
@@ -499,6 +512,18 @@ def check_config(cfg: DictConfig) -> None:
         problems.append("evaluate.workers must be at least 1 (or null for one per core)")
     if cfg.infer.split not in ("train", "eval"):
         problems.append(f"infer.split must be 'train' or 'eval', got '{cfg.infer.split}'")
+    if service == "correct":
+        from querycraft.correction import RULES, dialect_known  # local: imports sqlglot
+
+        unknown_rules = sorted(set(cfg.correct.rules) - set(RULES))
+        if unknown_rules:
+            problems.append(f"correct.rules has unknown rule(s) {', '.join(unknown_rules)}; "
+                            f"the rules are {', '.join(RULES)}")
+        for key in ("read_dialect", "target_dialect"):
+            if cfg.correct[key] is not None and not dialect_known(cfg.correct[key]):
+                problems.append(f"correct.{key} '{cfg.correct[key]}' is not a sqlglot dialect")
+        if cfg.correct.max_edit_distance < 0:
+            problems.append("correct.max_edit_distance must be 0 or more")
     if service in ("ingest", "pipeline"):
         if not _exists(cfg.data.path):
             problems.append(f"data.path '{cfg.data.path}' does not exist: put your file in "

@@ -1,59 +1,149 @@
-"""Correct: clean generated SQL into a runnable statement, next to the raw column.
+"""Correct: clean generated SQL into a runnable statement, next to the raw columns.
 
-This first version applies the parser-based cleaning rules (extract the statement from
-chatter, keep one statement, normalise its layout with sqlglot when it parses); it writes a
-new run folder and never touches its input.
+Reads an infer run's ``predictions.jsonl`` (never writes to it) and writes a new run folder
+whose ``predictions.jsonl`` has every input column plus:
+
+* ``corrected``: the query after the rules of :mod:`querycraft.correction`;
+* ``rules_fired``: the rules that changed it, comma-separated;
+* ``unresolved``: what no rule could fix (a list of sentences);
+* ``valid``: whether SQLite accepts the corrected query (compiled with ``EXPLAIN``, not run;
+  null when not checked) and ``validation_error``: its message otherwise.
+
+The schema for the identifier rule comes from the row's ``context`` (the CREATE TABLE text
+the model saw), else from the dataset row with the same id in the infer run's dataset, else
+from the database itself.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
-import sqlglot
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from querycraft.correction import RULES, Correction, correct_sql, schema_from_ddl, validate
+from querycraft.db import SqliteDatabases, read_schema
+from querycraft.errors import QueryCraftError
 from querycraft.runs import read_jsonl, read_manifest, resolve_run, start_run, write_jsonl
-from querycraft.sql import extract_sql
+
+__all__ = ["RULES", "Correction", "correct_sql", "run"]
 
 log = logging.getLogger("querycraft")
 
 
-def correct_sql(raw: str, dialect: str = "sqlite") -> tuple[str, list[str]]:
-    """The corrected statement and the names of the rules that changed it."""
-    fired: list[str] = []
-    sql = extract_sql(raw)
-    if sql != raw.strip():
-        fired.append("extract_statement")
-    try:
-        tree = sqlglot.parse_one(sql, read=dialect)
-    except sqlglot.errors.SqlglotError:  # unparseable (or untokenizable): leave it as is
-        return sql, fired
-    rendered = tree.sql(dialect=dialect)
-    if rendered != sql:
-        fired.append("reformat")
-    return rendered, fired
+class _Schemas:
+    """The schema of each prediction row, read once per context text or database."""
+
+    def __init__(self, dataset_dir: Path | None, databases: SqliteDatabases | None,
+                 dialect: str) -> None:
+        self.dialect = dialect
+        self.databases = databases
+        self.contexts: dict[str, str] = {}
+        if dataset_dir is not None:
+            for split in ("train", "eval"):
+                path = dataset_dir / "dataset" / f"{split}.jsonl"
+                if path.is_file():
+                    for row in read_jsonl(path):
+                        if row.get("context"):
+                            self.contexts[str(row["id"])] = row["context"]
+        self._by_context: dict[str, dict[str, list[str]]] = {}
+        self._by_db: dict[str, dict[str, list[str]] | None] = {}
+
+    def for_row(self, row: dict[str, Any]) -> dict[str, list[str]] | None:
+        context = row.get("context") or self.contexts.get(str(row.get("id")))
+        if context:
+            if context not in self._by_context:
+                self._by_context[context] = schema_from_ddl(context, self.dialect)
+            if self._by_context[context]:
+                return self._by_context[context]
+        return self._from_database(str(row.get("db_id") or ""))
+
+    def _from_database(self, db_id: str) -> dict[str, list[str]] | None:
+        if self.databases is None:
+            return None
+        if db_id not in self._by_db:
+            try:
+                text = read_schema(self.databases.path_for(db_id))
+            except QueryCraftError as err:
+                log.warning("correct: no schema for database %r: %s", db_id, err)
+                text = ""
+            self._by_db[db_id] = schema_from_ddl(text) or None
+        return self._by_db[db_id]
+
+
+def _validator(databases: SqliteDatabases | None, target: str):
+    """``row, sql -> (valid, error)``: SQLite's verdict, or (None, "") when not checkable."""
+    failed: set[str] = set()
+
+    def check(row: dict[str, Any], sql: str) -> tuple[bool | None, str]:
+        db_id = str(row.get("db_id") or "")
+        if databases is None or target != "sqlite" or db_id in failed:
+            return None, ""
+        try:
+            connection = databases.connection(db_id)
+        except QueryCraftError as err:
+            log.warning("correct: cannot validate against database %r: %s", db_id, err)
+            failed.add(db_id)
+            return None, ""
+        error = validate(sql, connection)
+        return error is None, error or ""
+
+    return check
 
 
 def run(cfg: DictConfig) -> Path:
-    """Add a ``corrected`` column (and the rules that fired) to an infer run's predictions.
+    """Add the corrected query (and what the rules did) to an infer run's predictions.
 
     Returns:
         The run folder, holding its own ``predictions.jsonl``.
     """
+    settings = cfg.correct
+    read_dialect = settings.read_dialect
+    target = settings.target_dialect or read_dialect
+    rules = {name: bool(on) for name, on in OmegaConf.to_container(settings.rules).items()}
     with start_run(cfg, "correct") as run_:
-        source = resolve_run(cfg.correct.predictions_dir, cfg.paths.output_dir, "infer",
+        source = resolve_run(settings.predictions_dir, cfg.paths.output_dir, "infer",
                              "correct.predictions_dir")
         info = read_manifest(source)
         rows = read_jsonl(source / "predictions.jsonl")
-        for row in rows:
-            row["corrected"], fired = correct_sql(row["raw_output"], cfg.data.dialect)
-            row["rules_fired"] = ",".join(fired)
-        write_jsonl(run_.path("predictions.jsonl"), rows)
-        changed = sum(bool(r["rules_fired"]) for r in rows)
-        run_._write(source=str(source), count=len(rows), changed=changed,
-                    base_model=info.get("base_model"), adapter=info.get("adapter"),
-                    database=info.get("database"), dataset_dir=info.get("dataset_dir"))
-        log.info("correct: %d of %d queries changed; %s", changed, len(rows),
+        database = cfg.db.path or info.get("database")
+        databases = SqliteDatabases(database) if database and Path(database).exists() else None
+        dataset = info.get("dataset_dir")
+        dataset_dir = Path(dataset) if dataset and Path(dataset).is_dir() else None
+        schemas = _Schemas(dataset_dir, databases, read_dialect)
+        check = _validator(databases if settings.validate else None, target)
+        fired_counts: Counter[str] = Counter()
+        out = []
+        try:
+            for row in rows:
+                fixed = correct_sql(row.get("raw_output") or row.get("sql") or "",
+                                    schema=schemas.for_row(row), read_dialect=read_dialect,
+                                    write_dialect=target, rules=rules,
+                                    max_edit_distance=settings.max_edit_distance)
+                valid, error = check(row, fixed.sql)
+                fired_counts.update(fixed.fired)
+                out.append({**row, "corrected": fixed.sql, "rules_fired": ",".join(fixed.fired),
+                            "unresolved": fixed.unresolved, "valid": valid,
+                            "validation_error": error})
+        finally:
+            if databases is not None:
+                databases.close()
+        write_jsonl(run_.path("predictions.jsonl"), out)
+        changed = sum(bool(r["rules_fired"]) for r in out)
+        checked = [r["valid"] for r in out if r["valid"] is not None]
+        run_._write(source=str(source), count=len(out), changed=changed,
+                    valid=sum(checked) if checked else None, validated=len(checked),
+                    unresolved=sum(bool(r["unresolved"]) for r in out),
+                    fired=dict(fired_counts), read_dialect=read_dialect,
+                    target_dialect=target, base_model=info.get("base_model"),
+                    adapter=info.get("adapter"), merged_model=info.get("merged_model"),
+                    database=database, dataset_dir=info.get("dataset_dir"))
+        log.info("correct: %d of %d queries changed (%s); %s", changed, len(out),
+                 ", ".join(f"{k} {v}" for k, v in fired_counts.most_common()) or "no rule fired",
                  run_.path("predictions.jsonl"))
+        if checked:
+            log.info("correct: %d of %d corrected queries accepted by SQLite", sum(checked),
+                     len(checked))
     return run_.dir

@@ -315,6 +315,11 @@ class CorrectConfig:
     # fix_identifiers: the most edits between a wrong name and the one it is replaced by
     # (also at most one edit per 4 characters of the name, and never on ties).
     max_edit_distance: int = 2
+    # Ask the model again, at most this many times, for a query SQLite still refuses: the
+    # prompt (prompts/<self_correct_template>.txt) shows the refused query and the error.
+    # 0: off. Uses the model of the infer run, with infer.* generation settings.
+    self_correct_rounds: int = 0
+    self_correct_template: str = "self_correct"
 
 
 @dataclass
@@ -524,6 +529,13 @@ def check_config(cfg: DictConfig) -> None:
                 problems.append(f"correct.{key} '{cfg.correct[key]}' is not a sqlglot dialect")
         if cfg.correct.max_edit_distance < 0:
             problems.append("correct.max_edit_distance must be 0 or more")
+        if cfg.correct.self_correct_rounds < 0:
+            problems.append("correct.self_correct_rounds must be 0 or more")
+        if cfg.correct.self_correct_rounds:
+            try:
+                load_template(cfg.correct.self_correct_template, cfg.paths.prompts_dir)
+            except QueryCraftError as err:
+                problems.append(str(err))
     if service in ("ingest", "pipeline"):
         if not _exists(cfg.data.path):
             problems.append(f"data.path '{cfg.data.path}' does not exist: put your file in "

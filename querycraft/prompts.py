@@ -21,6 +21,9 @@ PLACEHOLDERS = {
     "query": "the SQL answer (training target; must come last)",
     "dialect": "the SQL dialect's name, e.g. SQLite",
     "db_id": "the database's name",
+    # Only for self-correction prompts (prompts/self_correct.txt): empty elsewhere.
+    "previous_sql": "the model's earlier query that the database refused",
+    "error": "the database's error message for it",
 }
 REQUIRED = ("question", "query")
 # A finetune run keeps the template it trained with under this name; inference reads it.
@@ -126,10 +129,13 @@ def render_prompt(
     context: str = "",
     dialect: str = "SQL",
     db_id: str = "",
+    previous_sql: str = "",
+    error: str = "",
 ) -> str:
     """The text the model sees before it writes SQL (used in training and inference)."""
     return template.prefix.format(
-        question=question.strip(), context=context.strip(), dialect=dialect, db_id=db_id
+        question=question.strip(), context=context.strip(), dialect=dialect, db_id=db_id,
+        previous_sql=previous_sql.strip(), error=error.strip(),
     )
 
 

@@ -93,6 +93,67 @@ def _validator(databases: SqliteDatabases | None, target: str):
     return check
 
 
+def _self_correct(cfg: DictConfig, info: dict[str, Any], out: list[dict[str, Any]],
+                  schemas: _Schemas, check, rules: dict[str, bool]) -> dict[str, int]:
+    """Ask the infer run's model again for each query SQLite still refuses, with the error.
+
+    At most ``correct.self_correct_rounds`` rounds; a new answer goes through the same rules
+    and validation, and replaces the corrected query only once SQLite accepts it.
+    """
+    from querycraft.backends import HFBackend, ModelSource
+    from querycraft.generation import GenerationSettings
+    from querycraft.prompts import load_template, render_prompt
+    from querycraft.sql import extract_sql
+
+    settings = cfg.correct
+    failing = [r for r in out if r["valid"] is False]
+    stats = {"rounds": settings.self_correct_rounds, "asked": 0, "fixed": 0}
+    for row in out:
+        row["self_correct_attempts"] = 0
+    if not failing:
+        return stats
+    if not info.get("base_model"):
+        raise QueryCraftError("correct.self_correct_rounds needs the model that wrote the SQL, "
+                              "but the infer run names none (a server backend); set it to 0.")
+    template = load_template(settings.self_correct_template, cfg.paths.prompts_dir)
+    backend = HFBackend(ModelSource(base=info["base_model"], adapter=info.get("adapter"),
+                                    merged=info.get("merged_model")), cfg.model)
+    generation = GenerationSettings.from_config(cfg.infer, template.stop_string)
+    target = settings.target_dialect or settings.read_dialect
+    last_attempt = {id(r): r["corrected"] for r in failing}  # what the next prompt shows
+    for _ in range(settings.self_correct_rounds):
+        if not failing:
+            break
+        prompts = [render_prompt(
+            template, question=r["question"],
+            context=r.get("context") or schemas.contexts.get(str(r.get("id")), ""),
+            dialect=cfg.prompt.dialect_name, db_id=str(r.get("db_id") or ""),
+            previous_sql=last_attempt[id(r)], error=r["validation_error"]) for r in failing]
+        still = []
+        for indices, generations in backend.generate_batches(prompts, generation):
+            for i, generated in zip(indices, generations, strict=True):
+                row = failing[i]
+                row["self_correct_attempts"] += 1
+                stats["asked"] += 1
+                fixed = correct_sql(extract_sql(generated.text), schema=schemas.for_row(row),
+                                    read_dialect=settings.read_dialect, write_dialect=target,
+                                    rules=rules, max_edit_distance=settings.max_edit_distance)
+                valid, error = check(row, fixed.sql)
+                if valid:
+                    stats["fixed"] += 1
+                    row.update(corrected=fixed.sql, valid=True, validation_error="",
+                               rules_fired=",".join(filter(None, [row["rules_fired"],
+                                                                  "self_correct"])))
+                else:
+                    row["validation_error"] = error or row["validation_error"]
+                    last_attempt[id(row)] = fixed.sql
+                    still.append(row)
+        failing = still
+    log.info("correct: asked the model %d time(s) again; %d more queries accepted",
+             stats["asked"], stats["fixed"])
+    return stats
+
+
 def run(cfg: DictConfig) -> Path:
     """Add the corrected query (and what the rules did) to an infer run's predictions.
 
@@ -127,6 +188,8 @@ def run(cfg: DictConfig) -> Path:
                 out.append({**row, "corrected": fixed.sql, "rules_fired": ",".join(fixed.fired),
                             "unresolved": fixed.unresolved, "valid": valid,
                             "validation_error": error})
+            self_correction = (_self_correct(cfg, info, out, schemas, check, rules)
+                               if settings.self_correct_rounds else None)
         finally:
             if databases is not None:
                 databases.close()
@@ -139,7 +202,8 @@ def run(cfg: DictConfig) -> Path:
                     fired=dict(fired_counts), read_dialect=read_dialect,
                     target_dialect=target, base_model=info.get("base_model"),
                     adapter=info.get("adapter"), merged_model=info.get("merged_model"),
-                    database=database, dataset_dir=info.get("dataset_dir"))
+                    database=database, dataset_dir=info.get("dataset_dir"),
+                    self_correction=self_correction)
         log.info("correct: %d of %d queries changed (%s); %s", changed, len(out),
                  ", ".join(f"{k} {v}" for k, v in fired_counts.most_common()) or "no rule fired",
                  run_.path("predictions.jsonl"))

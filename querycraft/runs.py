@@ -163,29 +163,33 @@ def read_manifest(run_dir: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def latest_run(output_dir: str | Path, service: str) -> Path | None:
-    """The newest completed run of ``service`` anywhere under ``output_dir``."""
-    finished: list[tuple[str, str]] = []
-    for manifest in Path(output_dir).rglob(MANIFEST):
+def iter_runs(output_dir: str | Path, service: str) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """Every run folder of ``service`` anywhere under ``output_dir``, with its manifest.
+
+    Folders are visited in sorted order; an unreadable manifest is skipped.
+    """
+    for manifest in sorted(Path(output_dir).rglob(MANIFEST)):
         try:
             info = json.loads(manifest.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             continue
-        if info.get("service") == service and info.get("status") == "completed":
-            finished.append((info.get("finished", ""), str(manifest.parent)))
+        if info.get("service") == service:
+            yield manifest.parent, info
+
+
+def latest_run(output_dir: str | Path, service: str) -> Path | None:
+    """The newest completed run of ``service`` anywhere under ``output_dir``."""
+    finished = [(info.get("finished", ""), str(folder))
+                for folder, info in iter_runs(output_dir, service)
+                if info.get("status") == "completed"]
     return Path(max(finished)[1]) if finished else None
 
 
 def latest_unfinished_run(output_dir: str | Path, service: str) -> Path | None:
     """The most recently started run of ``service`` under ``output_dir`` that did not finish."""
-    unfinished: list[tuple[str, str]] = []
-    for manifest in Path(output_dir).rglob(MANIFEST):
-        try:
-            info = json.loads(manifest.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            continue
-        if info.get("service") == service and info.get("status") != "completed":
-            unfinished.append((info.get("started", ""), str(manifest.parent)))
+    unfinished = [(info.get("started", ""), str(folder))
+                  for folder, info in iter_runs(output_dir, service)
+                  if info.get("status") != "completed"]
     return Path(max(unfinished)[1]) if unfinished else None
 
 

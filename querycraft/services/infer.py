@@ -30,7 +30,7 @@ from querycraft.prompts import (
     parse_template,
 )
 from querycraft.runs import (
-    MANIFEST,
+    iter_runs,
     read_jsonl,
     read_manifest,
     resolve_run,
@@ -105,15 +105,9 @@ def _fingerprint(cfg: DictConfig, request: Request, dataset_dir: Path | None) ->
 
 
 def _finished_run_with(fingerprint: dict[str, Any], output_dir: str) -> Path | None:
-    for manifest in sorted(Path(output_dir).rglob(MANIFEST)):
-        try:
-            info = json.loads(manifest.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            continue
-        if (info.get("service") == "infer" and info.get("status") == "completed"
-                and info.get("fingerprint") == fingerprint):
-            return manifest.parent
-    return None
+    return next((folder for folder, info in iter_runs(output_dir, "infer")
+                 if info.get("status") == "completed"
+                 and info.get("fingerprint") == fingerprint), None)
 
 
 def _read_written(path: Path) -> dict[str, dict[str, Any]]:

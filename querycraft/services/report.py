@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 
 from querycraft.errors import QueryCraftError
 from querycraft.report import render_leaderboard, render_run_report
-from querycraft.runs import MANIFEST, read_jsonl, start_run
+from querycraft.runs import iter_runs, read_jsonl, start_run
 
 log = logging.getLogger("querycraft")
 
@@ -27,15 +27,8 @@ LEADERBOARD_FILE = "leaderboard.html"
 
 def find_evaluations(output_dir: str | Path) -> list[tuple[Path, dict[str, Any]]]:
     """Every completed evaluate run under ``output_dir`` (nested ones too), with its manifest."""
-    found = []
-    for manifest in sorted(Path(output_dir).rglob(MANIFEST)):
-        try:
-            info = json.loads(manifest.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            continue
-        if info.get("service") == "evaluate" and info.get("status") == "completed":
-            found.append((manifest.parent, info))
-    return found
+    return [(folder, info) for folder, info in iter_runs(output_dir, "evaluate")
+            if info.get("status") == "completed"]
 
 
 def load_summary(run_dir: Path, info: dict[str, Any]) -> dict[str, Any]:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -39,3 +43,43 @@ def config_factory(tmp_path: Path):
     def factory(overrides: list[str] | None = None, name: str = "run") -> DictConfig:
         return make_config(tmp_path / "output", overrides, tmp_path / "output" / name)
     return factory
+
+
+# PostgreSQL: tests create and drop their own databases on this server. Locally they skip when
+# no server answers; CI sets QC_REQUIRE_POSTGRES=1 so that a missing server fails instead.
+POSTGRES_SERVER = os.environ.get("QC_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432")
+
+
+def _postgres_admin():
+    psycopg = pytest.importorskip("psycopg")
+    from sqlalchemy.engine import make_url
+
+    url = make_url(f"{POSTGRES_SERVER}/postgres")
+    try:
+        return psycopg.connect(host=url.host, port=url.port or 5432, user=url.username,
+                               password=url.password, dbname="postgres", autocommit=True,
+                               connect_timeout=3)
+    except psycopg.OperationalError as err:
+        message = f"no PostgreSQL server at {url.host}:{url.port} ({err})"
+        if os.environ.get("QC_REQUIRE_POSTGRES") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@contextlib.contextmanager
+def fresh_postgres_database() -> Iterator[str]:
+    """A new, empty PostgreSQL database for one test; yields its SQLAlchemy URL, then drops it."""
+    admin = _postgres_admin()
+    name = f"qc_test_{uuid.uuid4().hex[:10]}"
+    admin.execute(f"CREATE DATABASE {name}")
+    try:
+        yield f"{POSTGRES_SERVER}/{name}"
+    finally:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.close()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    with fresh_postgres_database() as url:
+        yield url

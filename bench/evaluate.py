@@ -62,8 +62,10 @@ def main() -> int:
 
     dev = json.loads((args.spider / "dev.json").read_text())
     database = args.spider / "database"
-    scoring = Scoring(database=str(database), timeout_s=30.0, max_rows=100_000,
-                      distinct="keep", exact_set=True, preview_rows=5)
+    from querycraft.db import DatabaseTarget
+
+    scoring = Scoring(target=DatabaseTarget("sqlite", location=str(database)), timeout_s=30.0,
+                      max_rows=100_000, distinct="keep", exact_set=True, preview_rows=5)
     sets = {
         "gold vs gold": [d["query"] for d in dev],
         "gold vs perturbed": [perturb(d["query"], i) for i, d in enumerate(dev)],
@@ -107,12 +109,9 @@ def execution_chunk(rows: list[dict], scoring) -> float:
     from querycraft import db as dbmod
     from querycraft.services.evaluate import score_execution
 
-    databases = dbmod.SqliteDatabases(scoring.database)
-    try:
-        matches = sum(score_execution(r["query"], r["sql"], databases.connection(r["db_id"]),
+    with dbmod.Databases(scoring.target) as databases:
+        matches = sum(score_execution(r["query"], r["sql"], databases.get(r["db_id"]),
                                       scoring)["execution_match"] for r in rows)
-    finally:
-        databases.close()
     return matches / len(rows)
 
 

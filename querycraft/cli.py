@@ -123,6 +123,22 @@ def _plain_overrides(argv: list[str]) -> list[str] | None:
     return out
 
 
+def secret_on_command_line(argv: list[str]) -> str | None:
+    """A message when a password is given on the command line (shell history, ``ps``, Hydra's
+    multirun.yaml would all keep it); None otherwise."""
+    for arg in argv:
+        key, _, value = arg.lstrip("+~").partition("=")
+        if key.endswith("password") and value not in ("", "null"):
+            return (f"Do not put a password on the command line ({key}=...): it would stay in "
+                    "your shell history and be visible to other users. Export it instead, "
+                    "e.g. `export QC_DB_PASSWORD=...`; conf/db/*.yaml read it from there.")
+        if re.search(r"://[^:/@\s]*:[^@\s]+@", value):
+            return (f"The URL given to {key} holds a password: it would stay in your shell "
+                    "history and be visible to other users. Leave the password out of the URL "
+                    "and export it as QC_DB_PASSWORD, or put the whole URL in QC_DB_URL.")
+    return None
+
+
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
 def _hydra_entry(cfg: DictConfig) -> None:
     try:
@@ -139,6 +155,10 @@ def main() -> None:
     # Deprecation chatter from inside transformers/peft says nothing a user can act on.
     warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
     register_configs()
+    secret = secret_on_command_line(sys.argv[1:])
+    if secret:
+        print(f"querycraft: {secret}", file=sys.stderr)
+        sys.exit(2)
     overrides = _plain_overrides(sys.argv[1:])
     if overrides is not None:
         problem = diagnose_overrides(overrides)

@@ -170,14 +170,42 @@ class PromptConfig:
 
 @dataclass
 class DbConfig:
-    """The database generated SQL runs on (read-only, with a timeout and a row cap)."""
+    """The database SQL runs on (read-only, with a timeout and a row cap): conf/db/."""
 
+    # sqlite | postgres | db2
     kind: str = "sqlite"
-    # A SQLite file, or a folder of <db_id>/<db_id>.sqlite; null: the database the dataset
+    # SQLite: a file, or a folder of <db_id>/<db_id>.sqlite; null: the database the dataset
     # was ingested from (recorded in the ingest run).
     path: str | None = None
+    # Servers: a whole SQLAlchemy URL, or the parts below. "{db_id}" in database, schema or
+    # url picks each example's database (one database or schema per Spider db_id).
+    url: str | None = None
+    driver: str | None = None  # default postgresql+psycopg / db2+ibm_db
+    host: str | None = None
+    port: int | None = None
+    user: str | None = None
+    # Never written here or on the command line: conf/db/*.yaml read it from the environment
+    # (${oc.env:QC_DB_PASSWORD,null}); it never appears in logs, reports or saved configs.
+    password: str | None = None
+    database: str | None = None
+    schema: str | None = None  # PostgreSQL search_path / Db2 current schema
+    connect_timeout_s: float = 10.0
     timeout_s: float = 10.0
     max_rows: int = 10000
+    # Schema context: this many example values per column (0: none).
+    sample_values: int = 0
+
+
+@dataclass
+class LoadConfig:
+    """service=ingest with a table: load a CSV into a database table (the db group's)."""
+
+    csv: str | None = None  # when set, ingest loads this file instead of preparing a dataset
+    table: str | None = None  # default: the CSV's file name without extension
+    # fail: refuse an existing table | append: add rows (same columns) | replace
+    if_exists: str = "fail"
+    batch_rows: int = 1000
+    db_id: str | None = None  # fills "{db_id}" in the db settings / a Spider-layout folder
 
 
 @dataclass
@@ -187,6 +215,9 @@ class IngestConfig:
     max_rows: int | None = None
     validate_execution: bool = True
     deduplicate: bool = True
+    # Schema context read from the database: all tables, or only those a question needs.
+    context_tables: str = "all"
+    load: LoadConfig = field(default_factory=LoadConfig)
     # Token lengths in the report are measured against this.
     max_seq_length: int = "${train.max_seq_length}"  # type: ignore[assignment]
 
@@ -296,6 +327,10 @@ class EvaluateConfig:
     exact_set_match: bool = True
     # Rows of each result kept in items.jsonl and the HTML report.
     preview_rows: int = 5
+    # The dialect the gold SQL is written in; when the database speaks another (Spider's
+    # SQLite gold on PostgreSQL), gold queries are fitted to it by the correction engine's
+    # dialect rules before they run. null: the dataset's (data.dialect at ingest), else sqlite.
+    gold_dialect: str | None = None
 
 
 @dataclass
@@ -536,7 +571,11 @@ def check_config(cfg: DictConfig) -> None:
                 load_template(cfg.correct.self_correct_template, cfg.paths.prompts_dir)
             except QueryCraftError as err:
                 problems.append(str(err))
-    if service in ("ingest", "pipeline"):
+    problems += _db_problems(cfg)
+    if service == "ingest" and cfg.ingest.load.csv:
+        if not _exists(cfg.ingest.load.csv):
+            problems.append(f"ingest.load.csv '{cfg.ingest.load.csv}' does not exist")
+    elif service in ("ingest", "pipeline"):
         if not _exists(cfg.data.path):
             problems.append(f"data.path '{cfg.data.path}' does not exist: put your file in "
                             f"input/ and point data.path at it")
@@ -551,3 +590,30 @@ def check_config(cfg: DictConfig) -> None:
             "The configuration has problems; fix them in conf/ or on the command line: "
             + "; ".join(problems) + "."
         )
+
+
+def _db_problems(cfg: DictConfig) -> list[str]:
+    from querycraft.db import KINDS  # local: db imports sqlalchemy
+
+    db, problems = cfg.db, []
+    if db.kind not in KINDS:
+        problems.append(f"db.kind '{db.kind}' is not one of {', '.join(KINDS)}")
+    elif db.kind != "sqlite" and not db.url and not (db.host and db.database):
+        problems.append(f"db={db.kind} needs db.host and db.database (or db.url); the password "
+                        f"comes from the environment variable QC_DB_PASSWORD")
+    if not db.timeout_s > 0 or not db.connect_timeout_s > 0:
+        problems.append("db.timeout_s and db.connect_timeout_s must be positive seconds")
+    if db.max_rows < 1:
+        problems.append("db.max_rows must be at least 1")
+    if db.sample_values < 0:
+        problems.append("db.sample_values must be 0 or more")
+    if cfg.ingest.context_tables not in ("all", "question"):
+        problems.append(f"ingest.context_tables must be 'all' or 'question', got "
+                        f"'{cfg.ingest.context_tables}'")
+    load = cfg.ingest.load
+    if load.if_exists not in ("fail", "append", "replace"):
+        problems.append(f"ingest.load.if_exists must be fail, append or replace, got "
+                        f"'{load.if_exists}'")
+    if load.batch_rows < 1:
+        problems.append("ingest.load.batch_rows must be at least 1")
+    return problems

@@ -46,7 +46,7 @@ from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ErrorLevel
 from sqlglot.optimizer.scope import Scope, traverse_scope
 
-from querycraft.sql import extract_sql, is_read_only_statement, split_statements
+from querycraft.sql import extract_sql, split_statements
 
 __all__ = [
     "RULES",
@@ -999,26 +999,12 @@ def schema_from_ddl(text: str, dialect: str = "sqlite") -> dict[str, list[str]]:
 
 
 def validate(sql: str, connection: sqlite3.Connection) -> str | None:
-    """Check a query against a SQLite database without running it.
-
-    The query must pass the read-only allow-list
-    (:func:`querycraft.sql.is_read_only_statement`); then SQLite compiles it with
-    ``EXPLAIN`` (which names missing tables and columns, ambiguous columns and syntax errors
-    but reads no rows).
-
-    Args:
-        sql: The query.
-        connection: A connection from :func:`querycraft.db.open_sqlite_readonly`.
+    """Check a query against a SQLite database without running it (see
+    :func:`querycraft.db.explain_sqlite`; other engines: ``Database.check``).
 
     Returns:
         None when SQLite accepts it, else the error message.
     """
-    ok, reason = is_read_only_statement(sql)
-    if not ok:
-        return reason
-    statement = split_statements(sql)[0]
-    try:
-        connection.execute(f"EXPLAIN {statement}").fetchall()
-    except (sqlite3.Error, sqlite3.Warning) as err:
-        return str(err)
-    return None
+    from querycraft.db import explain_sqlite  # local: db imports this package's sql module
+
+    return explain_sqlite(connection, sql)

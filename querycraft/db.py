@@ -17,10 +17,14 @@ import sqlite3
 import time
 from collections import Counter
 from collections.abc import Hashable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal, get_args
+
+import sqlalchemy
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import make_url
 
 from querycraft.errors import QueryCraftError
 from querycraft.schema import read_schema, readonly_uri
@@ -558,3 +562,473 @@ class SqliteDatabases:
         for connection in self._connections.values():
             connection.close()
         self._connections.clear()
+
+
+# --------------------------------------------------------------------------------------------
+# Database targets: SQLite files, PostgreSQL and Db2 servers behind one interface
+# --------------------------------------------------------------------------------------------
+
+KINDS = ("sqlite", "postgres", "db2")
+# The sqlglot dialect each kind's SQL is checked and written in.
+DIALECT_OF_KIND = {"sqlite": "sqlite", "postgres": "postgres", "db2": "db2"}
+_DEFAULT_DRIVER = {"postgres": "postgresql+psycopg", "db2": "db2+ibm_db"}
+_DEFAULT_PORT = {"postgres": 5432, "db2": 50000}
+_DRIVER_PACKAGE = {"postgres": "pip install -e '.[postgres]' (psycopg)",
+                   "db2": "pip install -e '.[db2]' (ibm-db-sa and ibm-db)"}
+DB_ID = "{db_id}"  # placeholder in db.database / db.schema / db.url / db.path
+
+
+def hide_password(text: str) -> str:
+    """``text`` with the password of any ``scheme://user:password@host`` in it masked."""
+    return re.sub(r"(\w[\w+.-]*://[^:/@\s]*:)[^@\s]*@", r"\1***@", text)
+
+
+@dataclass(frozen=True)
+class DatabaseTarget:
+    """Where SQL runs: built once from the ``db`` config, picklable for worker processes.
+
+    For SQLite, ``location`` is a file, or a folder of ``<db_id>/<db_id>.sqlite`` (Spider's
+    layout). For a server, ``url`` is a SQLAlchemy URL whose database (or ``schema``) may hold
+    ``{db_id}``, so that one target serves a dataset of several databases. The password is
+    kept in ``url`` only; :meth:`describe` and ``repr`` never show it.
+    """
+
+    kind: str
+    location: str | None = None
+    url: str | None = field(default=None, repr=False)
+    schema: str | None = None
+    connect_timeout_s: float = 10.0
+
+    @property
+    def dialect(self) -> str:
+        return DIALECT_OF_KIND[self.kind]
+
+    @property
+    def is_server(self) -> bool:
+        return self.kind != "sqlite"
+
+    def url_for(self, db_id: str = "") -> sqlalchemy.URL:
+        if self.url is None:
+            raise QueryCraftError(f"No {self.kind} database is configured: set db.url, or "
+                                  "db.host and db.database.")
+        return make_url(self.url.replace(DB_ID, _plain_db_id(db_id) if DB_ID in self.url
+                                         else db_id))
+
+    def schema_for(self, db_id: str = "") -> str | None:
+        if self.schema is None:
+            return None
+        return self.schema.replace(DB_ID, _plain_db_id(db_id)) if DB_ID in self.schema \
+            else self.schema
+
+    def describe(self, db_id: str | None = None) -> str:
+        """A name for messages, manifests and reports: never the password."""
+        if not self.is_server:
+            return str(self.location)
+        if self.url is None:
+            return f"{self.kind} (not configured)"
+        shown = make_url(self.url.replace(DB_ID, db_id or DB_ID)).render_as_string(
+            hide_password=True)
+        schema = self.schema_for(db_id or DB_ID) if self.schema else None
+        return shown + (f" (schema {schema})" if schema else "")
+
+
+def _plain_db_id(db_id: str) -> str:
+    # A db_id goes into a URL or a schema name: letters, digits, '_', '-' and '.' only.
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", db_id or ""):
+        raise QueryCraftError(f"Database id {db_id!r} cannot name a server database or schema: "
+                              "use letters, digits, '_', '-' and '.' only.")
+    return db_id
+
+
+def target_from_config(db_cfg: Any, fallback_location: str | None = None) -> DatabaseTarget:
+    """The target the ``db`` config group describes.
+
+    Args:
+        db_cfg: ``cfg.db``.
+        fallback_location: For SQLite without ``db.path``: the database recorded by an
+            earlier run (the ingest run's ``database``).
+
+    Raises:
+        QueryCraftError: For an unknown kind or a server without the settings to reach it.
+    """
+    kind = db_cfg.kind
+    if kind not in KINDS:
+        raise QueryCraftError(f"db.kind '{kind}' is not known; use one of {', '.join(KINDS)} "
+                              "(the files in conf/db/).")
+    timeout = float(db_cfg.get("connect_timeout_s") or 10.0)
+    if kind == "sqlite":
+        location = db_cfg.path or fallback_location
+        return DatabaseTarget(kind, location=str(location) if location else None,
+                              connect_timeout_s=timeout)
+    url = db_cfg.get("url")
+    if not url:
+        missing = [k for k in ("host", "database") if not db_cfg.get(k)]
+        if missing:
+            raise QueryCraftError(
+                f"db={kind} needs db.{' and db.'.join(missing)} (or a whole SQLAlchemy URL in "
+                f"db.url). Set them in conf/db/{kind}.yaml or on the command line, e.g. "
+                f"db.host=localhost db.database=sales; the password comes from the environment "
+                f"variable named in conf/db/{kind}.yaml (QC_DB_PASSWORD by default).")
+        url = sqlalchemy.URL.create(
+            db_cfg.get("driver") or _DEFAULT_DRIVER[kind], username=db_cfg.get("user"),
+            password=db_cfg.get("password"), host=db_cfg.host,
+            port=db_cfg.get("port") or _DEFAULT_PORT[kind], database=db_cfg.database,
+        ).render_as_string(hide_password=False)
+        # URL.create escapes '{' and '}'; the placeholder must survive for url_for.
+        url = url.replace("%7Bdb_id%7D", DB_ID)
+    elif db_cfg.get("password") and make_url(url.replace(DB_ID, "x")).password is None:
+        url = make_url(url.replace(DB_ID, "__QC_DB_ID__")).set(
+            password=db_cfg.password).render_as_string(hide_password=False).replace(
+            "__QC_DB_ID__", DB_ID)
+    return DatabaseTarget(kind, url=url, schema=db_cfg.get("schema"), connect_timeout_s=timeout)
+
+
+class Database:
+    """One database that generated SQL may run on: read-only, time-limited, row-capped.
+
+    Every service runs SQL through :meth:`execute` and checks SQL with :meth:`check`, whatever
+    the engine; the subclasses hold what differs.
+    """
+
+    kind: str = "sqlite"
+    name: str = ""
+
+    @property
+    def dialect(self) -> str:
+        return DIALECT_OF_KIND[self.kind]
+
+    def execute(self, sql: str, *, timeout_s: float = 10.0, max_rows: int = 10_000
+                ) -> QueryResult:
+        raise NotImplementedError
+
+    def check(self, sql: str, *, timeout_s: float = 10.0) -> str | None:
+        """Compile without running: None when the database accepts ``sql``, else why not."""
+        raise NotImplementedError
+
+    def schema_text(self, *, tables: list[str] | None = None, sample_values: int = 0,
+                    question: str | None = None) -> str:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def _check_limits(timeout_s: float, max_rows: int) -> None:
+    if not timeout_s > 0:
+        raise QueryCraftError(f"The query time limit must be positive seconds, not {timeout_s}.")
+    if max_rows < 1:
+        raise QueryCraftError(f"The row cap must be at least 1, not {max_rows}.")
+
+
+def _allowed_statement(sql: str, dialect: str) -> str:
+    """The one statement to run, once it passed the allow-list; else a QueryError."""
+    ok, reason = is_read_only_statement(sql, dialect)
+    if not ok:
+        raise QueryError("syntax" if reason.startswith("syntax error") else "refused", reason)
+    return split_statements(sql)[0]
+
+
+class SqliteDatabase(Database):
+    """A SQLite file, opened read-only (see :func:`open_sqlite_readonly`)."""
+
+    kind = "sqlite"
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.name = str(self.path)
+        self.connection = open_sqlite_readonly(self.path)
+
+    def execute(self, sql: str, *, timeout_s: float = 10.0, max_rows: int = 10_000
+                ) -> QueryResult:
+        return execute_readonly(self.connection, sql, timeout_s=timeout_s, max_rows=max_rows)
+
+    def check(self, sql: str, *, timeout_s: float = 10.0) -> str | None:
+        return explain_sqlite(self.connection, sql)
+
+    def schema_text(self, *, tables: list[str] | None = None, sample_values: int = 0,
+                    question: str | None = None) -> str:
+        return read_schema(self.path, tables=tables, sample_values=sample_values,
+                           question=question)
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def explain_sqlite(connection: sqlite3.Connection, sql: str) -> str | None:
+    """Check a query against SQLite without running it: the allow-list, then ``EXPLAIN``
+    (which names missing tables and columns, ambiguous columns and syntax errors but reads no
+    rows). None when SQLite accepts it, else the error message."""
+    try:
+        statement = _allowed_statement(sql, "sqlite")
+    except QueryError as err:
+        return err.message
+    try:
+        connection.execute(f"EXPLAIN {statement}").fetchall()
+    except (sqlite3.Error, sqlite3.Warning) as err:
+        return str(err)
+    return None
+
+
+def _driver_message(err: BaseException) -> str:
+    """The database's own words: the DBAPI error's first line, password-free."""
+    original = getattr(err, "orig", None) or err
+    text = str(original).strip().splitlines()
+    return hide_password(text[0] if text else type(original).__name__)
+
+
+class ServerDatabase(Database):
+    """A PostgreSQL or Db2 database reached through SQLAlchemy.
+
+    Read-only in layers: the statement allow-list; then for PostgreSQL a session whose
+    transactions default to READ ONLY, each query in its own ``SET TRANSACTION READ ONLY``
+    transaction with ``SET LOCAL statement_timeout``, always rolled back; for Db2 a connection
+    in read-only access mode with a query timeout, each query in a transaction that is rolled
+    back. Rows are fetched through a server-side cursor, at most ``max_rows + 1`` of them.
+    """
+
+    def __init__(self, target: DatabaseTarget, db_id: str = "") -> None:
+        self.kind = target.kind
+        self.target = target
+        self.db_id = db_id
+        self.name = target.describe(db_id)
+        self.schema = target.schema_for(db_id)
+        self.engine = _server_engine(target, db_id, read_only=True)
+
+    def _run(self, statement: str, timeout_s: float, max_rows: int, *, explain: bool
+             ) -> QueryResult:
+        start = time.monotonic()
+        with self.engine.connect() as conn:
+            try:
+                if self.kind == "postgres":
+                    conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+                    conn.exec_driver_sql(
+                        f"SET LOCAL statement_timeout = {max(1, int(timeout_s * 1000))}")
+                elif self.kind == "db2":
+                    _set_db2_query_timeout(conn, timeout_s)
+                text = f"EXPLAIN {statement}" if explain and self.kind == "postgres" \
+                    else statement
+                if explain and self.kind == "db2":
+                    _db2_prepare_only(conn, statement)
+                    return QueryResult([], [], False, time.monotonic() - start)
+                # yield_per: a server-side cursor fetching max_rows + 1 rows in one go, so a
+                # huge result never reaches this process (EXPLAIN cannot run in a cursor).
+                options = {} if explain else {"yield_per": max_rows + 1}
+                result = conn.execution_options(**options).exec_driver_sql(
+                    _escape_percent(text, self.engine))
+                columns = list(result.keys())
+                rows = result.fetchmany(max_rows + 1)
+                result.close()
+            finally:
+                conn.rollback()
+        return QueryResult(columns=columns, rows=[tuple(r) for r in rows[:max_rows]],
+                           truncated=len(rows) > max_rows, elapsed_s=time.monotonic() - start)
+
+    def execute(self, sql: str, *, timeout_s: float = 10.0, max_rows: int = 10_000
+                ) -> QueryResult:
+        _check_limits(timeout_s, max_rows)
+        statement = _allowed_statement(sql, self.dialect)
+        try:
+            return self._run(statement, timeout_s, max_rows, explain=False)
+        except sa_exc.DBAPIError as err:
+            message = _driver_message(err)
+            if _is_connection_error(err):
+                raise QueryCraftError(_unreachable(self.name, message)) from err
+            raise QueryError(classify_error(message), message) from err
+
+    def check(self, sql: str, *, timeout_s: float = 10.0) -> str | None:
+        try:
+            statement = _allowed_statement(sql, self.dialect)
+            self._run(statement, timeout_s, 1, explain=True)
+        except QueryError as err:
+            return err.message
+        except sa_exc.DBAPIError as err:
+            return _driver_message(err)
+        return None
+
+    def schema_text(self, *, tables: list[str] | None = None, sample_values: int = 0,
+                    question: str | None = None) -> str:
+        from querycraft.schema import describe_schema
+
+        try:
+            return describe_schema(self.engine, schema=self.schema, tables=tables,
+                                   sample_values=sample_values, question=question)
+        except sa_exc.DBAPIError as err:
+            raise QueryCraftError(_unreachable(self.name, _driver_message(err))) from err
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _is_connection_error(err: sa_exc.DBAPIError) -> bool:
+    """Whether the failure is reaching the database, not the query (SQLSTATE classes 08, 28
+    and 3D: connection, authorization, unknown database)."""
+    if err.connection_invalidated:
+        return True
+    original = getattr(err, "orig", None)
+    state = getattr(original, "sqlstate", None)  # psycopg
+    if state is None:  # Db2 puts it in the message: "... SQLSTATE=08001"
+        found = re.search(r"SQLSTATE=(\w{5})", str(original))
+        state = found.group(1) if found else None
+    if state:
+        return state[:2] in ("08", "28", "3D")
+    # psycopg reports a refused or failed connection without a SQLSTATE.
+    return isinstance(err, sa_exc.OperationalError | sa_exc.InterfaceError)
+
+
+def _unreachable(name: str, message: str) -> str:
+    return (f"Cannot use the database {name}: {message}. Check db.host, db.port, db.database "
+            "and db.user, that the server is running, and that the password is in the "
+            "environment variable the db config names (QC_DB_PASSWORD by default).")
+
+
+def _escape_percent(statement: str, engine: sqlalchemy.Engine) -> str:
+    # Drivers with the "format"/"pyformat" paramstyle read '%' as a placeholder even without
+    # parameters when SQLAlchemy passes an empty parameter list; '%%' is a literal '%'.
+    if engine.dialect.paramstyle in ("format", "pyformat"):
+        return statement.replace("%", "%%")
+    return statement
+
+
+def _set_db2_query_timeout(conn: sqlalchemy.Connection, timeout_s: float) -> None:
+    """Db2: the CLI query timeout (whole seconds) on this connection's statements."""
+    import ibm_db  # the Db2 driver; present whenever a db2 engine could be created
+
+    raw = conn.connection.dbapi_connection
+    raw.set_option({ibm_db.SQL_ATTR_QUERY_TIMEOUT: max(1, math.ceil(timeout_s))})
+
+
+def _db2_prepare_only(conn: sqlalchemy.Connection, statement: str) -> None:
+    """Db2: compile the statement (names, types, syntax) without running it.
+
+    Db2's EXPLAIN writes to the explain tables, so a prepare is the read-only check.
+    """
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        cursor.prepare(statement)
+    finally:
+        cursor.close()
+
+
+_DB2_READ_ONLY_MODE = 1  # SQL_MODE_READ_ONLY in the ODBC/CLI headers
+
+
+def _server_engine(target: DatabaseTarget, db_id: str, *, read_only: bool
+                   ) -> sqlalchemy.Engine:
+    """A SQLAlchemy engine for ``target``; ``read_only`` sets the session guards."""
+    url = target.url_for(db_id)
+    schema = target.schema_for(db_id)
+    connect_args: dict[str, Any] = {}
+    if target.kind == "postgres":
+        connect_args["connect_timeout"] = max(1, math.ceil(target.connect_timeout_s))
+    try:
+        engine = sqlalchemy.create_engine(url, pool_size=1, max_overflow=2,
+                                          pool_pre_ping=True, connect_args=connect_args)
+    except ImportError as err:
+        raise QueryCraftError(
+            f"The driver for {target.describe(db_id)} is not installed ({err}). Install it "
+            f"with {_DRIVER_PACKAGE.get(target.kind, 'pip')}.") from err
+    except sa_exc.ArgumentError as err:
+        raise QueryCraftError(f"{target.describe(db_id)} is not a usable database URL: "
+                              f"{hide_password(str(err))}") from err
+
+    @sqlalchemy.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        if target.kind == "postgres":
+            cursor = dbapi_connection.cursor()
+            if read_only:
+                cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+            if schema:
+                quoted = '"' + schema.replace('"', '""') + '"'
+                cursor.execute(f"SET search_path TO {quoted}")
+            cursor.close()
+            dbapi_connection.commit()
+        elif target.kind == "db2":
+            import ibm_db
+
+            if read_only:
+                dbapi_connection.set_option({ibm_db.SQL_ATTR_ACCESS_MODE: _DB2_READ_ONLY_MODE})
+            if schema:
+                dbapi_connection.set_current_schema(schema)
+
+    return engine
+
+
+def writable_engine(target: DatabaseTarget, db_id: str = "", *, create_sqlite: bool = True
+                    ) -> sqlalchemy.Engine:
+    """An engine that may write: only for loading data (``service=ingest`` with a table).
+
+    Generated SQL never runs through it. For SQLite, the file (``location``, or
+    ``<location>/<db_id>/<db_id>.sqlite`` for a folder) is created when ``create_sqlite``.
+    """
+    if target.is_server:
+        return _server_engine(target, db_id, read_only=False)
+    if not target.location:
+        raise QueryCraftError("No SQLite database to load into: set db.path to a .sqlite file "
+                              "(it is created when missing).")
+    location = Path(target.location.replace(DB_ID, db_id) if db_id else target.location)
+    file = location / db_id / f"{db_id}.sqlite" if location.is_dir() and db_id else location
+    if file.is_dir():
+        raise QueryCraftError(f"db.path {file} is a folder; loading needs one .sqlite file "
+                              "(or a folder plus ingest.load.db_id).")
+    if not file.exists():
+        if not create_sqlite:
+            raise QueryCraftError(f"SQLite database {file} does not exist.")
+        file.parent.mkdir(parents=True, exist_ok=True)
+    return sqlalchemy.create_engine(f"sqlite:///{file}")
+
+
+class Databases:
+    """The database of each example, opened on first use and kept open.
+
+    One SQLite file for all examples, a folder in Spider's layout (one file per ``db_id``),
+    or a server database per ``db_id`` (``{db_id}`` in the URL or schema) or for all.
+    """
+
+    def __init__(self, target: DatabaseTarget) -> None:
+        if not target.is_server and not target.location:
+            raise QueryCraftError("No database to run the SQL on: set db.path to a SQLite file "
+                                  "or folder, or choose a server with db=postgres / db=db2.")
+        self.target = target
+        self._sqlite = None if target.is_server else SqliteDatabases(target.location)
+        self._open: dict[str, Database] = {}
+
+    @property
+    def per_db_id(self) -> bool:
+        """Whether the database depends on the example's ``db_id``."""
+        if self._sqlite is not None:
+            return not self._sqlite.single_file
+        return DB_ID in (self.target.url or "") or DB_ID in (self.target.schema or "")
+
+    def default_db_id(self) -> str:
+        if self._sqlite is not None and self._sqlite.single_file:
+            return self._sqlite.location.stem
+        return ""
+
+    def get(self, db_id: str = "") -> Database:
+        key = db_id if self.per_db_id else ""
+        if key not in self._open:
+            if self._sqlite is not None:
+                self._open[key] = SqliteDatabase(self._sqlite.path_for(db_id))
+            else:
+                self._open[key] = ServerDatabase(self.target, db_id)
+        return self._open[key]
+
+    def describe(self, db_id: str | None = None) -> str:
+        return self.target.describe(db_id)
+
+    def close(self) -> None:
+        for database in self._open.values():
+            database.close()
+        self._open.clear()
+
+    def __enter__(self) -> Databases:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()

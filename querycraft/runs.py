@@ -54,10 +54,26 @@ class Run:
         self.info = {k: v for k, v in manifest.items() if k != "service"}
 
 
+REDACTED = "***"
+
+
+def redact(value: Any) -> Any:
+    """A copy of a config container without secrets: ``password`` keys masked, and the
+    password of any ``scheme://user:password@host`` URL in a string hidden."""
+    from querycraft.db import hide_password
+
+    if isinstance(value, dict):
+        return {k: (REDACTED if k == "password" and v is not None else redact(v))
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    return hide_password(value) if isinstance(value, str) else value
+
+
 def save_config(cfg: DictConfig, path: Path) -> None:
-    """Write the resolved config, so a run can be understood and repeated later."""
+    """Write the resolved config (secrets masked), so a run can be understood and repeated."""
     container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
-    path.write_text(OmegaConf.to_yaml(container), encoding="utf-8")
+    path.write_text(OmegaConf.to_yaml(redact(container)), encoding="utf-8")
 
 
 def process_rank() -> int:
@@ -92,7 +108,7 @@ def _check_resumable(cfg: DictConfig, run_dir: Path, info: dict[str, Any],
             f"finish or stop it before resuming."
         )
     saved = OmegaConf.to_container(OmegaConf.load(run_dir / CONFIG_FILE))
-    current = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    current = redact(OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False))
     changed = [key for key in RESUME_CHECKED_KEYS.get(service, ())
                if saved.get(key) != current.get(key)]
     if changed:
@@ -243,3 +259,14 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
                               f"complete?")
     with open(path, encoding="utf-8") as handle:
         return [json.loads(line) for line in handle if line.strip()]
+
+
+def recorded_sqlite_database(info: dict[str, Any]) -> str | None:
+    """The SQLite database an earlier run recorded (its manifest's ``database``), if any.
+
+    A run on a server records ``database_kind`` and a password-free description instead, which
+    is no fallback for ``db.path``.
+    """
+    if info.get("database_kind", "sqlite") != "sqlite":
+        return None
+    return info.get("database")

@@ -63,17 +63,15 @@ def shop(tmp_path: Path) -> Path:
 
 
 def scoring(database: Path, **overrides) -> Scoring:
-    settings = {"database": str(database), "timeout_s": 1.0, "max_rows": 1000,
-                "distinct": "keep", "exact_set": True, "preview_rows": 5}
+    settings = {"target": dbmod.DatabaseTarget("sqlite", location=str(database)),
+                "timeout_s": 1.0, "max_rows": 1000, "distinct": "keep", "exact_set": True,
+                "preview_rows": 5}
     return Scoring(**{**settings, **overrides})
 
 
 def execute(shop: Path, gold: str, pred: str, **overrides) -> dict:
-    conn = dbmod.open_sqlite_readonly(shop)
-    try:
-        return score_execution(gold, pred, conn, scoring(shop, **overrides))
-    finally:
-        conn.close()
+    with dbmod.SqliteDatabase(shop) as database:
+        return score_execution(gold, pred, database, scoring(shop, **overrides))
 
 
 def test_row_order_counts_only_when_gold_orders(shop):

@@ -23,10 +23,17 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from querycraft.correction import RULES, Correction, correct_sql, schema_from_ddl, validate
-from querycraft.db import SqliteDatabases, read_schema
+from querycraft.correction import RULES, Correction, correct_sql, schema_from_ddl
+from querycraft.db import Databases, target_from_config
 from querycraft.errors import QueryCraftError
-from querycraft.runs import read_jsonl, read_manifest, resolve_run, start_run, write_jsonl
+from querycraft.runs import (
+    read_jsonl,
+    read_manifest,
+    recorded_sqlite_database,
+    resolve_run,
+    start_run,
+    write_jsonl,
+)
 
 __all__ = ["RULES", "Correction", "correct_sql", "run"]
 
@@ -36,7 +43,7 @@ log = logging.getLogger("querycraft")
 class _Schemas:
     """The schema of each prediction row, read once per context text or database."""
 
-    def __init__(self, dataset_dir: Path | None, databases: SqliteDatabases | None,
+    def __init__(self, dataset_dir: Path | None, databases: Databases | None,
                  dialect: str) -> None:
         self.dialect = dialect
         self.databases = databases
@@ -65,7 +72,7 @@ class _Schemas:
             return None
         if db_id not in self._by_db:
             try:
-                text = read_schema(self.databases.path_for(db_id))
+                text = self.databases.get(db_id).schema_text()
             except QueryCraftError as err:
                 log.warning("correct: no schema for database %r: %s", db_id, err)
                 text = ""
@@ -73,21 +80,22 @@ class _Schemas:
         return self._by_db[db_id]
 
 
-def _validator(databases: SqliteDatabases | None, target: str):
-    """``row, sql -> (valid, error)``: SQLite's verdict, or (None, "") when not checkable."""
+def _validator(databases: Databases | None, target: str):
+    """``row, sql -> (valid, error)``: the database's verdict (the query compiled, not run),
+    or (None, "") when not checkable (no database, or SQL written for another dialect)."""
     failed: set[str] = set()
 
     def check(row: dict[str, Any], sql: str) -> tuple[bool | None, str]:
         db_id = str(row.get("db_id") or "")
-        if databases is None or target != "sqlite" or db_id in failed:
+        if databases is None or target != databases.target.dialect or db_id in failed:
             return None, ""
         try:
-            connection = databases.connection(db_id)
+            database = databases.get(db_id)
         except QueryCraftError as err:
             log.warning("correct: cannot validate against database %r: %s", db_id, err)
             failed.add(db_id)
             return None, ""
-        error = validate(sql, connection)
+        error = database.check(sql)
         return error is None, error or ""
 
     return check
@@ -169,8 +177,10 @@ def run(cfg: DictConfig) -> Path:
                              "correct.predictions_dir")
         info = read_manifest(source)
         rows = read_jsonl(source / "predictions.jsonl")
-        database = cfg.db.path or info.get("database")
-        databases = SqliteDatabases(database) if database and Path(database).exists() else None
+        db_target = target_from_config(cfg.db, recorded_sqlite_database(info))
+        usable = db_target.is_server or (db_target.location is not None
+                                         and Path(db_target.location).exists())
+        databases = Databases(db_target) if usable else None
         dataset = info.get("dataset_dir")
         dataset_dir = Path(dataset) if dataset and Path(dataset).is_dir() else None
         schemas = _Schemas(dataset_dir, databases, read_dialect)
@@ -202,12 +212,13 @@ def run(cfg: DictConfig) -> Path:
                     fired=dict(fired_counts), read_dialect=read_dialect,
                     target_dialect=target, base_model=info.get("base_model"),
                     adapter=info.get("adapter"), merged_model=info.get("merged_model"),
-                    database=database, dataset_dir=info.get("dataset_dir"),
+                    database=db_target.describe() if usable else None,
+                    database_kind=db_target.kind, dataset_dir=info.get("dataset_dir"),
                     self_correction=self_correction)
         log.info("correct: %d of %d queries changed (%s); %s", changed, len(out),
                  ", ".join(f"{k} {v}" for k, v in fired_counts.most_common()) or "no rule fired",
                  run_.path("predictions.jsonl"))
         if checked:
-            log.info("correct: %d of %d corrected queries accepted by SQLite", sum(checked),
-                     len(checked))
+            log.info("correct: %d of %d corrected queries accepted by %s", sum(checked),
+                     len(checked), db_target.describe())
     return run_.dir

@@ -26,16 +26,23 @@ from tqdm.auto import tqdm
 
 from querycraft import db as dbmod
 from querycraft.errors import QueryCraftError
-from querycraft.runs import read_jsonl, read_manifest, resolve_run, start_run, write_jsonl
+from querycraft.runs import (
+    read_jsonl,
+    read_manifest,
+    recorded_sqlite_database,
+    resolve_run,
+    start_run,
+    write_jsonl,
+)
 from querycraft.sql import exact_match, has_order_by, token_match_score
 from querycraft.sql_analysis import exact_set_match, spider_hardness, sql_features, strip_distinct
 
 log = logging.getLogger("querycraft")
 
-ITEM_COLUMNS = ["id", "db_id", "column", "question", "query", "prediction", "execution_match",
-                "exact_match", "exact_set_match", "token_match", "prediction_valid",
-                "error_kind", "error", "relation", "difficulty", "features", "gold_rows",
-                "pred_rows", "seconds"]
+ITEM_COLUMNS = ["id", "db_id", "column", "question", "query", "gold_executed", "prediction",
+                "execution_match", "exact_match", "exact_set_match", "token_match",
+                "prediction_valid", "error_kind", "error", "relation", "difficulty", "features",
+                "gold_rows", "pred_rows", "seconds"]
 DIFFICULTIES = ("easy", "medium", "hard", "extra")
 
 
@@ -43,7 +50,7 @@ DIFFICULTIES = ("easy", "medium", "hard", "extra")
 class Scoring:
     """The settings a worker needs (picklable)."""
 
-    database: str
+    target: dbmod.DatabaseTarget
     timeout_s: float
     max_rows: int
     distinct: str
@@ -58,8 +65,8 @@ def _preview(result: dbmod.QueryResult | None, n: int) -> list[list[Any]] | None
             for row in result.rows[:n]]
 
 
-def score_execution(gold_sql: str, predicted_sql: str, connection: Any, scoring: Scoring
-                    ) -> dict[str, Any]:
+def score_execution(gold_sql: str, predicted_sql: str, database: dbmod.Database,
+                    scoring: Scoring) -> dict[str, Any]:
     """Execution-based fields for one pair: match, validity, error and result relation."""
     out: dict[str, Any] = {"execution_match": False, "prediction_valid": False,
                            "error_kind": "", "error": "", "relation": "", "gold_rows": None,
@@ -68,8 +75,7 @@ def score_execution(gold_sql: str, predicted_sql: str, connection: Any, scoring:
         gold_sql, predicted_sql = strip_distinct(gold_sql), strip_distinct(predicted_sql)
 
     def run(sql: str) -> dbmod.QueryResult:
-        return dbmod.execute_readonly(connection, sql, timeout_s=scoring.timeout_s,
-                                      max_rows=scoring.max_rows)
+        return database.execute(sql, timeout_s=scoring.timeout_s, max_rows=scoring.max_rows)
 
     try:
         gold = run(gold_sql)
@@ -86,7 +92,7 @@ def score_execution(gold_sql: str, predicted_sql: str, connection: Any, scoring:
     except dbmod.QueryError as err:
         out.update(error_kind=err.kind, error=err.message)
         return out
-    order_matters = has_order_by(gold_sql)
+    order_matters = has_order_by(gold_sql, database.dialect)
     relation = dbmod.result_relation(gold, predicted, order_matters=order_matters)
     out.update(prediction_valid=True, execution_match=relation == "same", relation=relation,
                pred_rows=len(predicted.rows),
@@ -94,7 +100,7 @@ def score_execution(gold_sql: str, predicted_sql: str, connection: Any, scoring:
     return out
 
 
-def score_item(row: dict[str, Any], column: str, connection: Any, scoring: Scoring
+def score_item(row: dict[str, Any], column: str, database: dbmod.Database, scoring: Scoring
                ) -> dict[str, Any]:
     """All metrics and diagnostics for one prediction against its gold query."""
     began = time.perf_counter()
@@ -107,7 +113,10 @@ def score_item(row: dict[str, Any], column: str, connection: Any, scoring: Scori
                                 else None),
             "token_match": round(token_match_score(gold, prediction), 4),
             "difficulty": spider_hardness(gold), "features": sql_features(gold)}
-    item.update(score_execution(gold, prediction, connection, scoring))
+    gold_to_run = row.get("query_for_database") or gold
+    if gold_to_run != gold:
+        item["gold_executed"] = gold_to_run
+    item.update(score_execution(gold_to_run, prediction, database, scoring))
     item["seconds"] = round(time.perf_counter() - began, 4)
     return item
 
@@ -115,12 +124,9 @@ def score_item(row: dict[str, Any], column: str, connection: Any, scoring: Scori
 def _score_chunk(rows: list[dict[str, Any]], columns: list[str], scoring: Scoring
                  ) -> list[dict[str, Any]]:
     """Worker: score rows (of one database, mostly) with its own read-only connections."""
-    databases = dbmod.SqliteDatabases(scoring.database)
-    try:
-        return [score_item(row, column, databases.connection(row.get("db_id", "")), scoring)
+    with dbmod.Databases(scoring.target) as databases:
+        return [score_item(row, column, databases.get(row.get("db_id", "")), scoring)
                 for row in rows for column in columns]
-    finally:
-        databases.close()
 
 
 def _chunks(rows: list[dict[str, Any]], workers: int) -> list[list[dict[str, Any]]]:
@@ -219,14 +225,18 @@ def run(cfg: DictConfig) -> Path:
         info = read_manifest(source)
         rows = read_jsonl(source / "predictions.jsonl")
         columns, headline = _columns(rows, cfg.evaluate.prediction_column, source)
-        database = cfg.db.path or info.get("database")
-        if not database:
+        target = dbmod.target_from_config(cfg.db, recorded_sqlite_database(info))
+        if not target.is_server and not target.location:
             raise QueryCraftError("No database to run the SQL on: the dataset was ingested "
-                                  "without one. Set db.path to a SQLite file or folder.")
-        scoring = Scoring(database=str(database), timeout_s=cfg.db.timeout_s,
+                                  "without one. Set db.path to a SQLite file or folder, or "
+                                  "use a server (db=postgres).")
+        scoring = Scoring(target=target, timeout_s=cfg.db.timeout_s,
                           max_rows=cfg.db.max_rows, distinct=cfg.evaluate.distinct,
                           exact_set=cfg.evaluate.exact_set_match,
                           preview_rows=cfg.evaluate.preview_rows)
+        gold_dialect = cfg.evaluate.gold_dialect or _dataset_dialect(info)
+        if gold_dialect != target.dialect:
+            rows = fit_gold_to_database(rows, target, gold_dialect)
         workers = cfg.evaluate.workers or os.cpu_count() or 1
         items = score_all(rows, columns, scoring, workers)
 
@@ -239,7 +249,7 @@ def run(cfg: DictConfig) -> Path:
                                for c, s in per_column.items()},
                    "predictions": str(source), "model": info.get("base_model"),
                    "adapter": info.get("adapter"), "peft": finetune.get("peft"),
-                   "dataset": info.get("dataset_dir"), "database": str(database),
+                   "dataset": info.get("dataset_dir"), "database": target.describe(),
                    "distinct": cfg.evaluate.distinct, "workers": workers,
                    "seconds": round(time.perf_counter() - began, 2)}
         _write_items_csv(run_.path("items.csv"), items)
@@ -254,6 +264,40 @@ def run(cfg: DictConfig) -> Path:
                      s["exact_match"], s["token_match"], s["valid_sql_rate"], s["items"])
         log.info("evaluate: report in %s", run_.path("report.html"))
     return run_.dir
+
+
+def _dataset_dialect(predictions_info: dict[str, Any]) -> str:
+    """The dialect the dataset's gold SQL is in, as its ingest run recorded it."""
+    dataset = predictions_info.get("dataset_dir")
+    if dataset:
+        try:
+            return read_manifest(Path(dataset)).get("dialect") or "sqlite"
+        except QueryCraftError:
+            pass
+    return "sqlite"
+
+
+def fit_gold_to_database(rows: list[dict[str, Any]], target: dbmod.DatabaseTarget,
+                         gold_dialect: str) -> list[dict[str, Any]]:
+    """Gold queries written for another dialect, rewritten for the database's (with the
+    schema read from it), as ``query_for_database``; ``query`` stays as written for the
+    text metrics."""
+    from querycraft.correction import correct_sql, schema_from_ddl
+
+    schemas: dict[str, dict[str, list[str]]] = {}
+    fitted = []
+    with dbmod.Databases(target) as databases:
+        for row in tqdm(rows, desc=f"fitting gold SQL to {target.dialect}", unit="q"):
+            db_id = row.get("db_id", "")
+            if db_id not in schemas:
+                schemas[db_id] = schema_from_ddl(databases.get(db_id).schema_text(),
+                                                 target.dialect)
+            sql = correct_sql(row["query"], schema=schemas[db_id], read_dialect=gold_dialect,
+                              write_dialect=target.dialect).sql
+            fitted.append({**row, "query_for_database": sql})
+    log.info("evaluate: gold SQL (%s) fitted to %s for %s", gold_dialect, target.dialect,
+             target.describe())
+    return fitted
 
 
 def _finetune_info(predictions_info: dict[str, Any]) -> dict[str, Any]:

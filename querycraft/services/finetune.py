@@ -398,6 +398,7 @@ def run(cfg: DictConfig) -> Path:
                                               run_.path("merged_model")))
         run_._write(base_model=base, adapter=str(adapter_dir), merged_model=merged,
                     dataset_dir=str(ingest_dir), database=ingest_info.get("database"),
+                    database_kind=ingest_info.get("database_kind", "sqlite"),
                     prompt_dialect=cfg.prompt.dialect_name, model_name=cfg.model.name,
                     peft={"method": cfg.peft.method, "r": cfg.peft.r, "alpha": cfg.peft.alpha,
                           "use_dora": cfg.peft.use_dora},

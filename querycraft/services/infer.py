@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from querycraft.backends import ModelSource, make_backend
 from querycraft.data import prompt_for
-from querycraft.db import read_schema, sqlite_path_for
+from querycraft.db import Databases, read_schema, sqlite_path_for, target_from_config
 from querycraft.errors import QueryCraftError
 from querycraft.generation import GenerationSettings
 from querycraft.prompts import (
@@ -33,6 +33,7 @@ from querycraft.runs import (
     iter_runs,
     read_jsonl,
     read_manifest,
+    recorded_sqlite_database,
     resolve_run,
     start_run,
     write_jsonl,
@@ -88,7 +89,7 @@ def _request(cfg: DictConfig) -> Request:
         dialect=info["prompt_dialect"],
         finetune_dir=finetune_dir,
         dataset_dir=Path(info["dataset_dir"]),
-        database=info.get("database"),
+        database=recorded_sqlite_database(info),
     )
 
 
@@ -143,6 +144,11 @@ def _prediction(row: dict[str, Any], text: str, seconds: float, request: Request
 
 def _question_rows(cfg: DictConfig, request: Request) -> list[dict[str, Any]]:
     """The one question of ``question=...``, with the schema of the database as context."""
+    if cfg.db.kind != "sqlite":
+        with Databases(target_from_config(cfg.db)) as databases:
+            context = databases.get().schema_text(sample_values=cfg.db.sample_values)
+        return [{"id": "question", "question": cfg.question, "query": "", "context": context,
+                 "db_id": ""}]
     database = cfg.db.path or request.database
     if database is None:
         raise QueryCraftError("question=... needs a database to read the schema from: set "
@@ -154,7 +160,8 @@ def _question_rows(cfg: DictConfig, request: Request) -> list[dict[str, Any]]:
                               f"db.path to the one SQLite file to ask about, e.g. "
                               f"{sqlite_path_for(path, '<db_id>')}.")
     return [{"id": "question", "question": cfg.question, "query": "",
-             "context": read_schema(path), "db_id": path.stem}]
+             "context": read_schema(path, sample_values=cfg.db.sample_values),
+             "db_id": path.stem}]
 
 
 def run(cfg: DictConfig) -> Path:
@@ -207,8 +214,8 @@ def run(cfg: DictConfig) -> Path:
                     os.fsync(out.fileno())  # a kill loses at most the batch in flight
         # Final file: input order, each row once.
         write_jsonl(path, [written[r["id"]] for r in rows])
-        database = (request.database or (read_manifest(dataset_dir).get("database")
-                                         if dataset_dir else None))
+        recorded = read_manifest(dataset_dir) if dataset_dir else {}
+        database = request.database or recorded.get("database")
         source = request.source
         run_._write(predictions=str(path), count=len(rows),
                     base_model=source.base if source else None,
@@ -216,6 +223,8 @@ def run(cfg: DictConfig) -> Path:
                     merged_model=source.merged if source else None,
                     backend=cfg.infer.backend, dataset_dir=str(dataset_dir),
                     database=cfg.db.path or database,
+                    database_kind=(cfg.db.kind if cfg.db.path or cfg.question
+                                   else recorded.get("database_kind", "sqlite")),
                     **({} if cfg.question else {"fingerprint": fingerprint}))
         log.info("infer: %d predictions in %s", len(rows), path)
     if cfg.question:

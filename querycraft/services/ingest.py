@@ -122,32 +122,47 @@ READERS = {"csv": _read_csv, "json": _read_json, "spider": _read_json}
 
 
 class Databases:
-    """Each row's database (if any): its schema, read once, and a check that gold SQL runs."""
+    """Each row's database (if any): its schema, read once, and a check that gold SQL runs.
 
-    def __init__(self, location: str | None, timeout_s: float) -> None:
-        self.location = Path(location) if location else None
-        self.timeout_s = timeout_s
-        self._sqlite = dbmod.SqliteDatabases(location) if location else None
-        self._schemas: dict[str, str] = {}
+    SQLite: ``data.database`` (a file or a Spider-layout folder). A server (``db=postgres`` /
+    ``db=db2``): the ``db`` group's database, ``{db_id}`` picking each row's.
+    """
+
+    def __init__(self, cfg: DictConfig) -> None:
+        if cfg.db.kind == "sqlite":
+            location = cfg.data.database
+            self.target = dbmod.DatabaseTarget("sqlite", location=location) if location else None
+        else:
+            self.target = dbmod.target_from_config(cfg.db)
+        self.timeout_s = cfg.db.timeout_s
+        self.sample_values = cfg.db.sample_values
+        self.by_question = cfg.ingest.context_tables == "question"
+        self._databases = dbmod.Databases(self.target) if self.target else None
+        self._schemas: dict[tuple[str, str], str] = {}
+
+    @property
+    def available(self) -> bool:
+        return self._databases is not None
 
     def default_db_id(self) -> str:
-        assert self._sqlite is not None
-        return self._sqlite.location.stem if self._sqlite.single_file else ""
+        assert self._databases is not None
+        return self._databases.default_db_id()
 
-    def schema(self, db_id: str) -> str:
-        assert self._sqlite is not None
-        if db_id not in self._schemas:
-            self._schemas[db_id] = dbmod.read_schema(str(self._sqlite.path_for(db_id)))
-        return self._schemas[db_id]
+    def schema(self, db_id: str, question: str) -> str:
+        assert self._databases is not None
+        key = (db_id, question if self.by_question else "")
+        if key not in self._schemas:
+            self._schemas[key] = self._databases.get(db_id).schema_text(
+                sample_values=self.sample_values, question=key[1] or None)
+        return self._schemas[key]
 
     def run(self, db_id: str, sql: str) -> None:
-        assert self._sqlite is not None
-        dbmod.execute_readonly(self._sqlite.connection(db_id), sql, timeout_s=self.timeout_s,
-                               max_rows=1)
+        assert self._databases is not None
+        self._databases.get(db_id).execute(sql, timeout_s=self.timeout_s, max_rows=1)
 
     def close(self) -> None:
-        if self._sqlite is not None:
-            self._sqlite.close()
+        if self._databases is not None:
+            self._databases.close()
 
 
 # ---------------------------------------------------------------- validation and split
@@ -164,12 +179,12 @@ def _validate(number: int, record: dict[str, str], cfg: DictConfig, databases: D
     problem = parses(value["query"], cfg.data.dialect)
     if problem:
         return Dropped(number, f"gold SQL does not parse: {problem}")
-    db_id = value["db_id"] or (databases.default_db_id() if databases.location else "")
+    db_id = value["db_id"] or (databases.default_db_id() if databases.available else "")
     context = value["context"]
-    if databases.location is not None:
+    if databases.available:
         try:
             if not context:
-                context = databases.schema(db_id)
+                context = databases.schema(db_id, value["question"])
             if cfg.ingest.validate_execution:
                 databases.run(db_id, value["query"])
         except dbmod.QueryError as err:
@@ -255,12 +270,12 @@ def read_examples(cfg: DictConfig) -> tuple[list[Example], list[Dropped]]:
     if not path.exists():
         raise QueryCraftError(f"data.path {path} does not exist. Put your file in input/ and "
                               f"set data.path to it.")
-    databases = Databases(cfg.data.database, timeout_s=cfg.db.timeout_s)
+    databases = Databases(cfg)
     examples: list[Example] = []
     dropped: list[Dropped] = []
     seen: dict[tuple[str, str], int] = {}
     try:
-        records = READERS[cfg.data.format](path, cfg, databases.location is not None)
+        records = READERS[cfg.data.format](path, cfg, databases.available)
         for number, record in records:
             outcome = _validate(number, record, cfg, databases)
             if isinstance(outcome, Dropped):
@@ -306,12 +321,50 @@ def _write_report(run_dir: Path, report: dict[str, Any], dropped: list[Dropped])
     (run_dir / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def run(cfg: DictConfig) -> Path:
-    """Ingest ``cfg.data`` into ``<run_dir>/dataset/{train,eval}.jsonl`` plus a report.
+def load_table(cfg: DictConfig) -> Path:
+    """Load ``ingest.load.csv`` into a table of the ``db`` group's database.
+
+    The one place QueryCraft writes to a database, through its own engine; generated SQL
+    never runs there. The run's manifest records what was loaded (never the password).
 
     Returns:
         The run folder.
     """
+    from querycraft.loading import load_csv_table
+
+    load = cfg.ingest.load
+    csv_path = Path(load.csv)
+    table = load.table or csv_path.stem
+    with start_run(cfg, "ingest") as run_:
+        target = dbmod.target_from_config(cfg.db)
+        db_id = load.db_id or ""
+        engine = dbmod.writable_engine(target, db_id)
+        try:
+            report = load_csv_table(engine, csv_path, table, schema=target.schema_for(db_id),
+                                    if_exists=load.if_exists, batch_rows=load.batch_rows)
+        finally:
+            engine.dispose()
+        where = target.describe(db_id or None) if target.is_server else \
+            engine.url.database
+        run_._write(loaded={"csv": str(csv_path.resolve()), "table": report.table,
+                            "rows": report.rows, "created": report.created,
+                            "replaced": report.replaced,
+                            "columns": {c.name: c.kind for c in report.columns}},
+                    database=where, database_kind=target.kind)
+        log.info("ingest: loaded %d rows of %s into table %s of %s", report.rows, csv_path,
+                 report.table, where)
+    return run_.dir
+
+
+def run(cfg: DictConfig) -> Path:
+    """Ingest ``cfg.data`` into ``<run_dir>/dataset/{train,eval}.jsonl`` plus a report; or,
+    with ``ingest.load.csv``, load that CSV into a database table (:func:`load_table`).
+
+    Returns:
+        The run folder.
+    """
+    if cfg.ingest.load.csv:
+        return load_table(cfg)
     with start_run(cfg, "ingest") as run_:
         examples, dropped = read_examples(cfg)
         if cfg.ingest.max_rows:
@@ -334,8 +387,12 @@ def run(cfg: DictConfig) -> Path:
             "token_lengths": token_length_report(cfg, train),
         }
         _write_report(run_.dir, report, dropped)
-        database = str(Path(cfg.data.database).resolve()) if cfg.data.database else None
-        run_._write(dataset=str(dataset_dir), database=database, dialect=cfg.data.dialect,
+        if cfg.db.kind == "sqlite":
+            database = str(Path(cfg.data.database).resolve()) if cfg.data.database else None
+        else:
+            database = dbmod.target_from_config(cfg.db).describe()
+        run_._write(dataset=str(dataset_dir), database=database, database_kind=cfg.db.kind,
+                    dialect=cfg.data.dialect,
                     counts={"train": len(train), "eval": len(evaluation),
                             "dropped": len(dropped)})
         for d in dropped[:20]:

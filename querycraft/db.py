@@ -628,7 +628,7 @@ class DatabaseTarget:
             return f"{self.kind} (not configured)"
         shown = make_url(self.url.replace(DB_ID, db_id or DB_ID)).render_as_string(
             hide_password=True)
-        schema = self.schema_for(db_id or DB_ID) if self.schema else None
+        schema = self.schema_for(db_id) if db_id else self.schema
         return shown + (f" (schema {schema})" if schema else "")
 
 

@@ -15,6 +15,8 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, SqlglotError
 
+import querycraft.dialects  # noqa: F401  (registers the Db2 dialect with sqlglot: read="db2")
+
 __all__ = [
     "exact_match",
     "extract_sql",

@@ -1,0 +1,121 @@
+"""The db config group: targets built from conf/db/*.yaml, URLs per db_id, passwords hidden,
+and Db2 as far as it goes without a server (URL, real ibm_db_sa dialect, allow-list)."""
+
+from __future__ import annotations
+
+import pytest
+
+from querycraft import db as dbmod
+from querycraft.config import check_config
+from querycraft.errors import QueryCraftError
+from querycraft.runs import redact
+from querycraft.sql import is_read_only_statement
+from tests.conftest import make_config
+from tests.test_readonly_servers import ATTEMPTS
+
+
+def test_sqlite_is_the_default(tmp_path) -> None:
+    cfg = make_config(tmp_path)
+    assert cfg.db.kind == "sqlite"
+    target = dbmod.target_from_config(cfg.db, "/data/shop.sqlite")
+    assert (target.kind, target.location, target.dialect) == ("sqlite", "/data/shop.sqlite",
+                                                             "sqlite")
+    assert not target.is_server
+
+
+def test_postgres_parts_and_password_from_the_environment(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("QC_DB_PASSWORD", "s3cr:et@/x")
+    cfg = make_config(tmp_path, ["db=postgres", "db.host=db.example.com",
+                                 "db.database='{db_id}'", "db.user=analyst"])
+    assert cfg.db.password == "s3cr:et@/x"
+    target = dbmod.target_from_config(cfg.db)
+    url = target.url_for("concert_singer")
+    assert (url.drivername, url.host, url.port, url.database, url.username, url.password) == (
+        "postgresql+psycopg", "db.example.com", 5432, "concert_singer", "analyst", "s3cr:et@/x")
+    shown = target.describe("concert_singer")
+    assert shown == "postgresql+psycopg://analyst:***@db.example.com:5432/concert_singer"
+    assert "s3cr" not in target.describe() and "s3cr" not in repr(target)
+    with pytest.raises(QueryCraftError, match="cannot name a server database"):
+        target.url_for("../../etc")
+
+
+def test_a_url_and_a_separate_password_are_combined(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("QC_DB_URL", "postgresql+psycopg://me@localhost/{db_id}")
+    monkeypatch.setenv("QC_DB_PASSWORD", "pw")
+    target = dbmod.target_from_config(make_config(tmp_path, ["db=postgres"]).db)
+    assert target.url_for("pets_1").render_as_string(hide_password=False) == \
+        "postgresql+psycopg://me:pw@localhost/pets_1"
+
+
+def test_db2_url_and_the_real_dialect_without_a_server(tmp_path, monkeypatch) -> None:
+    pytest.importorskip("ibm_db_sa")
+    monkeypatch.setenv("QC_DB_PASSWORD", "db2pw")
+    cfg = make_config(tmp_path, ["db=db2", "db.host=db2.example.com", "db.database=SAMPLE",
+                                 "db.schema=SALES"])
+    target = dbmod.target_from_config(cfg.db)
+    assert target.url_for().render_as_string(hide_password=False) == \
+        "db2+ibm_db://db2inst1:db2pw@db2.example.com:50000/SAMPLE"
+    assert target.dialect == "db2" and target.schema_for() == "SALES"
+    engine = dbmod._server_engine(target, "", read_only=True)  # creating it does not connect
+    try:
+        assert engine.dialect.name == "ibm_db_sa"
+        # The schema reader's queries for this dialect: tests/test_schema.py.
+    finally:
+        engine.dispose()
+
+
+def test_db2_allow_list_refuses_every_attempt_and_admits_db2_queries() -> None:
+    for name, template in ATTEMPTS.items():
+        ok, reason = is_read_only_statement(template.format(tmp="/tmp", marker="/tmp/x"), "db2")
+        assert not ok, (name, reason)
+    for sql in ("SELECT name FROM singer FETCH FIRST 5 ROWS ONLY",
+                "WITH t AS (SELECT age FROM singer) SELECT avg(age) FROM t",
+                "SELECT name || ' (' || country || ')' FROM singer"):
+        assert is_read_only_statement(sql, "db2") == (True, ""), sql
+
+
+def test_config_problems_are_reported_before_anything_connects(tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("QC_DB_URL", raising=False)
+    monkeypatch.delenv("QC_DB_NAME", raising=False)
+    cfg = make_config(tmp_path, ["service=evaluate", "db=postgres", "db.max_rows=0",
+                                 "ingest.load.if_exists=merge"])
+    with pytest.raises(QueryCraftError) as caught:
+        check_config(cfg)
+    message = str(caught.value)
+    assert "db=postgres needs db.host and db.database (or db.url)" in message
+    assert "db.max_rows must be at least 1" in message
+    assert "ingest.load.if_exists must be fail, append or replace" in message
+
+
+def test_a_missing_driver_names_the_extra_to_install() -> None:
+    target = dbmod.DatabaseTarget("postgres", url="postgresql+nosuchdriver://u:pw@h/db")
+    with pytest.raises(QueryCraftError) as caught:
+        dbmod.Databases(target).get()
+    assert "pw" not in str(caught.value).replace("pip", "")
+    assert "u:***@h/db" in str(caught.value)
+
+
+def test_saved_configs_mask_passwords_and_url_passwords() -> None:
+    container = {"db": {"password": "hunter2", "url": "postgresql://u:hunter2@h/db",
+                        "user": "u"}, "note": ["mysql://a:b@c/d"], "other": {"password": None}}
+    assert redact(container) == {
+        "db": {"password": "***", "url": "postgresql://u:***@h/db", "user": "u"},
+        "note": ["mysql://a:***@c/d"], "other": {"password": None}}
+
+
+def test_ingest_reads_sample_values_and_only_the_tables_a_question_needs(tmp_path) -> None:
+    from querycraft.cli import run
+    from querycraft.runs import read_jsonl
+    from tests.conftest import FIXTURE_SPIDER
+
+    cfg = make_config(tmp_path, ["service=ingest", "data=spider",
+                                 f"data.path={FIXTURE_SPIDER / 'dev.json'}",
+                                 f"data.database={FIXTURE_SPIDER / 'database'}",
+                                 "ingest.context_tables=question", "db.sample_values=2"])
+    folder = run(cfg)
+    rows = [r for split in ("train", "eval")
+            for r in read_jsonl(folder / "dataset" / f"{split}.jsonl")]
+    how_many = next(r for r in rows if r["question"] == "How many singers do we have?")
+    assert how_many["context"].startswith("CREATE TABLE singer (Singer_ID INTEGER /* 1, 2 */")
+    assert "stadium" not in how_many["context"] and len(how_many["context"].splitlines()) == 1
+    assert len({r["context"] for r in rows if r["db_id"] == "concert_singer"}) > 1

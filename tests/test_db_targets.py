@@ -119,3 +119,28 @@ def test_ingest_reads_sample_values_and_only_the_tables_a_question_needs(tmp_pat
     assert how_many["context"].startswith("CREATE TABLE singer (Singer_ID INTEGER /* 1, 2 */")
     assert "stadium" not in how_many["context"] and len(how_many["context"].splitlines()) == 1
     assert len({r["context"] for r in rows if r["db_id"] == "concert_singer"}) > 1
+
+
+def test_ingest_loads_a_csv_into_a_new_sqlite_file_and_refuses_to_load_it_twice(tmp_path) -> None:
+    import sqlite3
+
+    from querycraft.cli import run
+    from querycraft.runs import read_manifest
+
+    csv_file = tmp_path / "orders.csv"
+    csv_file.write_text("id,customer,total,shipped\n1,Ann,12.5,2024-01-02\n2,Bob,,\n")
+    database = tmp_path / "new" / "shop.sqlite"
+    overrides = ["service=ingest", f"ingest.load.csv={csv_file}", f"db.path={database}"]
+    folder = run(make_config(tmp_path / "out", overrides, tmp_path / "out" / "first"))
+    loaded = read_manifest(folder)["loaded"]
+    assert loaded["table"] == "orders" and loaded["rows"] == 2 and loaded["created"]
+    assert loaded["columns"] == {"id": "integer", "customer": "text", "total": "float",
+                                 "shipped": "date"}
+    conn = sqlite3.connect(database)
+    assert conn.execute("SELECT id, total, shipped FROM orders ORDER BY id").fetchall() == [
+        (1, 12.5, "2024-01-02"), (2, None, None)]
+    conn.close()
+    before = database.read_bytes()
+    with pytest.raises(QueryCraftError, match="already exists"):
+        run(make_config(tmp_path / "out", overrides, tmp_path / "out" / "second"))
+    assert database.read_bytes() == before

@@ -709,6 +709,12 @@ class Database:
                     question: str | None = None) -> str:
         raise NotImplementedError
 
+    def columns_by_table(self) -> dict[str, list[str]]:
+        """``{table: [columns]}``, as the correction engine reads the schema context."""
+        from querycraft.correction import schema_from_ddl  # local: correction imports sql
+
+        return schema_from_ddl(self.schema_text(), self.dialect)
+
     def close(self) -> None:
         raise NotImplementedError
 
@@ -853,13 +859,10 @@ class ServerDatabase(Database):
 
     def schema_text(self, *, tables: list[str] | None = None, sample_values: int = 0,
                     question: str | None = None) -> str:
-        from querycraft.schema import describe_schema
+        from querycraft.schema import describe_schema  # its errors already name the database
 
-        try:
-            return describe_schema(self.engine, schema=self.schema, tables=tables,
-                                   sample_values=sample_values, question=question)
-        except sa_exc.DBAPIError as err:
-            raise QueryCraftError(_unreachable(self.name, _driver_message(err))) from err
+        return describe_schema(self.engine, schema=self.schema, tables=tables,
+                               sample_values=sample_values, question=question)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -995,26 +998,26 @@ class Databases:
             raise QueryCraftError("No database to run the SQL on: set db.path to a SQLite file "
                                   "or folder, or choose a server with db=postgres / db=db2.")
         self.target = target
-        self._sqlite = None if target.is_server else SqliteDatabases(target.location)
+        self._sqlite_file: Path | None = None  # one SQLite file for every db_id
+        if target.is_server:
+            # Whether the database depends on the example's db_id (decided once: get() is
+            # called for every query).
+            self.per_db_id = DB_ID in (target.url or "") or DB_ID in (target.schema or "")
+        else:
+            location = Path(target.location)
+            self.per_db_id = not location.is_file()
+            self._sqlite_file = None if self.per_db_id else location
         self._open: dict[str, Database] = {}
 
-    @property
-    def per_db_id(self) -> bool:
-        """Whether the database depends on the example's ``db_id``."""
-        if self._sqlite is not None:
-            return not self._sqlite.single_file
-        return DB_ID in (self.target.url or "") or DB_ID in (self.target.schema or "")
-
     def default_db_id(self) -> str:
-        if self._sqlite is not None and self._sqlite.single_file:
-            return self._sqlite.location.stem
-        return ""
+        return self._sqlite_file.stem if self._sqlite_file is not None else ""
 
     def get(self, db_id: str = "") -> Database:
         key = db_id if self.per_db_id else ""
         if key not in self._open:
-            if self._sqlite is not None:
-                self._open[key] = SqliteDatabase(self._sqlite.path_for(db_id))
+            if not self.target.is_server:
+                self._open[key] = SqliteDatabase(
+                    self._sqlite_file or sqlite_path_for(self.target.location, db_id))
             else:
                 self._open[key] = ServerDatabase(self.target, db_id)
         return self._open[key]

@@ -72,11 +72,10 @@ class _Schemas:
             return None
         if db_id not in self._by_db:
             try:
-                text = self.databases.get(db_id).schema_text()
+                self._by_db[db_id] = self.databases.get(db_id).columns_by_table() or None
             except QueryCraftError as err:
                 log.warning("correct: no schema for database %r: %s", db_id, err)
-                text = ""
-            self._by_db[db_id] = schema_from_ddl(text) or None
+                self._by_db[db_id] = None
         return self._by_db[db_id]
 
 

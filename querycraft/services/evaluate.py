@@ -282,7 +282,7 @@ def fit_gold_to_database(rows: list[dict[str, Any]], target: dbmod.DatabaseTarge
     """Gold queries written for another dialect, rewritten for the database's (with the
     schema read from it), as ``query_for_database``; ``query`` stays as written for the
     text metrics."""
-    from querycraft.correction import correct_sql, schema_from_ddl
+    from querycraft.correction import correct_sql
 
     schemas: dict[str, dict[str, list[str]]] = {}
     fitted = []
@@ -290,8 +290,7 @@ def fit_gold_to_database(rows: list[dict[str, Any]], target: dbmod.DatabaseTarge
         for row in tqdm(rows, desc=f"fitting gold SQL to {target.dialect}", unit="q"):
             db_id = row.get("db_id", "")
             if db_id not in schemas:
-                schemas[db_id] = schema_from_ddl(databases.get(db_id).schema_text(),
-                                                 target.dialect)
+                schemas[db_id] = databases.get(db_id).columns_by_table()
             sql = correct_sql(row["query"], schema=schemas[db_id], read_dialect=gold_dialect,
                               write_dialect=target.dialect).sql
             fitted.append({**row, "query_for_database": sql})

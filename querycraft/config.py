@@ -32,6 +32,8 @@ class PathsConfig:
     input_dir: str = "${paths.root}/input"
     output_dir: str = "${paths.root}/output"
     prompts_dir: str = "${paths.root}/prompts"
+    # Models converted from GGUF files (one folder per file content); safe to delete.
+    cache_dir: str = "${oc.env:QC_CACHE_DIR,'~/.cache/querycraft'}"
     # The folder of this run; Hydra creates it (see conf/config.yaml, hydra.run.dir).
     run_dir: str = "${hydra:runtime.output_dir}"
 
@@ -67,6 +69,10 @@ class ModelConfig:
     architecture: str = "llama"
     # Hub id or local folder, loaded with from_pretrained. Null for a model built locally.
     name_or_path: str | None = None
+    # A GGUF file (llama.cpp, Ollama) to start from instead: a path, or
+    # pkg:<python package>/<file> for one shipped in an installed package. Converted once
+    # into paths.cache_dir and loaded from there.
+    gguf_file: str | None = None
     # "tiny": build a small model from ``tiny`` with a tokenizer trained on the data.
     builder: str | None = None
     # The prompt format this model was tuned with: a template name in prompts/ (plain
@@ -211,6 +217,9 @@ class LoadConfig:
 @dataclass
 class IngestConfig:
     eval_fraction: float = 0.1
+    # "random": one split over all examples; "db_id": the same share of each database's
+    # examples held out (new questions about the databases trained on).
+    split_by: str = "random"
     # Keep only this many rows (after validation), for quick trials.
     max_rows: int | None = None
     validate_execution: bool = True
@@ -361,6 +370,9 @@ class CorrectConfig:
 class PipelineConfig:
     # Also score the base model before fine-tuning, for the side-by-side comparison.
     evaluate_base: bool = True
+    # Run the correct stage between infer and evaluate; both the raw and the corrected SQL
+    # are scored.
+    correct: bool = True
 
 
 @dataclass
@@ -494,8 +506,13 @@ def check_config(cfg: DictConfig) -> None:
     if cfg.collator.name not in COLLATORS:
         problems.append(f"collator.name '{cfg.collator.name}' is not one of "
                         f"{', '.join(COLLATORS)}")
-    if cfg.model.builder is None and not cfg.model.name_or_path:
-        problems.append("model.name_or_path is empty: set a hub id or a local folder")
+    if cfg.model.builder is None and not cfg.model.name_or_path and not cfg.model.gguf_file:
+        problems.append("model.name_or_path is empty: set a hub id or a local folder (or "
+                        "model.gguf_file to a GGUF file)")
+    if cfg.model.gguf_file and (cfg.model.builder is not None or cfg.model.name_or_path):
+        problems.append("model.gguf_file is set together with "
+                        f"{'model.builder' if cfg.model.builder else 'model.name_or_path'}; "
+                        "a model comes from one source: set the other to null")
     if cfg.model.builder is not None and cfg.model.builder not in MODEL_BUILDERS:
         problems.append(f"model.builder '{cfg.model.builder}' is not one of "
                         f"{', '.join(MODEL_BUILDERS)}")
@@ -607,6 +624,9 @@ def _db_problems(cfg: DictConfig) -> list[str]:
         problems.append("db.max_rows must be at least 1")
     if db.sample_values < 0:
         problems.append("db.sample_values must be 0 or more")
+    if cfg.ingest.split_by not in ("random", "db_id"):
+        problems.append(f"ingest.split_by must be 'random' or 'db_id', got "
+                        f"'{cfg.ingest.split_by}'")
     if cfg.ingest.context_tables not in ("all", "question"):
         problems.append(f"ingest.context_tables must be 'all' or 'question', got "
                         f"'{cfg.ingest.context_tables}'")

@@ -113,6 +113,16 @@ def build_tiny_model(model_cfg: DictConfig, corpus: list[str], out_dir: Path, se
     return out_dir
 
 
+def resolve_base(model_cfg: DictConfig, cache_dir: str) -> str:
+    """What ``from_pretrained`` loads for a preset that is not built: a hub id or folder, or
+    the folder a GGUF file (``model.gguf_file``) was converted into (made on first use)."""
+    if model_cfg.gguf_file:
+        from querycraft import gguf
+
+        return str(gguf.ensure_hf_model(model_cfg.gguf_file, cache_dir))
+    return str(model_cfg.name_or_path)
+
+
 def load_tokenizer(name_or_path: str, *, trust_remote_code: bool = False
                    ) -> PreTrainedTokenizerBase:
     """Load a tokenizer; models without a pad token pad with their end-of-sequence token."""

@@ -119,3 +119,32 @@ def test_real_tokenizer_boundary_puts_loss_exactly_on_sql_and_eos(tmp_path):
     carried = [t for t in batch["labels"][0].tolist() if t != X]
     assert tokenizer.decode(carried[:-1]) == row["query"]
     assert carried[-1] == tokenizer.eos_token_id
+
+
+@pytest.mark.parametrize("name,packing", [("completion_only", False), ("completion_only", True),
+                                          ("language_modeling", False), ("default", False)])
+def test_loss_from_labelled_positions_only_equals_the_full_loss(name, packing):
+    """Finetune projects only the positions that carry loss onto the vocabulary; the loss and
+    its gradients must be what the model computes from every position's logits."""
+    from transformers import AutoModelForCausalLM
+
+    from querycraft.services.finetune import label_logits_mask, selected_logits_loss
+
+    torch.manual_seed(0)
+    config = small_model_config("llama", vocab_size=32, hidden_size=32, intermediate_size=64,
+                                num_layers=2, num_heads=2)
+    model = AutoModelForCausalLM.from_config(config)
+    batch = collator(name, packing=packing)([SHORT, LONG, SHORT])
+    full = model(**batch).loss
+    full.backward()
+    full_grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    total, count = selected_logits_loss(model, batch)
+    (total / count).backward()
+    assert count == int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+    assert (total / count).item() == pytest.approx(full.item(), abs=1e-5)
+    for expected, param in zip(full_grads, model.parameters(), strict=True):
+        torch.testing.assert_close(param.grad, expected, atol=1e-6, rtol=1e-4)
+    # Only the labelled positions are projected: never the padding, nor a masked prompt.
+    kept = int(label_logits_mask(batch["labels"]).sum())
+    assert kept == count < batch["input_ids"].numel()

@@ -186,3 +186,21 @@ def test_shared_spider_dev_ingests(config_factory):
     assert counts["train"] + counts["eval"] > 950
     rows = read_jsonl(run_dir / "dataset" / "eval.jsonl")
     assert all(r["context"].startswith("CREATE TABLE") for r in rows)
+
+
+def test_split_by_database_holds_out_the_same_share_of_each(config_factory, tmp_path):
+    rows = [(f"How many {t} rows? ({db} {i})", f"SELECT count(*) FROM {t}", CONTEXT, db)
+            for db, t, n in (("a", "customer", 20), ("b", "customer", 10), ("c", "customer", 1))
+            for i in range(n)]
+    path = write_csv(tmp_path / "multi.csv", ["question", "query", "context", "db_id"], rows)
+    run_dir = ingest_csv(config_factory, path, "ingest.split_by=db_id", "ingest.eval_fraction=0.3",
+                         "ingest.validate_execution=false")
+    dataset = run_dir / "dataset"
+    held_out = [r["db_id"] for r in read_jsonl(dataset / "eval.jsonl")]
+    trained = [r["db_id"] for r in read_jsonl(dataset / "train.jsonl")]
+    assert (held_out.count("a"), held_out.count("b"), held_out.count("c")) == (6, 3, 0)
+    assert (trained.count("a"), trained.count("b"), trained.count("c")) == (14, 7, 1)
+    again = ingest.run(config_factory(
+        [f"data.path={path}", "data.database=null", "ingest.split_by=db_id",
+         "ingest.eval_fraction=0.3", "ingest.validate_execution=false"], name="again"))
+    assert read_jsonl(again / "dataset" / "eval.jsonl") == read_jsonl(dataset / "eval.jsonl")

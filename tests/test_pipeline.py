@@ -97,14 +97,25 @@ def test_cli_gives_each_run_its_own_folder(tmp_path):
 
 def test_pipeline_runs_every_stage_and_prints_before_and_after(config_factory, capsys):
     root = run(config_factory(["service=pipeline", *FAST_MODEL, "infer.limit=8"]))
-    for stage in ("1-ingest", "2-finetune", "3-infer-base", "4-evaluate-base", "5-infer",
-                  "6-evaluate"):
+    for stage in ("1-ingest", "2-finetune", "3-infer-base", "3b-correct-base",
+                  "4-evaluate-base", "5-infer", "5b-correct", "6-evaluate"):
         assert read_manifest(root / stage)["status"] == "completed", stage
     summary = json.loads((root / "summary.json").read_text())
     assert summary["before"]["items"] == summary["after"]["items"] == 8
+    # Raw and corrected SQL are both scored, before and after.
+    assert set(summary["before"]["columns"]) == set(summary["after"]["columns"]) == {
+        "sql", "corrected"}
     printed = capsys.readouterr().out
     assert "before fine-tuning" in printed and "after fine-tuning" in printed
-    assert "execution accuracy" in printed
+    assert "execution accuracy" in printed and "execution accuracy (corrected)" in printed
+
+
+def test_pipeline_without_correct(config_factory):
+    root = run(config_factory(["service=pipeline", *FAST_MODEL, "infer.limit=4",
+                               "pipeline.correct=false", "pipeline.evaluate_base=false"]))
+    assert not (root / "5b-correct").exists()
+    summary = json.loads((root / "summary.json").read_text())
+    assert set(summary["after"]["columns"]) == {"sql"} and summary["before"] is None
 
 
 @pytest.mark.slow

@@ -26,7 +26,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from querycraft import models
-from querycraft.data import encode_example, make_collator, prompt_for
+from querycraft.data import IGNORE_INDEX, encode_example, make_collator, prompt_for
 from querycraft.errors import QueryCraftError
 from querycraft.prompts import SAVED_TEMPLATE_FILE, PromptTemplate, load_template
 from querycraft.runs import Run, read_jsonl, read_manifest, resolve_run, start_run
@@ -70,7 +70,7 @@ def _prepare_base_model(cfg: DictConfig, train_rows: list[dict], template: Promp
                         run_: Run) -> str:
     """The base model's hub id or folder; the tiny preset is built into the run folder."""
     if cfg.model.builder != "tiny":
-        return str(cfg.model.name_or_path)
+        return models.resolve_base(cfg.model, cfg.paths.cache_dir)
     folder = run_.path("base_model")
     if (folder / "config.json").is_file():  # resumed run, or built by rank 0
         return str(folder)
@@ -122,15 +122,63 @@ def _report_too_long(splits: dict[str, EncodedSplit], cfg: DictConfig, run_: Run
                 len(rows), cfg.train.max_seq_length, run_.path(TOO_LONG_REPORT), advice)
 
 
-def _precision(name: str) -> dict[str, bool]:
+def resolve_precision(name: str) -> str:
+    """ "auto": bf16 on GPUs that have it (else fp16), and on CPUs with bfloat16 instructions
+    (AVX512-BF16 / AMX), where autocast doubles training speed; full precision elsewhere."""
     import torch
 
-    if name == "auto":
-        if not torch.cuda.is_available():
-            name = "no"
-        else:
-            name = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if name != "auto":
+        return name
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "no"
+
+
+def _precision(name: str) -> dict[str, bool]:
+    name = resolve_precision(name)
     return {"bf16": name == "bf16", "fp16": name == "fp16"}
+
+
+def label_logits_mask(labels: Any) -> Any:
+    """Positions whose next token carries loss: the only logits the loss needs.
+
+    Position t predicts token t+1, so the mask is ``labels[:, 1:] != IGNORE_INDEX`` shifted
+    left by one (the last position predicts nothing).
+    """
+    import torch
+
+    mask = torch.zeros_like(labels, dtype=torch.bool)
+    mask[:, :-1] = labels[:, 1:] != IGNORE_INDEX
+    return mask
+
+
+def selected_logits_loss(model: Any, inputs: dict[str, Any]) -> tuple[Any, int]:
+    """Summed cross-entropy over the labelled tokens, and their count.
+
+    The model projects only the positions that carry loss onto the vocabulary
+    (``logits_to_keep`` as a boolean mask): with completion-only loss that is the SQL, a
+    fraction of the sequence, and for a 49k-token vocabulary the full logits were the largest
+    tensor of the step in time and memory.
+    """
+    import torch
+
+    labels = inputs["labels"]
+    mask = label_logits_mask(labels)
+    forward = {k: v for k, v in inputs.items() if k != "labels"}
+    logits = model(**forward, logits_to_keep=mask).logits
+    logits = logits.reshape(-1, logits.shape[-1])
+    targets = labels[:, 1:][mask[:, :-1]]
+    loss = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="sum")
+    return loss, int(targets.numel())
+
+
+def _accepts_logits_to_keep(model: Any) -> bool:
+    import inspect
+
+    from peft import PeftModel
+
+    inner = model.get_base_model() if isinstance(model, PeftModel) else model
+    return "logits_to_keep" in inspect.signature(inner.forward).parameters
 
 
 def _reporters(cfg: DictConfig) -> list[str]:
@@ -202,6 +250,7 @@ def _training_arguments(cfg: DictConfig, run_: Run, has_validation: bool) -> Any
         seed=cfg.seed,
         data_seed=cfg.seed,
         remove_unused_columns=False,
+        prediction_loss_only=True,  # validation needs the loss only, never the logits
         use_cpu=not torch.cuda.is_available(),
         dataloader_num_workers=0,
         # LoRA leaves most of the model frozen; DDP must not wait for their gradients.
@@ -249,6 +298,26 @@ def _trainer_class() -> type:
             self.generator = torch.Generator().manual_seed(self.seed + epoch)
 
     class QueryCraftTrainer(Trainer):
+        def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
+                         num_items_in_batch: Any = None) -> Any:
+            if not _accepts_logits_to_keep(self.accelerator.unwrap_model(model)):
+                self.loss_is_scaled_for_ga = None
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            loss, count = selected_logits_loss(model, inputs)
+            if return_outputs:  # validation loss (prediction_loss_only): a plain mean
+                loss = loss / max(count, 1)
+                return loss, {"loss": loss}
+            if num_items_in_batch is None:
+                self.loss_is_scaled_for_ga = False
+                return loss / max(count, 1)
+            # Normalised over the whole accumulated batch (on every process), as transformers'
+            # own causal-LM loss does, so gradient accumulation changes nothing.
+            self.loss_is_scaled_for_ga = True
+            loss = loss / num_items_in_batch
+            if self.args.average_tokens_across_devices:
+                loss = loss * self.accelerator.num_processes
+            return loss
+
         def _get_train_sampler(self, train_dataset: Any = None) -> Any:
             dataset = train_dataset if train_dataset is not None else self.train_dataset
             return EpochSeededLengthGroupedSampler(

@@ -18,6 +18,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from querycraft import models
 from querycraft.backends import ModelSource, make_backend
 from querycraft.data import prompt_for
 from querycraft.db import Databases, read_schema, sqlite_path_for, target_from_config
@@ -65,7 +66,7 @@ def _request(cfg: DictConfig) -> Request:
         # A hub, local or served model used as is: prompt with the configured template.
         template = load_template(cfg.prompt.template, cfg.paths.prompts_dir)
         source = (None if infer.backend == "openai"
-                  else ModelSource(base=cfg.model.name_or_path))
+                  else ModelSource(base=models.resolve_base(cfg.model, cfg.paths.cache_dir)))
         return Request(source, template, cfg.prompt.dialect_name, None, None, None)
     finetune_dir = resolve_run(infer.finetune_dir, cfg.paths.output_dir, "finetune",
                                "infer.finetune_dir")

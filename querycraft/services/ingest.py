@@ -200,16 +200,27 @@ def _dedupe_key(example: Example) -> tuple[str, str]:
     return (" ".join(example.question.lower().split()), example.db_id or example.context)
 
 
-def split(examples: list[Example], eval_fraction: float, seed: int
+def split(examples: list[Example], eval_fraction: float, seed: int, by: str = "random"
           ) -> tuple[list[Example], list[Example]]:
-    """Deterministic train/eval split: the same seed and input give the same split."""
+    """Deterministic train/eval split: the same seed and input give the same split.
+
+    ``by="db_id"`` splits each database's examples on its own (the same fraction of every
+    database held out): new questions about databases the model was trained on.
+    """
     if len(examples) < 2:
         raise QueryCraftError(f"Only {len(examples)} valid example(s): at least 2 are needed "
                               f"to make a training and an evaluation split.")
-    order = list(range(len(examples)))
-    random.Random(seed).shuffle(order)
-    n_eval = min(len(examples) - 1, max(1, round(len(examples) * eval_fraction)))
-    eval_ids = set(order[:n_eval])
+    groups: dict[str, list[int]] = {}
+    for i, example in enumerate(examples):
+        groups.setdefault(example.db_id if by == "db_id" else "", []).append(i)
+    eval_ids: set[int] = set()
+    for key in sorted(groups):
+        order = list(groups[key])
+        random.Random(f"{seed}:{key}" if key else seed).shuffle(order)
+        if len(order) < 2:
+            continue  # a database with one example trains on it
+        n_eval = min(len(order) - 1, max(1, round(len(order) * eval_fraction)))
+        eval_ids.update(order[:n_eval])
     train = [e for i, e in enumerate(examples) if i not in eval_ids]
     evaluation = [e for i, e in enumerate(examples) if i in eval_ids]
     return train, evaluation
@@ -227,9 +238,9 @@ def _length_tokenizer(cfg: DictConfig, train_texts: list[str]) -> tuple[Any, str
         tok = models.train_tokenizer(train_texts, cfg.model.tiny.vocab_size, Path(folder))
         return tok, "the tiny preset's tokenizer, trained on the training split"
     try:
-        return models.load_tokenizer(cfg.model.name_or_path,
-                                     trust_remote_code=cfg.model.trust_remote_code), \
-            f"the tokenizer of {cfg.model.name_or_path}"
+        base = models.resolve_base(cfg.model, cfg.paths.cache_dir)
+        return models.load_tokenizer(base, trust_remote_code=cfg.model.trust_remote_code), \
+            f"the tokenizer of {cfg.model.gguf_file or base}"
     except QueryCraftError:
         return None, "an estimate of 4 characters per token (the model's tokenizer is not at hand)"
 
@@ -369,7 +380,8 @@ def run(cfg: DictConfig) -> Path:
         examples, dropped = read_examples(cfg)
         if cfg.ingest.max_rows:
             examples = examples[: cfg.ingest.max_rows]
-        train, evaluation = split(examples, cfg.ingest.eval_fraction, cfg.seed)
+        train, evaluation = split(examples, cfg.ingest.eval_fraction, cfg.seed,
+                                  by=cfg.ingest.split_by)
         dataset_dir = run_.path("dataset")
         dataset_dir.mkdir()
         for name, part in (("train", train), ("eval", evaluation)):

@@ -1,5 +1,5 @@
-"""Pipeline: ingest -> finetune -> infer -> evaluate in one run folder, with the base model
-scored before fine-tuning so the gain is shown side by side.
+"""Pipeline: ingest -> finetune -> infer -> correct -> evaluate in one run folder, with the
+base model scored before fine-tuning so the gain is shown side by side.
 
 Each stage is called through its config entry (``querycraft.services.<stage>.run``) with a
 copy of the config whose input paths point at the previous stage's folder.
@@ -21,6 +21,9 @@ log = logging.getLogger("querycraft")
 
 METRICS = (("execution accuracy", "execution_accuracy"), ("exact match", "exact_match"),
            ("token match", "token_match"), ("valid SQL", "valid_sql_rate"))
+# Rows of the table: (label, summary column) for the raw SQL and, when correct ran, the
+# corrected SQL.
+COLUMN_LABELS = {"sql": "", "corrected": " (corrected)"}
 
 
 def _stage(cfg: DictConfig, stage: str, run_dir: Path, settings: dict[str, Any]) -> Path:
@@ -36,12 +39,23 @@ def _stage(cfg: DictConfig, stage: str, run_dir: Path, settings: dict[str, Any])
 
 
 def comparison_table(before: dict[str, Any] | None, after: dict[str, Any]) -> str:
-    """A small text table of the metrics before and after fine-tuning."""
-    lines = [f"{'':<20}{'before fine-tuning':>20}{'after fine-tuning':>20}"]
-    for label, key in METRICS:
-        left = f"{before[key]:.3f}" if before else "-"
-        lines.append(f"{label:<20}{left:>20}{after[key]:>20.3f}")
-    lines.append(f"{'questions':<20}{(before or {}).get('items', '-'):>20}{after['items']:>20}")
+    """A small text table of the metrics before and after fine-tuning (raw SQL, and the
+    corrected SQL when the correct stage ran)."""
+    columns = after.get("columns") or {after.get("column", "sql"): after}
+    width = 32
+    lines = [f"{'':<{width}}{'before fine-tuning':>20}{'after fine-tuning':>20}"]
+    for column, suffix in COLUMN_LABELS.items():
+        if column not in columns:
+            continue
+        for label, key in METRICS:
+            if column == "corrected" and key != "execution_accuracy":
+                continue  # the one figure correction is for
+            left = ((before.get("columns") or {}).get(column, before) if before else None)
+            left_text = f"{left[key]:.3f}" if left else "-"
+            lines.append(f"{label + suffix:<{width}}{left_text:>20}"
+                         f"{columns[column][key]:>20.3f}")
+    lines.append(f"{'questions':<{width}}{(before or {}).get('items', '-'):>20}"
+                 f"{after['items']:>20}")
     return "\n".join(lines)
 
 
@@ -61,12 +75,18 @@ def run(cfg: DictConfig) -> Path:
             base_infer = _stage(cfg, "infer", root / "3-infer-base",
                                 {"infer.finetune_dir": str(finetune_dir),
                                  "infer.use_adapter": False, "infer.dataset_dir": None})
+            if cfg.pipeline.correct:
+                base_infer = _stage(cfg, "correct", root / "3b-correct-base",
+                                    {"correct.predictions_dir": str(base_infer)})
             before_dir = _stage(cfg, "evaluate", root / "4-evaluate-base",
                                 {"evaluate.predictions_dir": str(base_infer)})
             before = read_manifest(before_dir)["summary"]
         tuned_infer = _stage(cfg, "infer", root / "5-infer",
                              {"infer.finetune_dir": str(finetune_dir),
                               "infer.use_adapter": True, "infer.dataset_dir": None})
+        if cfg.pipeline.correct:
+            tuned_infer = _stage(cfg, "correct", root / "5b-correct",
+                                 {"correct.predictions_dir": str(tuned_infer)})
         after_dir = _stage(cfg, "evaluate", root / "6-evaluate",
                            {"evaluate.predictions_dir": str(tuned_infer)})
         after = read_manifest(after_dir)["summary"]

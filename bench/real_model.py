@@ -1,0 +1,151 @@
+"""A real pretrained model, zero-shot vs fine-tuned vs fine-tuned + correct.
+
+Usage:
+    python bench/real_model.py            # smollm2-135m and tiny, on sample and spider
+    python bench/real_model.py --models smollm2-135m --datasets sample
+    python bench/real_model.py --datasets spider -- train.epochs=1   # extra overrides after --
+
+Datasets:
+  sample  the bundled shop data (input/sample/), its own seeded train/eval split;
+  spider  Spider dev **in-domain** (../shared/spider-dev): for each database a seeded 70/30
+          split of its questions (ingest.split_by=db_id, ingest.eval_fraction=0.3): train
+          on the 70 %, evaluate on the 30 %, i.e. new questions about databases the model
+          has seen examples of, which is the product's case.
+
+Each (model, dataset) runs the stages as the CLI does, one process each, in one work folder:
+ingest, finetune, then for the base model (zero-shot: infer.use_adapter=false) and for the
+fine-tuned model: infer, correct, evaluate. Reported per condition: execution accuracy of the
+raw and of the corrected SQL, valid-SQL rate, Spider exact-set match; and seconds per stage.
+Results are printed as a Markdown table and written to <work>/results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SPIDER = ROOT.parent / "shared" / "spider-dev"
+
+DATASETS = {
+    "sample": ["data=sample"],
+    "spider": ["data=spider", f"data.path={SPIDER / 'dev.json'}",
+               f"data.database={SPIDER / 'database'}", "ingest.split_by=db_id",
+               "ingest.eval_fraction=0.3"],
+}
+
+
+def querycraft(args: list[str], env: dict[str, str], log_file: Path) -> float:
+    """Run one stage; return its wall seconds. A failing stage stops the bench with its log."""
+    began = time.perf_counter()
+    with log_file.open("w") as log:
+        code = subprocess.call([sys.executable, "-m", "querycraft", *args], cwd=ROOT, env=env,
+                               stdout=log, stderr=subprocess.STDOUT)
+    seconds = time.perf_counter() - began
+    if code:
+        sys.exit(f"stage failed ({code}): {' '.join(args)}\n"
+                 f"{log_file.read_text()[-3000:]}")
+    return seconds
+
+
+def summary_of(evaluate_dir: Path) -> dict:
+    summary = json.loads((evaluate_dir / "summary.json").read_text())
+    columns = summary["columns"]
+    return {"execution_accuracy": columns["sql"]["execution_accuracy"],
+            "execution_accuracy_corrected": columns.get("corrected", {}).get(
+                "execution_accuracy"),
+            "valid_sql": columns["sql"]["valid_sql_rate"],
+            "valid_sql_corrected": columns.get("corrected", {}).get("valid_sql_rate"),
+            "exact_set_match": columns["sql"]["exact_set_match"],
+            "items": summary["items"]}
+
+
+def bench_one(model: str, dataset: str, work: Path, extra: list[str],
+              env: dict[str, str]) -> dict:
+    out = work / f"{model}-{dataset}"
+    common = [f"model={model}", *DATASETS[dataset], f"paths.output_dir={out}",
+              "train.report_to=[]", *extra]
+    seconds: dict[str, float] = {}
+
+    def stage(name: str, service: str, *overrides: str) -> Path:
+        folder = out / name
+        seconds[name] = round(querycraft([f"service={service}", f"hydra.run.dir={folder}",
+                                          *common, *overrides], env, out / f"{name}.log"), 1)
+        print(f"  {model} {dataset} {name}: {seconds[name]:.0f} s", flush=True)
+        return folder
+
+    out.mkdir(parents=True, exist_ok=True)
+    ingest = stage("ingest", "ingest")
+    finetune = stage("finetune", "finetune", f"train.dataset_dir={ingest}")
+    results = {}
+    for condition, use_adapter in (("zero-shot", "false"), ("fine-tuned", "true")):
+        infer = stage(f"infer-{condition}", "infer", f"infer.finetune_dir={finetune}",
+                      f"infer.use_adapter={use_adapter}")
+        correct = stage(f"correct-{condition}", "correct", f"correct.predictions_dir={infer}")
+        evaluate = stage(f"evaluate-{condition}", "evaluate",
+                         f"evaluate.predictions_dir={correct}")
+        results[condition] = summary_of(evaluate)
+    metrics = json.loads((finetune / "metrics.json").read_text())
+    return {"model": model, "dataset": dataset, "results": results, "seconds": seconds,
+            "train_examples": metrics["train_examples"], "epochs": metrics["epochs"],
+            "train_seconds": metrics["seconds"],
+            "input_tokens_per_epoch": metrics["input_tokens_per_epoch"],
+            "eval_items": results["fine-tuned"]["items"], "overrides": extra}
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| model | data | condition | EX raw | EX corrected | valid SQL raw / corrected "
+             "| exact-set | items |", "|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        for condition, r in row["results"].items():
+            lines.append(
+                f"| {row['model']} | {row['dataset']} | {condition} | "
+                f"{r['execution_accuracy']:.3f} | {r['execution_accuracy_corrected']:.3f} | "
+                f"{r['valid_sql']:.2f} / {r['valid_sql_corrected']:.2f} | "
+                f"{r['exact_set_match']:.3f} | {r['items']} |")
+    lines += ["", "| model | data | " + " | ".join(
+        ["ingest", "finetune", "infer zero-shot", "correct", "evaluate", "infer fine-tuned",
+         "correct", "evaluate", "total"]) + " |", "|---|---|" + "---|" * 9]
+    for row in rows:
+        s = row["seconds"]
+        order = ["ingest", "finetune", "infer-zero-shot", "correct-zero-shot",
+                 "evaluate-zero-shot", "infer-fine-tuned", "correct-fine-tuned",
+                 "evaluate-fine-tuned"]
+        lines.append(f"| {row['model']} | {row['dataset']} | "
+                     + " | ".join(f"{s[k]:.0f}" for k in order)
+                     + f" | {sum(s.values()):.0f} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=["smollm2-135m", "tiny"])
+    parser.add_argument("--datasets", nargs="+", default=["sample", "spider"],
+                        choices=sorted(DATASETS))
+    parser.add_argument("--work", type=Path, default=None,
+                        help="folder for the runs (default: a new temporary folder)")
+    parser.add_argument("overrides", nargs="*", help="extra config overrides, after --")
+    args = parser.parse_args()
+    if "spider" in args.datasets and not SPIDER.is_dir():
+        sys.exit(f"Spider dev is not at {SPIDER}; run with --datasets sample")
+    work = args.work or Path(tempfile.mkdtemp(prefix="qc-bench-real-"))
+    work.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    print(f"work folder: {work}", flush=True)
+    rows = []
+    for dataset in args.datasets:
+        for model in args.models:
+            rows.append(bench_one(model, dataset, work, args.overrides, env))
+            (work / "results.json").write_text(json.dumps(rows, indent=2))
+    print(markdown(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

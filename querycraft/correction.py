@@ -4,23 +4,29 @@
 text, each switchable by name:
 
 1. ``extract_statement``: the SQL statement out of chatter (:func:`querycraft.sql.extract_sql`:
-   code fences, "SQL:" lead-ins, echoed template markers, trailing explanations, extra
-   statements).
+   code fences, "SQL:" lead-ins, inline code spans, echoed template markers, a schema echo of
+   CREATE TABLE statements before the query, trailing explanations, extra statements).
 2. ``join_split_operators``: ``> =``, ``< =``, ``! =``, ``< >`` written back together, outside
    string literals, quoted identifiers and comments.
 3. ``balance_quotes_and_parentheses``: a string literal left open at the very end is closed,
    and exactly one missing ``)`` at the end is added (or one extra trailing ``)`` dropped),
-   only where the place is unambiguous.
+   only where the place is unambiguous; done where the model's output ends, it is listed in
+   ``unresolved`` as a guess (generation cut off at its token limit ends like that).
 4. ``fix_identifiers`` (needs a schema): tables and columns matched case-insensitively and
    written as the schema spells them; a name that does not exist replaced by the closest
    existing one (tables among the schema's tables, columns among the columns of the tables in
    scope) when that one is close and unambiguous; an unqualified column that several joined
    tables have is qualified. Only the identifiers are edited, the rest of the text is kept.
+   A name that ends the model's output and is the start of its closest match (``WHERE
+   unit_pri``) was cut off, not misspelt: it is reported, not completed.
 5. ``fit_dialect``: the query written in the target dialect. Text that does not parse in the
    read dialect is parsed as T-SQL, MySQL or PostgreSQL (``SELECT TOP 3``, ``FETCH FIRST``...),
    functions the target lacks are taken from another dialect (``NOW()``), and ``ILIKE``
    becomes ``LIKE`` for SQLite (whose LIKE already ignores ASCII case).
 6. ``reformat``: re-rendered with sqlglot when it parses, in the target dialect.
+
+Rules 5 and 6 leave a statement that is no query (a CREATE TABLE echo) as it is and report
+that it cannot run.
 
 Nothing here raises on bad SQL: what no rule could fix is listed in ``Correction.unresolved``.
 :func:`validate` checks a corrected query against a SQLite database without running it.
@@ -95,6 +101,9 @@ SQLITE_FUNCTIONS = frozenset({
 })
 # fmt: on
 
+# How much of a statement's end is compared with the end of the raw output.
+_TAIL_CHARS = 24
+
 # SQLite's implicit row-id columns: valid on every ordinary table.
 _ROWID_NAMES = frozenset({"rowid", "oid", "_rowid_"})
 
@@ -123,10 +132,17 @@ class _Context:
     write: str
     max_edit_distance: int
     unresolved: list[str]
+    raw: str = ""  # the text given to correct_sql: the model's output
 
     def note(self, message: str) -> None:
         if message not in self.unresolved:
             self.unresolved.append(message)
+
+    def ends_output(self, sql: str) -> bool:
+        """Whether the text ends where the model's output ends (no ';', closing fence or
+        prose after it), as when generation stopped at its token limit mid-statement."""
+        tail = sql.rstrip()[-_TAIL_CHARS:]
+        return bool(tail) and self.raw.rstrip().endswith(tail)
 
 
 # --------------------------------------------------------------------------------------------
@@ -265,7 +281,9 @@ def balance_quotes_and_parentheses(sql: str, ctx: _Context) -> str:
     A literal is closed only when its text holds no clause word or parenthesis (otherwise
     where it should end is a guess). A ')' is added only when exactly one is missing and the
     '(' left open starts a subquery or holds no clause keyword (``IN (1, 2``, ``count(*``); a
-    single extra ')' is dropped only when it is the last character.
+    single extra ')' is dropped only when it is the last character. When the output itself
+    ends there, it may have been cut off at the token limit (``channel = 'SMS_SMS_``), so the
+    fix is a guess and is listed in ``unresolved``.
     """
     segments = _segments(sql)
     text = sql
@@ -277,6 +295,9 @@ def balance_quotes_and_parentheses(sql: str, ctx: _Context) -> str:
                      f"end is unclear")
             return sql
         text = sql.rstrip("\n") + _CLOSERS[last.kind]
+        if ctx.ends_output(sql):  # real outputs end inside a literal when cut off
+            ctx.note(f"closed the quote {last.text[0]} left open at the end of the output; "
+                     f"the output may have been cut off inside the literal")
         segments = _segments(text)
     elif last is not None and not last.closed:
         return sql  # an open block comment: nothing to balance after it
@@ -290,6 +311,9 @@ def balance_quotes_and_parentheses(sql: str, ctx: _Context) -> str:
                          if seg.kind != "comment" and seg.text.strip()), None)
             cut = tail.start + len(tail.text.rstrip()) if tail is not None else len(text)
             rest = text[cut:].strip()
+            if ctx.ends_output(text[:cut]):
+                ctx.note("added the ')' missing at the end of the output; the output may have "
+                         "been cut off there")
             return text[:cut] + ")" + (" " + rest if rest else "")
         ctx.note("one ')' is missing and where it belongs is unclear")
     elif depth == -1 and lowest == -1 and text.rstrip().endswith(")"):
@@ -558,6 +582,8 @@ class _IdentifierFixer:
             if match is None:
                 self.ctx.note(f"table '{name}' not found (candidates: {', '.join(nearest)})")
                 continue
+            if self._cut_off(ident, match, "table"):
+                continue
             if match.lower() in self.tables:
                 self.resolved[id(table)] = self.tables[match.lower()][0]
             self.written[id(table)] = name
@@ -582,6 +608,20 @@ class _IdentifierFixer:
             else:
                 out.append(_Source(name, node, _Columns(_outputs(source)), None))
         return out
+
+    def _cut_off(self, ident: exp.Identifier, match: str, what: str) -> bool:
+        """Whether the name is the output's unfinished last word: the last thing in the text
+        and in the model's output, and the start of ``match`` (``WHERE unit_pri``). Output cut
+        at the token limit ends like that; completing the word would guess a different query
+        (the rest of it is lost), so it is reported instead."""
+        end = (ident.meta or {}).get("end")
+        name, full = ident.this.lower(), match.lower()
+        if (not isinstance(end, int) or self.sql[end + 1 :].strip() or name == full
+                or not full.startswith(name) or not self.ctx.ends_output(self.sql)):
+            return False
+        self.ctx.note(f"{what} '{ident.this}' ends the output unfinished (the start of "
+                      f"'{match}'?); not completed")
+        return True
 
     def _source_name(self, source: _Source) -> str:
         if source.table is not None:  # named by the table itself: its (fixed) spelling
@@ -653,6 +693,8 @@ class _IdentifierFixer:
             self.ctx.note(f"column '{name}' not found in {where} "
                           f"(candidates: {', '.join(nearest)})")
             return
+        if self._cut_off(column.this, match, "column"):
+            return
         self._rename(column.this, match)
 
     def _fix_unqualified(self, column: exp.Column, scope: Scope, local: list[_Source],
@@ -683,6 +725,8 @@ class _IdentifierFixer:
             if match is None:
                 self.ctx.note(f"column '{name}' not found in scope "
                               f"(candidates: {', '.join(nearest)})")
+                return
+            if self._cut_off(column.this, match, "column"):
                 return
             holders = [s for s in local if s.columns.get(match)]
             if not holders:  # a select alias
@@ -774,6 +818,16 @@ def fix_identifiers(sql: str, ctx: _Context) -> str:
 # --------------------------------------------------------------------------------------------
 
 
+def _not_a_query(tree: exp.Expr, ctx: _Context) -> bool:
+    """Note and say so when the statement is no query (a schema echo such as CREATE TABLE):
+    it can never run, so rewriting it for a dialect or reformatting it helps nobody."""
+    if isinstance(tree, exp.Query):
+        return False
+    kind = tree.key.upper() if tree.key else type(tree).__name__.upper()
+    ctx.note(f"not a query but a {kind} statement; only one read-only SELECT can run")
+    return True
+
+
 def _function_name(node: exp.Func) -> str:
     return (node.name if isinstance(node, exp.Anonymous) else node.sql_name()).lower()
 
@@ -816,6 +870,8 @@ def fit_dialect(sql: str, ctx: _Context) -> str:
         ctx.note(f"does not parse as {ctx.read}: {_parse_error(sql, ctx.read)}")
         return sql
     tree, used = parsed
+    if _not_a_query(tree, ctx):
+        return sql
     repaired = False
     if ctx.write == "sqlite":
         tree, repaired = _repair_for_sqlite(tree, used, ctx)
@@ -848,7 +904,7 @@ def _plugin_transpile() -> Callable[[str, str, str], str] | None:
 def reformat(sql: str, ctx: _Context) -> str:
     """The query re-rendered by sqlglot in the target dialect, when it parses there."""
     tree = _parse(sql, ctx.write)
-    if tree is None:
+    if tree is None or _not_a_query(tree, ctx):
         return sql
     try:
         return tree.sql(dialect=ctx.write)
@@ -903,7 +959,7 @@ def correct_sql(
                          f"{', '.join(RULES)}")
     write = write_dialect or read_dialect
     ctx = _Context(schema=dict(schema) if schema else None, read=read_dialect, write=write,
-                   max_edit_distance=max_edit_distance, unresolved=[])
+                   max_edit_distance=max_edit_distance, unresolved=[], raw=raw or "")
     for name in (read_dialect, write):
         if not dialect_known(name):
             ctx.note(f"unknown SQL dialect '{name}'")

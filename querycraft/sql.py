@@ -380,11 +380,16 @@ _SENTENCE_RE = re.compile(r"\.\s+[A-Z][a-z']*\s+[a-z]")
 _CTE_START_RE = re.compile(
     r"""(?i)\bWITH\s+(?:RECURSIVE\s+)?[\w"`\[\]]+\s*(?:\([^)]*\))?\s*AS\s*\("""
 )
+# Statements a model writes before its query when it echoes the schema or invents data.
+_ECHO_STARTS = frozenset({"CREATE", "INSERT"})
 
 
 def _fenced_block(text: str) -> str | None:
-    """The first fenced code block that looks like SQL, or None."""
+    """The first fenced code block that holds SQL, passing over blocks that only echo the
+    schema (CREATE / INSERT) when a later one holds a query; else the first non-empty block;
+    None without SQL-language fences."""
     first_any: str | None = None
+    first_echo: str | None = None
     for m in _FENCE_RE.finditer(text):
         lang, body = m.group("lang"), m.group("body")
         if lang.upper() in _STATEMENT_STARTS:  # "```SELECT a FROM t```" on one line
@@ -393,9 +398,12 @@ def _fenced_block(text: str) -> str | None:
             continue  # a block in another language
         if first_any is None and body.strip():
             first_any = body
-        if _starts_with_statement(body):
+        if not _starts_with_statement(body):
+            continue
+        if _starts_with_query(_skip_schema_echo(body)) or not _starts_with_echo(body):
             return body
-    return first_any
+        first_echo = first_echo if first_echo is not None else body
+    return first_echo if first_echo is not None else first_any
 
 
 def _starts_with_statement(text: str) -> bool:
@@ -403,16 +411,71 @@ def _starts_with_statement(text: str) -> bool:
     return first is not None and (first.upper in _STATEMENT_STARTS or first.text == "(")
 
 
-def _find_sql_start(text: str) -> int | None:
-    """Offset where the SQL begins in text that opens with prose, or None."""
-    candidates = []
-    m = _SQL_START_RE.search(text)
-    if m:
-        candidates.append(m.start("a") if m.group("a") else m.start("b"))
-    cte = _CTE_START_RE.search(text)
-    if cte:
-        candidates.append(cte.start())
-    return min(candidates) if candidates else None
+def _starts_with_echo(text: str) -> bool:
+    first = next((t for t in _lex(text) if t.kind not in ("ws", "comment")), None)
+    return first is not None and first.upper in _ECHO_STARTS
+
+
+def _starts_with_query(text: str) -> bool:
+    """Whether the text opens with SELECT or WITH, possibly after '(' (no statement check)."""
+    toks = _significant(text[:200])  # the opening words are enough; keeps long text linear
+    toks = toks[next((i for i, t in enumerate(toks) if t.text != "("), len(toks)) :]
+    return bool(toks) and toks[0].upper in ("SELECT", "WITH")
+
+
+def _skip_schema_echo(text: str) -> str:
+    """The text from the first query on, when only CREATE/INSERT statements precede it.
+
+    Small models echo the prompt's CREATE TABLE context (or invent INSERTs) before the query.
+    Only one read-only query may run, so such a statement is never the useful answer; other
+    leading statements (DROP, DELETE, ...) are kept so that the read-only check refuses them.
+    Statements end at ';' outside quotes and comments, as in :func:`split_statements`.
+    """
+    at_start = True  # the next significant token opens a statement
+    skipped = False
+    for tok in _lex(text):
+        if tok.kind in ("ws", "comment"):
+            continue
+        if tok.text == ";":
+            at_start = True
+            continue
+        if at_start:
+            at_start = False
+            if skipped and _starts_with_query(text[tok.start : tok.start + 200]):
+                return text[tok.start :]
+            if tok.upper not in _ECHO_STARTS:
+                return text
+            skipped = True
+    return text
+
+
+def _inline_span_end(text: str, start: int) -> int | None:
+    """Where the inline code span that opens just before ``text[start]`` closes; None when no
+    backtick opens one there, or when it never closes (the output was cut off)."""
+    before = text[max(0, start - 64) : start].rstrip(" \t")
+    ticks = len(before) - len(before.rstrip("`"))
+    if ticks not in (1, 2):  # three or more open a fence, handled by _fenced_block
+        return None
+    closer = re.compile(rf"(?<!`){'`' * ticks}(?!`)").search(text, start)
+    return closer.start() if closer else None
+
+
+def _find_sql_start(text: str) -> tuple[int, int | None] | None:
+    """Where the SQL begins in text that opens with prose, and where it must end (the closing
+    backtick of an inline code span holding it; None: not bounded), or None when no SQL.
+
+    A span holding a single word (prose such as "use the `SELECT` statement") is no query.
+    """
+    candidates = sorted(
+        [m.start("a") if m.group("a") else m.start("b") for m in _SQL_START_RE.finditer(text)]
+        + [m.start() for m in _CTE_START_RE.finditer(text)]
+    )
+    for start in candidates:
+        end = _inline_span_end(text, start)
+        if end is not None and len(_significant(text[start:end])) < 2:
+            continue
+        return start, end
+    return None
 
 
 def _cut_markers(text: str) -> str:
@@ -513,15 +576,27 @@ def _keep_lines(text: str) -> str:
 def extract_sql(text: str) -> str:
     """Pull the SQL statement out of raw model output.
 
-    Handles, in order: a ``<think>...</think>`` block (dropped); a fenced code block (the
-    first one that holds SQL; a missing closing fence is tolerated); a prose lead-in such as
-    ``SQL:`` or ``Here is the query:`` (the SQL starts at the first ``select`` at a line start
-    or after a colon, the first upper-case ``SELECT``, or the first ``WITH name AS (``);
-    trailing junk such as ``### End``, ``</s>``, ``Explanation: ...``, a sentence, a blank
-    line followed by prose, or a second query. Only the first statement is kept, and a
-    trailing ';' and surrounding whitespace are removed. A clean query comes back unchanged,
-    and text with no recognisable SQL comes back stripped so that running it reports the
-    problem.
+    Handles, in order:
+
+    * a ``<think>...</think>`` block (dropped);
+    * a fenced code block: the first one that holds a query, else the first that holds a
+      statement (a missing closing fence is tolerated);
+    * a prose lead-in such as ``SQL:`` or ``Here is the query:``: the SQL starts at the first
+      ``select`` at a line start or after a colon, the first upper-case ``SELECT``, or the
+      first ``WITH name AS (``; when that start sits in an inline code span (``the `SELECT
+      ...` query``), the SQL ends at the span's closing backtick, and a span holding a single
+      word (``the `SELECT` statement``) is prose, not a query;
+    * leading ``CREATE`` / ``INSERT`` statements (a schema echo) before a ``SELECT`` or
+      ``WITH`` query are skipped; other statements, and such statements with no query after
+      them, are kept so that the read-only check refuses them by name;
+    * trailing junk such as ``### End``, ``</s>``, ``Explanation: ...``, a sentence, a blank
+      line followed by prose, or a second query.
+
+    Only the first statement is kept, and a trailing ';' and surrounding whitespace are
+    removed. Nothing is added or re-spelled: a clean query comes back unchanged, output cut
+    off mid-token comes back as the fragment it is, and text with no recognisable SQL comes
+    back stripped (all of it, or all of the fenced block that holds it), so that running it
+    reports the problem.
 
     Args:
         text: The model's output.
@@ -537,10 +612,12 @@ def extract_sql(text: str) -> str:
         elif len(body) > 1 and body[0] == body[-1] == "`" and _starts_with_statement(body[1:]):
             body = body[1:-1].strip()  # `SELECT ...` as inline code
     if not _starts_with_statement(body):
-        start = _find_sql_start(body)
-        if start is not None:
-            body = body[start:]
-    body = _cut_markers(body).strip()
+        found = _find_sql_start(body)
+        if found is None:
+            return body  # no SQL: the text itself, so that running it says what is wrong
+        start, end = found
+        body = body[start:end]
+    body = _skip_schema_echo(_cut_markers(body).strip())
     if body:
         body = _keep_lines(body)
     statements = split_statements(body)

@@ -22,11 +22,18 @@ from querycraft.correction import (
     schema_from_ddl,
     validate,
 )
-from querycraft.db import execute_readonly, open_sqlite_readonly, read_schema, results_match
+from querycraft.db import (
+    QueryError,
+    QueryResult,
+    execute_readonly,
+    open_sqlite_readonly,
+    read_schema,
+    results_match,
+)
 from querycraft.errors import QueryCraftError
 from querycraft.runs import read_jsonl, read_manifest
-from querycraft.sql import has_order_by
-from tests.conftest import FIXTURE_SPIDER
+from querycraft.sql import extract_sql, has_order_by
+from tests.conftest import FIXTURE_SPIDER, PROJECT_ROOT
 
 SCHEMA = {
     "singer": ["Singer_ID", "Name", "Country", "Age"],
@@ -316,6 +323,105 @@ def test_schema_from_ddl():
                           "CREATE TABLE weird (a INT COMPLETELY ?? BROKEN, b TEXT, "
                           "FOREIGN KEY (a) REFERENCES x(y));\nSELECT 1;")
     assert odd == {"my table": ["first col", "b"], "weird": ["a", "b"]}
+
+
+# --------------------------------------------------------------------------------------------
+# Real model outputs (tests/fixtures/real_outputs): correction never makes them worse
+# --------------------------------------------------------------------------------------------
+
+FIXTURES = Path(__file__).parent / "fixtures"
+REAL_OUTPUTS = FIXTURES / "real_outputs" / "smollm2_sample_zero_shot.jsonl"
+SAMPLE_DB = PROJECT_ROOT / "input" / "sample" / "shop.sqlite"
+
+
+def real_outputs() -> list[dict]:
+    return [json.loads(line) for line in REAL_OUTPUTS.read_text().splitlines() if line.strip()]
+
+
+def real_output(row_id: str) -> dict:
+    return next(row for row in real_outputs() if row["id"] == row_id)
+
+
+def correct_as_service(raw: str, row: dict) -> Correction:
+    """As service=correct: the raw output, the schema from the prompt's context."""
+    return correct_sql(raw, schema=schema_from_ddl(row["context"]))
+
+
+@pytest.fixture(scope="module")
+def sample_db():
+    conn = open_sqlite_readonly(SAMPLE_DB)
+    yield conn
+    conn.close()
+
+
+def run_or_none(conn: sqlite3.Connection, sql: str) -> QueryResult | None:
+    try:
+        return execute_readonly(conn, sql)
+    except QueryError:
+        return None
+
+
+@pytest.mark.parametrize("row", real_outputs(), ids=lambda row: row["id"])
+def test_correction_never_breaks_real_outputs(row, sample_db):
+    before = extract_sql(row["raw_output"])  # the prediction evaluate scores without correct
+    fixed = correct_as_service(row["raw_output"], row)
+    if validate(before, sample_db) is None:
+        assert validate(fixed.sql, sample_db) is None, fixed
+    ran = run_or_none(sample_db, before)
+    if ran is not None:
+        after = run_or_none(sample_db, fixed.sql)
+        assert after is not None, fixed
+        assert results_match(ran, after, order_matters=has_order_by(before)), fixed
+
+
+def test_correction_fixes_an_echoed_table_name_in_real_output(sample_db):
+    # The model echoed "CREATE TABLE contacts (...)" and queried it; the table is contact.
+    row = real_output("eval-00039")
+    fixed = correct_as_service(row["raw_output"], row)
+    assert fixed.sql == "SELECT * FROM contact WHERE customer_id = 1000"
+    assert run_or_none(sample_db, fixed.sql) is not None
+
+
+@pytest.mark.parametrize(
+    "row", [r for r in real_outputs() if r["expected_sql"].startswith("CREATE")],
+    ids=lambda row: row["id"])
+def test_real_schema_echo_is_reported_not_rewritten(row):
+    fixed = correct_as_service(row["raw_output"], row)
+    assert fixed.sql == row["expected_sql"]  # not reformatted: no rule can make it a query
+    assert set(fixed.fired) <= {"extract_statement"}
+    assert "not a query but a CREATE statement; only one read-only SELECT can run" \
+        in fixed.unresolved
+
+
+@pytest.mark.parametrize("row_id", ["eval-00039", "eval-00043"])
+def test_real_literal_cut_off_at_the_token_limit_is_reported(row_id):
+    # The last statement of these outputs stops inside a literal: generation hit its limit.
+    row = real_output(row_id)
+    tail = row["raw_output"].rsplit(";", 1)[1].strip()
+    fixed = correct_as_service(tail, row)
+    assert "balance_quotes_and_parentheses" in fixed.fired
+    assert any("cut off inside the literal" in note for note in fixed.unresolved)
+    # The same fault in a fence the model closed was not cut off: fixed without a note.
+    finished = correct_as_service("```sql\n" + tail + "\n```\nThis query lists them.", row)
+    assert finished.sql == fixed.sql
+    assert not any("cut off" in note for note in finished.unresolved)
+
+
+@pytest.mark.parametrize(("raw", "word"), [
+    # Shaped like the real outputs cut at max_new_tokens (eval-00023, eval-00030).
+    ("SELECT * FROM customer WHERE customer_", "customer_"),
+    ("```sql\nSELECT * FROM product WHERE unit_pri", "unit_pri"),
+    ("To answer this, use `SELECT * FROM produc", "produc"),
+])
+def test_name_cut_off_at_the_end_of_the_output_is_not_completed(raw, word):
+    schema = schema_from_ddl(read_schema(SAMPLE_DB))
+    fixed = correct_sql(raw, schema=schema)
+    assert fixed.sql.endswith(" " + word)  # completing it would guess a different query
+    assert "fix_identifiers" not in fixed.fired
+    assert any(f"'{word}' ends the output unfinished" in note for note in fixed.unresolved)
+    # The same name with the statement finished after it is a misspelling, and fixed.
+    finished = correct_sql(raw + ";\n", schema=schema)
+    assert "fix_identifiers" in finished.fired
 
 
 # --------------------------------------------------------------------------------------------

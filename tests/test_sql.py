@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 import pytest
 
@@ -197,6 +199,26 @@ EXTRACT_CASES = [
         "SELECT name FROM singer",
     ),
     ("`SELECT name FROM singer`", "SELECT name FROM singer"),
+    # A fence that holds a query wins over an earlier one that echoes the schema ...
+    ("```sql\nCREATE TABLE t (a INT);\n```\n\n```sql\nSELECT a FROM t\n```", "SELECT a FROM t"),
+    # ... but not over one that writes (the read-only check refuses it by name).
+    ("```sql\nDROP TABLE t;\n```\n\n```sql\nSELECT a FROM t\n```", "DROP TABLE t"),
+    # Inline code in prose: the SQL ends at the closing backtick(s).
+    (
+        "To answer this, use the `SELECT name FROM singer WHERE age > 30`. This returns names.",
+        "SELECT name FROM singer WHERE age > 30",
+    ),
+    ("`SELECT name FROM singer` returns the names.", "SELECT name FROM singer"),
+    ("Run ``SELECT a FROM t WHERE b = '`'`` here.", "SELECT a FROM t WHERE b = '`'"),
+    # A span holding one word is prose about SQL, not a query.
+    ("Use the `SELECT` statement with `FROM`:\nSELECT name FROM singer", "SELECT name FROM singer"),
+    (
+        "You can use the `SELECT` statement with the `FROM` clause.",
+        "You can use the `SELECT` statement with the `FROM` clause.",
+    ),
+    # Output cut off (no closing backtick or fence): the fragment as it stands, nothing added.
+    ("Use `SELECT * FROM shop GROUP BY DISTIN", "SELECT * FROM shop GROUP BY DISTIN"),
+    ("```sql\nSELECT a FROM t WHERE c = 'unfinish", "SELECT a FROM t WHERE c = 'unfinish"),
     # Lead-in prose and labels.
     ("SQL: SELECT name FROM singer", "SELECT name FROM singer"),
     ("SQL: select name from singer", "select name from singer"),
@@ -254,8 +276,23 @@ EXTRACT_CASES = [
     ),
     # Write statements are extracted too, so that the read-only check can refuse them.
     ("DROP TABLE singer; SELECT 1", "DROP TABLE singer"),
+    # ... except a schema echo (CREATE / INSERT) before a query: the query.
+    (
+        "CREATE TABLE t (a INT, b TEXT);\n\nSELECT a FROM t WHERE b = 'x';",
+        "SELECT a FROM t WHERE b = 'x'",
+    ),
+    (
+        "```sql\nCREATE TABLE t (a INT);\nINSERT INTO t VALUES ('x;y');\n(SELECT a FROM t);\n```",
+        "(SELECT a FROM t)",
+    ),
+    ("CREATE TABLE t (a INT);\nCREATE TABLE u (b INT);", "CREATE TABLE t (a INT)"),
+    ("CREATE TABLE t (a INT); DROP TABLE t; SELECT a FROM t", "CREATE TABLE t (a INT)"),
     # Nothing recognisable: the stripped text, so that running it reports the problem.
     ("I don't know.", "I don't know."),
+    (
+        "The answer is 2.\nThe query returns two rows.\n",
+        "The answer is 2.\nThe query returns two rows.",
+    ),
     ("", ""),
     ("   \n", ""),
 ]
@@ -269,6 +306,30 @@ def test_extract_sql(text: str, expected: str) -> None:
 @pytest.mark.parametrize(("text", "expected"), EXTRACT_CASES)
 def test_extract_sql_is_idempotent(text: str, expected: str) -> None:
     assert extract_sql(extract_sql(text)) == extract_sql(text)
+
+
+# Real outputs of SmolLM2-135M-Instruct, zero-shot, with the extraction checked by hand
+# (tests/fixtures/real_outputs/README.md).
+REAL_OUTPUTS = (
+    Path(__file__).parent / "fixtures" / "real_outputs" / "smollm2_sample_zero_shot.jsonl"
+)
+
+
+def real_outputs() -> list[dict]:
+    return [json.loads(line) for line in REAL_OUTPUTS.read_text().splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("row", real_outputs(), ids=lambda row: row["id"])
+def test_extract_sql_on_real_outputs(row: dict) -> None:
+    assert extract_sql(row["raw_output"]) == row["expected_sql"], row["note"]
+
+
+@pytest.mark.parametrize("row", real_outputs(), ids=lambda row: row["id"])
+def test_extract_sql_on_real_outputs_adds_nothing(row: dict) -> None:
+    # What comes back is a piece of the output (nothing completed or re-spelled), and stable.
+    sql = extract_sql(row["raw_output"])
+    assert sql in row["raw_output"]
+    assert extract_sql(sql) == sql
 
 
 def test_extract_sql_is_linear_on_long_output() -> None:

@@ -353,7 +353,7 @@ class CorrectConfig:
     # The rules of querycraft/correction.py, each on or off (docs/CORRECT.md).
     rules: dict[str, bool] = field(default_factory=lambda: dict.fromkeys(
         ("extract_statement", "join_split_operators", "balance_quotes_and_parentheses",
-         "fix_identifiers", "fit_dialect", "reformat"), True))
+         "fix_identifiers", "fix_qualifiers", "fit_dialect", "reformat"), True))
     # Check each corrected query against the SQLite database (EXPLAIN: compiled, not run).
     validate: bool = True
     # fix_identifiers: the most edits between a wrong name and the one it is replaced by

@@ -19,13 +19,18 @@ text, each switchable by name:
    tables have is qualified. Only the identifiers are edited, the rest of the text is kept.
    A name that ends the model's output and is the start of its closest match (``WHERE
    unit_pri``) was cut off, not misspelt: it is reported, not completed.
-5. ``fit_dialect``: the query written in the target dialect. Text that does not parse in the
+5. ``fix_qualifiers`` (needs a schema): a column qualified with a table or alias of its
+   SELECT whose table lacks it (``T1.name`` where T1 is order_item) is qualified with the one
+   other table of that SELECT's FROM that has it; with several, or a table of unknown
+   columns there, it is left and reported. Correlated references to an outer query are left
+   alone (see :meth:`_IdentifierFixer.fix_qualifiers`).
+6. ``fit_dialect``: the query written in the target dialect. Text that does not parse in the
    read dialect is parsed as T-SQL, MySQL or PostgreSQL (``SELECT TOP 3``, ``FETCH FIRST``...),
    functions the target lacks are taken from another dialect (``NOW()``), and ``ILIKE``
    becomes ``LIKE`` for SQLite (whose LIKE already ignores ASCII case).
-6. ``reformat``: re-rendered with sqlglot when it parses, in the target dialect.
+7. ``reformat``: re-rendered with sqlglot when it parses, in the target dialect.
 
-Rules 5 and 6 leave a statement that is no query (a CREATE TABLE echo) as it is and report
+Rules 6 and 7 leave a statement that is no query (a CREATE TABLE echo) as it is and report
 that it cannot run.
 
 Nothing here raises on bad SQL: what no rule could fix is listed in ``Correction.unresolved``.
@@ -68,6 +73,7 @@ RULES: tuple[str, ...] = (
     "join_split_operators",
     "balance_quotes_and_parentheses",
     "fix_identifiers",
+    "fix_qualifiers",
     "fit_dialect",
     "reformat",
 )
@@ -133,6 +139,9 @@ class _Context:
     max_edit_distance: int
     unresolved: list[str]
     raw: str = ""  # the text given to correct_sql: the model's output
+    # Whether fix_qualifiers runs after fix_identifiers: a qualified column that another table
+    # in scope has is then left to it rather than fuzzy-matched within the wrong table.
+    requalify: bool = False
 
     def note(self, message: str) -> None:
         if message not in self.unresolved:
@@ -564,7 +573,9 @@ class _IdentifierFixer:
 
     # ---- tables
 
-    def fix_tables(self) -> None:
+    def fix_tables(self, *, repair: bool = True) -> None:
+        """Resolve the query's tables against the schema; with ``repair``, also spell them
+        as the schema does and replace unknown ones by the closest."""
         for table in self.tree.find_all(exp.Table):
             ident = table.this
             if not isinstance(ident, exp.Identifier) or not ident.this:
@@ -575,8 +586,11 @@ class _IdentifierFixer:
             known = self.tables.get(name.lower())
             if known is not None:
                 self.resolved[id(table)] = known[0]
-                self._rename(ident, known[0])
+                if repair:
+                    self._rename(ident, known[0])
                 continue
+            if not repair:
+                continue  # an unknown table: its columns stay unknown
             candidates = self.table_names + ([] if table.db else list(self.ctes.values()))
             match, nearest = closest(name, candidates, self.ctx.max_edit_distance)
             if match is None:
@@ -675,6 +689,8 @@ class _IdentifierFixer:
         wanted = self._source_name(source)
         if qualifier.this != wanted:
             self._rename(qualifier, wanted)
+        if self.ctx.requalify and _holders_elsewhere(column.name, source, local):
+            return  # the right name under the wrong qualifier: fix_qualifiers decides
         self._fix_name(column, [source], f"table '{wanted}'")
 
     def _fix_name(self, column: exp.Column, sources: list[_Source], where: str) -> None:
@@ -746,6 +762,70 @@ class _IdentifierFixer:
                           f"qualified with '{qualifier}', the first in FROM")
         self._qualify(column, qualifier, spelled)
 
+    # ---- qualifiers (rule fix_qualifiers)
+
+    def fix_qualifiers(self) -> None:
+        """Re-qualify columns whose qualifier's table lacks them, one SELECT scope at a time.
+
+        ``X.col`` becomes ``Y.col`` only when X names a source of the column's own scope (its
+        FROM and JOINs; a subquery has its own), X's columns are known and lack ``col``, the
+        other sources of the scope all have known columns, and Y is the only one of them
+        with ``col``. Y is written as the query names it: its alias, else its table's name.
+        Left as written, and reported: several candidates, a source of unknown columns
+        beside the one candidate, and a rewrite that would turn an equality between two
+        sources into one within a source (``ON T1.a = T2.b`` into ``ON T1.a = T1.b`` no
+        longer joins). Left alone: X naming an outer query's source (a correlated
+        reference: the inner query sees the tables of every enclosing scope, so which was
+        meant is a guess), and a column no source of the scope has (fix_identifiers' job).
+        """
+        try:
+            scopes = traverse_scope(self.tree)
+        except Exception:  # fix_identifiers reports scopes sqlglot cannot work out
+            return
+        planned: dict[int, tuple[exp.Column, _Source]] = {}
+        for scope in scopes:
+            local = self._sources(scope)
+            for column in scope.walk():
+                if (type(column) is not exp.Column or not isinstance(column.this, exp.Identifier)
+                        or not column.table or column.args.get("db")):
+                    continue
+                qualifier = column.args["table"]
+                source = _find_source(qualifier.name, local)
+                if source is None:
+                    continue  # an outer query's source, or a name fix_identifiers reported
+                holders = _holders_elsewhere(column.name, source, local)
+                if not holders:
+                    continue
+                where = (f"column '{qualifier.name}.{column.name}': '{qualifier.name}' has no "
+                         f"column '{column.name}'")
+                if len(holders) > 1:
+                    names = ", ".join(self._source_name(h) for h in holders)
+                    self.ctx.note(f"{where} and several tables in scope have it ({names}); "
+                                  f"left as written")
+                elif any(s.columns.open for s in local if s is not source):
+                    self.ctx.note(f"{where}; '{self._source_name(holders[0])}' has it, but so "
+                                  f"may a source in scope whose columns are unknown; left as "
+                                  f"written")
+                else:
+                    planned[id(column)] = (column, holders[0])
+        # Decided on the qualifiers as written, before any is changed.
+        renames = []
+        for column, holder in planned.values():
+            new = self._source_name(holder)
+            partner = _compared_column(column)
+            if partner is not None and partner.table.lower() != column.table.lower():
+                partner_plan = planned.get(id(partner))
+                after = self._source_name(partner_plan[1]) if partner_plan else partner.table
+                if after.lower() == new.lower():
+                    self.ctx.note(f"column '{column.table}.{column.name}': only '{new}' has "
+                                  f"'{column.name}', but the equality would then compare two "
+                                  f"columns of '{new}' instead of two tables; left as written")
+                    continue
+            renames.append((column, holder, new))
+        for column, holder, new in renames:
+            self._rename(column.args["table"], new)
+            self._rename(column.this, holder.columns.get(column.name) or column.name)
+
 
 def _find_source(name: str, sources: list[_Source]) -> _Source | None:
     lowered = name.lower()
@@ -756,6 +836,15 @@ def _find_source(name: str, sources: list[_Source]) -> _Source | None:
         if lowered in (a.lower() for a in source.also):
             return source
     return None
+
+
+def _holders_elsewhere(name: str, source: _Source, local: list[_Source]) -> list[_Source]:
+    """The other sources of the scope that have column ``name``, when ``source`` (one of the
+    scope's own, with known columns) lacks it; else none."""
+    if (name.lower() in _ROWID_NAMES or source.columns.has(name)
+            or not any(s is source for s in local)):
+        return []
+    return [s for s in local if s is not source and s.columns.get(name)]
 
 
 def _select_aliases(expression: exp.Expr) -> dict[str, str]:
@@ -814,7 +903,39 @@ def fix_identifiers(sql: str, ctx: _Context) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# Rule 5: fit the target dialect
+# Rule 5: qualifiers
+# --------------------------------------------------------------------------------------------
+
+
+def _compared_column(column: exp.Column) -> exp.Column | None:
+    """The qualified column on the other side of an equality with ``column``, if any."""
+    node: exp.Expr = column
+    while isinstance(node.parent, exp.Paren):
+        node = node.parent
+    eq = node.parent
+    if not isinstance(eq, exp.EQ):
+        return None
+    other = (eq.right if node is eq.left else eq.left).unnest()
+    return other if type(other) is exp.Column and other.table else None
+
+
+def fix_qualifiers(sql: str, ctx: _Context) -> str:
+    """``T1.name`` where T1's table has no ``name`` and exactly one other table of the same
+    SELECT has it: qualified with that table's alias (or name)."""
+    if not ctx.schema:
+        return sql
+    parsed = _parse_leniently(sql, ctx.read)
+    if parsed is None or not isinstance(parsed[0], exp.Query):
+        return sql
+    tree, dialect = parsed
+    fixer = _IdentifierFixer(sql, tree, dialect, ctx)
+    fixer.fix_tables(repair=False)  # fix_identifiers, when on, already repaired them
+    fixer.fix_qualifiers()
+    return fixer.result()
+
+
+# --------------------------------------------------------------------------------------------
+# Rule 6: fit the target dialect
 # --------------------------------------------------------------------------------------------
 
 
@@ -897,7 +1018,7 @@ def _plugin_transpile() -> Callable[[str, str, str], str] | None:
 
 
 # --------------------------------------------------------------------------------------------
-# Rule 6: reformat
+# Rule 7: reformat
 # --------------------------------------------------------------------------------------------
 
 
@@ -921,6 +1042,7 @@ _RULE_FUNCTIONS: dict[str, Callable[[str, _Context], str]] = {
     "join_split_operators": join_split_operators,
     "balance_quotes_and_parentheses": balance_quotes_and_parentheses,
     "fix_identifiers": fix_identifiers,
+    "fix_qualifiers": fix_qualifiers,
     "fit_dialect": fit_dialect,
     "reformat": reformat,
 }
@@ -940,7 +1062,7 @@ def correct_sql(
     Args:
         raw: The model's output (or any SQL text).
         schema: ``{table: [columns]}`` of the database the query is for; without it
-            ``fix_identifiers`` does nothing.
+            ``fix_identifiers`` and ``fix_qualifiers`` do nothing.
         read_dialect: sqlglot dialect the SQL is meant to be in.
         write_dialect: Dialect of the result (None: the read dialect).
         rules: Rule name -> on/off; rules left out are on.
@@ -963,7 +1085,9 @@ def correct_sql(
     for name in (read_dialect, write):
         if not dialect_known(name):
             ctx.note(f"unknown SQL dialect '{name}'")
-            switches.update(fix_identifiers=False, fit_dialect=False, reformat=False)
+            switches.update(fix_identifiers=False, fix_qualifiers=False, fit_dialect=False,
+                            reformat=False)
+    ctx.requalify = switches.get("fix_qualifiers", True)
     sql = raw or ""
     fired: list[str] = []
     for name in RULES:

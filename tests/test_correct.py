@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -119,6 +120,23 @@ ALONE = [
     ("fix_identifiers", "SELECT x.nm FROM (SELECT name AS nm FROM singer) AS x",
      "SELECT x.nm FROM (SELECT Name AS nm FROM singer) AS x"),
     ("fix_identifiers", "SELECT `nme` FROM `Singer`", "SELECT `Name` FROM `singer`"),
+    # fix_qualifiers: concert has no Capacity, stadium (s) is the only joined table with it
+    ("fix_qualifiers",
+     "SELECT c.Capacity FROM concert AS c JOIN stadium AS s ON c.Stadium_ID = s.Stadium_ID",
+     "SELECT s.Capacity FROM concert AS c JOIN stadium AS s ON c.Stadium_ID = s.Stadium_ID"),
+    ("fix_qualifiers", "SELECT concert.name FROM concert JOIN stadium USING (Stadium_ID)",
+     "SELECT stadium.Name FROM concert JOIN stadium USING (Stadium_ID)"),
+    # Already right; and Name in both singer and stadium: never guessed.
+    ("fix_qualifiers",
+     "SELECT s.Name FROM singer AS s JOIN singer_in_concert AS x ON s.Singer_ID = x.Singer_ID",
+     "SELECT s.Name FROM singer AS s JOIN singer_in_concert AS x ON s.Singer_ID = x.Singer_ID"),
+    ("fix_qualifiers",
+     "SELECT x.Name FROM singer AS s JOIN singer_in_concert AS x ON s.Singer_ID = x.Singer_ID "
+     "JOIN concert AS c ON x.concert_ID = c.concert_ID JOIN stadium AS t ON c.Stadium_ID = "
+     "t.Stadium_ID",
+     "SELECT x.Name FROM singer AS s JOIN singer_in_concert AS x ON s.Singer_ID = x.Singer_ID "
+     "JOIN concert AS c ON x.concert_ID = c.concert_ID JOIN stadium AS t ON c.Stadium_ID = "
+     "t.Stadium_ID"),
     # fit_dialect: other dialects' constructs in SQLite
     ("fit_dialect", "SELECT TOP 3 name FROM singer ORDER BY age DESC",
      "SELECT name FROM singer ORDER BY age DESC LIMIT 3"),
@@ -152,6 +170,9 @@ ALL_ON = [
     ("balance_quotes_and_parentheses", "SELECT name FROM singer WHERE country = 'France",
      "SELECT Name FROM singer WHERE Country = 'France'"),
     ("fix_identifiers", "SELECT nme FROM singr", "SELECT Name FROM singer"),
+    ("fix_qualifiers",
+     "select c.capacity from concert as c join stadium as s on c.stadium_id = s.stadium_id",
+     "SELECT s.Capacity FROM concert AS c JOIN stadium AS s ON c.Stadium_ID = s.Stadium_ID"),
     ("fit_dialect", "SELECT TOP 1 name FROM singer ORDER BY age",
      "SELECT Name FROM singer ORDER BY Age LIMIT 1"),
     ("reformat", "select name from singer", "SELECT Name FROM singer"),
@@ -219,6 +240,29 @@ def test_correlated_and_cte_columns_are_not_touched():
            "s.Singer_ID AND Age > 1)")
     assert fix(sql, "fix_identifiers").sql == sql
     assert fix(sql, "fix_identifiers").unresolved == []
+
+
+def test_exact_name_in_another_table_wins_over_a_close_one_in_the_qualified_table():
+    # a has fname (one edit from name), b has name itself: the qualifier is what is wrong.
+    schema = {"a": ["id", "fname"], "b": ["id", "name"]}
+    raw = "SELECT a.name FROM a JOIN b ON a.id = b.id"
+    fixed = fix(raw, schema=schema)
+    assert fixed.sql == "SELECT b.name FROM a JOIN b ON a.id = b.id"
+    assert fixed.fired == ["fix_qualifiers"] and fixed.unresolved == []
+    # Without fix_qualifiers, fix_identifiers works as it always did.
+    assert fix(raw, schema=schema, rules={"fix_qualifiers": False}).sql \
+        == "SELECT a.fname FROM a JOIN b ON a.id = b.id"
+
+
+def test_qualifiers_next_to_a_source_of_unknown_columns_are_left():
+    # x selects *: it may have Capacity too, so stadium is not the only candidate.
+    raw = ("SELECT c.Capacity FROM concert AS c JOIN stadium AS s ON c.Stadium_ID = "
+           "s.Stadium_ID JOIN (SELECT * FROM singer) AS x ON x.Age = c.Year")
+    fixed = fix(raw, "fix_qualifiers")
+    assert fixed.sql == raw
+    assert fixed.unresolved == ["column 'c.Capacity': 'c' has no column 'Capacity'; 's' has "
+                                "it, but so may a source in scope whose columns are unknown; "
+                                "left as written"]
 
 
 def test_without_schema_identifiers_are_left_alone():
@@ -422,6 +466,53 @@ def test_name_cut_off_at_the_end_of_the_output_is_not_completed(raw, word):
     # The same name with the statement finished after it is a misspelling, and fixed.
     finished = correct_sql(raw + ";\n", schema=schema)
     assert "fix_identifiers" in finished.fired
+
+
+# --------------------------------------------------------------------------------------------
+# Wrongly qualified columns (tests/fixtures/wrong_qualifiers): fix_qualifiers
+# --------------------------------------------------------------------------------------------
+
+WRONG_QUALIFIERS = FIXTURES / "wrong_qualifiers" / "shop.jsonl"
+
+
+def wrong_qualifier_rows() -> list[dict]:
+    return [json.loads(line) for line in WRONG_QUALIFIERS.read_text().splitlines()
+            if line.strip()]
+
+
+def run_read_only(path: Path, sql: str) -> list[tuple] | None:
+    """The rows of ``sql`` on the database opened read-only, or None when it fails."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return conn.execute(sql).fetchall()
+    except sqlite3.Error:
+        return None
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("row", wrong_qualifier_rows(), ids=lambda row: row["id"])
+def test_wrong_qualifiers_fixture(row):
+    db = PROJECT_ROOT / row["db"]
+    fixed = correct_sql(row["raw_output"], schema=schema_from_ddl(read_schema(db)))
+    assert fixed.sql == row["expected_sql"]
+    assert fixed.fired == row["fired"]
+    assert fixed.unresolved == row["unresolved"]
+    before, after = run_read_only(db, row["raw_output"]), run_read_only(db, fixed.sql)
+    if "fix_qualifiers" in fixed.fired:  # it only touches queries that cannot run
+        assert before is None and after is not None
+    if row["query"] is not None:  # the gold query's semantics exactly
+        gold = run_read_only(db, row["query"])
+        assert gold is not None and after is not None
+        if has_order_by(row["query"]):
+            assert after == gold
+        else:
+            assert Counter(after) == Counter(gold)
+
+
+def test_wrong_qualifiers_fixture_keeps_the_model_outputs():
+    assert [r["id"] for r in wrong_qualifier_rows() if r["source"] == "model"] \
+        == ["model-1", "model-2", "model-3"]
 
 
 # --------------------------------------------------------------------------------------------

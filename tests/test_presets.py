@@ -68,6 +68,9 @@ def test_preset_composes_with_hub_id_template_and_target_sets(name, tmp_path):
 
     if name in BUILT_LOCALLY:
         assert model.builder and model.name_or_path is None
+    elif model.gguf_file:  # a GGUF file shipped in a Python package: pkg:<package>/<file>
+        assert model.builder is None and model.name_or_path is None
+        assert re.fullmatch(r"pkg:\w+/[\w.\-]+\.gguf", model.gguf_file), model.gguf_file
     else:
         assert model.builder is None
         assert model.name_or_path and HUB_ID.match(model.name_or_path), model.name_or_path

@@ -27,8 +27,8 @@ data, then interleaved repeats (a, b, c, d, a, b, c, d...) of
   (a) QueryCraft's default: `service=finetune model=<preset> train.max_steps=<steps>`, with
       the preset's learning rate, schedule, batch, precision and LoRA settings;
   (b) SFTTrainer, prompt/completion dataset (completion-only loss), no packing;
-  (c) SFTTrainer with packing=True (best-fit decreasing). To keep about 16 examples per
-      optimizer step, a packed row holds about one micro batch: max_length is the micro
+  (c) SFTTrainer with packing=True (best-fit decreasing). To keep about as many examples
+      per optimizer step, a packed row holds about one micro batch: max_length is the micro
       batch size x the mean example length (at least the longest example), one row per
       forward pass, the same gradient accumulation;
   (d) SFTTrainer with padding_free=True (each micro batch flattened into one row; TRL then
@@ -346,7 +346,9 @@ def _eval_worker(spec: dict) -> int:
         for _, example in _encoded_rows(cfg, "eval", tokenizer):
             ids = torch.tensor([example["input_ids"]])
             start = example["prompt_length"]
-            logits = model(input_ids=ids).logits[0, start - 1:-1].float()
+            # Logits only for the positions that predict the SQL and end-of-sequence tokens.
+            keep = ids.shape[1] - start + 1
+            logits = model(input_ids=ids, logits_to_keep=keep).logits[0, :-1].float()
             total += float(torch.nn.functional.cross_entropy(logits, ids[0, start:],
                                                              reduction="sum"))
             count += ids.shape[1] - start
@@ -428,13 +430,15 @@ def _vs_trl_model(preset: str, steps: int, repeats: int, seed: int, work: Path,
                   f"{record['tokens_per_s']:.0f} trained tokens/s, {peak_mib:.0f} MiB, "
                   f"train loss {record['train_loss']:.4f}"
                   + (f", eval loss {eval_loss}" if eval_loss is not None else ""), flush=True)
-            if repeat == 0:
-                # The run folders are large (smollm2 adapters); keep only the first repeat's.
-                continue
-            shutil.rmtree(run_dir, ignore_errors=True)
+            if repeat > 0:  # TRL and eval read the first QueryCraft run's config and base
+                shutil.rmtree(run_dir, ignore_errors=True)
     base_eval = _eval_loss(first_querycraft_run, None, work, env)
-    return {"preset": preset, "steps": steps, "repeats": repeats, "seed": seed,
-            "runs": runs, "failed": failed, "base_eval_loss": base_eval}
+    from omegaconf import OmegaConf
+
+    batch = OmegaConf.load(first_querycraft_run / "config.yaml").train.global_batch_size
+    shutil.rmtree(output, ignore_errors=True)  # run folders: base models, adapters
+    return {"preset": preset, "steps": steps, "global_batch_size": batch, "repeats": repeats,
+            "seed": seed, "runs": runs, "failed": failed, "base_eval_loss": base_eval}
 
 
 def _median(records: list[dict], key: str) -> float:
@@ -445,7 +449,8 @@ def _print_vs_trl(result: dict) -> None:
     runs, failed = result["runs"], result["failed"]
     qc = runs[QUERYCRAFT_DEFAULT]
     qc_rate = _median(qc, "tokens_per_s")
-    print(f"\n{result['preset']}: {result['steps']} steps x 16 examples, seed {result['seed']}, "
+    print(f"\n{result['preset']}: {result['steps']} steps x {result['global_batch_size']} "
+          f"examples, seed {result['seed']}, "
           f"medians of {result['repeats']} interleaved repeat(s); {os.cpu_count()} CPU cores; "
           f"eval loss: mean completion-only cross-entropy per token on the ingest eval split")
     header = (f"{'configuration':36} {'seconds':>8} {'tokens/s':>9} {'QC/this':>8} "
@@ -470,8 +475,11 @@ def _print_vs_trl(result: dict) -> None:
     trl = {n: r for n, r in runs.items() if n in TRL_VARIANTS and r}
     if trl:
         best = max(trl, key=lambda n: _median(trl[n], "tokens_per_s"))
+        qc_eval, best_eval = qc[0]["eval_loss"], trl[best][0]["eval_loss"]
+        quality = (f"; eval loss {qc_eval:.4f} vs {best_eval:.4f} (lower is better)"
+                   if isinstance(qc_eval, float) and isinstance(best_eval, float) else "")
         print(f"QueryCraft default vs best TRL configuration ({TRL_VARIANTS[best]}): "
-              f"{qc_rate / _median(trl[best], 'tokens_per_s'):.2f}x trained tokens/s")
+              f"{qc_rate / _median(trl[best], 'tokens_per_s'):.2f}x trained tokens/s{quality}")
     for name, records in runs.items():
         layout = records[0].get("layout") if records else None
         if layout:
@@ -488,6 +496,7 @@ def vs_trl_benchmark(model: str, steps: int, repeats: int, seed: int) -> int:
     work = Path(tempfile.mkdtemp(prefix="qc-bench-vs-trl-"))
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     results = []
+    print(f"load average at the start: {os.getloadavg()[0]:.2f}", flush=True)
     for preset in presets:
         result = _vs_trl_model(preset, steps, repeats, seed, work, env)
         if result is None:
@@ -496,7 +505,9 @@ def vs_trl_benchmark(model: str, steps: int, repeats: int, seed: int) -> int:
         (work / "results.json").write_text(json.dumps(results, indent=2))
     for result in results:
         _print_vs_trl(result)
-    print(f"\nresults in {work / 'results.json'}; first repeat's run folders in {work}")
+    print(f"\nload average at the end: {os.getloadavg()[0]:.2f} (other processes on the "
+          f"machine slow every configuration)")
+    print(f"results in {work / 'results.json'}")
     return 0
 
 

@@ -250,8 +250,8 @@ class TrainConfig:
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
     max_grad_norm: float = 1.0
-    # Mixed precision: "auto" (bf16 on GPUs that have it, fp16 on older GPUs, none on CPU),
-    # "bf16", "fp16" or "no".
+    # Mixed precision: "auto" (bf16 on GPUs that have it, fp16 on older GPUs; bf16 autocast
+    # on CPUs with bfloat16 instructions, else none), "bf16", "fp16" or "no".
     precision: str = "auto"
     gradient_checkpointing: bool = False
     # Tokens per example (prompt + SQL + end-of-sequence). A longer example is never cut.

@@ -1,5 +1,6 @@
-"""Training throughput and peak memory: QueryCraft-style padding vs this project's default,
-and this project's default vs TRL's SFTTrainer.
+"""Training throughput and peak memory of this project's finetune default, against baselines.
+
+Baselines: QueryCraft-style padding (CPU mode), TRL's SFTTrainer (--vs-trl, with eval loss).
 
 Usage:
     python bench/finetune.py [--epochs 1] [--rows N]

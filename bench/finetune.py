@@ -16,7 +16,7 @@ the same training examples:
       loss on the padding (labels = input_ids); that costs the same compute, since the
       logits of all 512 positions are computed either way, so it is left out here;
   (b) this project's default: completion-only loss, each batch padded to its longest
-      example, batches grouped by length;
+      example, step-sorted batches;
   (c) the default with packing (examples laid end to end, no padding at all).
 Throughput is trained (non-padding) tokens per second of training time, as the Trainer
 measures it; peak memory is the process's peak resident set size (CPU). The ratio to (a) is
@@ -75,7 +75,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGURATIONS = {
     "a: QueryCraft-style (pad to 512, labels = input_ids)":
         ["collator=default", "collator.pad_to_length=512"],
-    "b: QueryCraft default (completion-only, dynamic padding, length-grouped)": [],
+    "b: QueryCraft default (completion-only, dynamic padding, step-sorted)": [],
     "c: default + packing": ["collator.packing=true"],
 }
 

@@ -6,8 +6,8 @@ Usage:
 
 One process, one model (SmolLM2-135M-Instruct from its GGUF file, converted once into the
 cache), the sample's training examples rendered with the preset's template and encoded by
-the finetune service's own code, batches grouped by length. Each configuration runs the same
-optimizer steps (forward, backward, AdamW) over the same batches; configurations are
+the finetune service's own code, batches cut from length-sorted examples. Each configuration
+runs the same optimizer steps (forward, backward, AdamW) over the same batches; configurations are
 interleaved (a, b, c, a, b, c, ...) and the median of the repeats is reported as input tokens
 per second, with the ratio to the baseline (float32, logits for every position: what
 transformers' causal-LM loss computes). Peak memory is not separable per configuration in

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,11 @@ from querycraft import models
 from querycraft.cli import run
 from querycraft.errors import QueryCraftError
 from querycraft.runs import read_jsonl, read_manifest
-from querycraft.services.finetune import gradient_accumulation_steps, split_validation
+from querycraft.services.finetune import (
+    gradient_accumulation_steps,
+    split_validation,
+    step_sorted_order,
+)
 from tests.conftest import FAST_MODEL, make_config
 
 # Each run trains a handful of steps: these tests are about plumbing, not learning.
@@ -163,6 +168,22 @@ def test_batching_knobs_reach_the_trainer(finetune):
     history = json.loads((run_dir / "metrics.json").read_text())["log_history"]
     rates = [h["learning_rate"] for h in history if "learning_rate" in h]
     assert rates[:4] == pytest.approx([0.0, 5e-4, 1e-3, 1e-3])
+
+
+def test_step_sorted_order_keeps_random_steps_and_sorts_inside_each():
+    lengths = [(i * 37) % 101 for i in range(50)]
+    order = step_sorted_order(lengths, step_size=8, seed=4)
+    assert sorted(order) == list(range(50))  # every example once per epoch
+    shuffled = list(range(50))
+    random.Random(4).shuffle(shuffled)
+    steps = [order[i:i + 8] for i in range(0, 50, 8)]
+    # The same examples share a step as in a plain seeded shuffle (the gradients do not
+    # change); inside a step they run longest first, so micro-batches pad little.
+    assert [set(s) for s in steps] == [set(shuffled[i:i + 8]) for i in range(0, 50, 8)]
+    assert all([lengths[i] for i in s] == sorted((lengths[i] for i in s), reverse=True)
+               for s in steps)
+    assert step_sorted_order(lengths, 8, seed=4) == order
+    assert step_sorted_order(lengths, 8, seed=5) != order
 
 
 def test_validation_split_is_held_out_of_training_and_reproducible():

@@ -276,26 +276,46 @@ def _callbacks(cfg: DictConfig, run_: Run) -> list[Any]:
     return callbacks
 
 
-def _trainer_class() -> type:
-    """The Trainer, with batches grouped by length in an order fixed by (seed, epoch).
+def step_sorted_order(lengths: list[int], step_size: int, seed: int) -> list[int]:
+    """Example indices for one epoch: a seeded shuffle, cut into optimizer steps, each step's
+    examples longest first.
 
-    Grouping similar lengths keeps padding small. transformers' own length-grouped sampler
-    draws its order from the global random state, which a resumed run restores to the
-    checkpoint's moment, not the epoch's start: a run resumed mid-epoch would see other
-    batches than the uninterrupted run. Seeding by epoch makes them the same.
+    Which examples share an optimizer step stays random, as in plain shuffling, so the
+    gradients are the same as with a random order; only the micro-batches inside a step are
+    cut from similar lengths, which keeps padding small. (Grouping lengths across the whole
+    epoch, as transformers' length-grouped sampler does, pads less but puts similar examples
+    in the same steps, and measurably slowed learning: docs/BENCHMARKS.md.)
     """
-    import torch
-    from transformers import Trainer
-    from transformers.trainer_pt_utils import LengthGroupedSampler
+    order = list(range(len(lengths)))
+    random.Random(seed).shuffle(order)
+    return [index
+            for start in range(0, len(order), step_size)
+            for index in sorted(order[start:start + step_size], key=lambda i: -lengths[i])]
 
-    class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
-        def __init__(self, *args: Any, seed: int, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self.seed = seed
-            self.set_epoch(0)
+
+def _trainer_class() -> type:
+    """The Trainer, with step-sorted batches in an order fixed by (seed, epoch).
+
+    The order is drawn from (seed, epoch) rather than the global random state, which a
+    resumed run restores to the checkpoint's moment, not the epoch's start: so a run resumed
+    mid-epoch sees the same batches as the uninterrupted run.
+    """
+    from torch.utils.data import Sampler
+    from transformers import Trainer
+
+    class StepSortedSampler(Sampler[int]):
+        def __init__(self, lengths: list[int], step_size: int, seed: int) -> None:
+            self.lengths, self.step_size, self.seed = lengths, step_size, seed
+            self.epoch = 0
 
         def set_epoch(self, epoch: int) -> None:  # called by accelerate each epoch
-            self.generator = torch.Generator().manual_seed(self.seed + epoch)
+            self.epoch = epoch
+
+        def __len__(self) -> int:
+            return len(self.lengths)
+
+        def __iter__(self) -> Any:
+            return iter(step_sorted_order(self.lengths, self.step_size, self.seed + self.epoch))
 
     class QueryCraftTrainer(Trainer):
         def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
@@ -320,9 +340,11 @@ def _trainer_class() -> type:
 
         def _get_train_sampler(self, train_dataset: Any = None) -> Any:
             dataset = train_dataset if train_dataset is not None else self.train_dataset
-            return EpochSeededLengthGroupedSampler(
-                self.args.train_batch_size * self.args.gradient_accumulation_steps,
-                lengths=[len(example["input_ids"]) for example in dataset],
+            # One optimizer step takes this many examples across all processes.
+            step_size = (self.args.train_batch_size * self.args.gradient_accumulation_steps
+                         * self.args.world_size)
+            return StepSortedSampler(
+                [len(example["input_ids"]) for example in dataset], step_size,
                 seed=self.args.data_seed if self.args.data_seed is not None else self.args.seed)
 
     return QueryCraftTrainer

@@ -245,7 +245,7 @@ def _trl_worker(spec: dict) -> int:
     from querycraft import models
     from querycraft.data import prompt_for
     from querycraft.prompts import load_template, render_target
-    from querycraft.services.finetune import gradient_accumulation_steps, resolve_precision
+    from querycraft.services.finetune import gradient_accumulation_steps, optimizer_arguments
 
     counts = _count_trained_tokens()
     querycraft_run = Path(spec["querycraft_run"])
@@ -275,22 +275,11 @@ def _trl_worker(spec: dict) -> int:
                   "padding_free": True, "max_length": None}
     else:
         raise ValueError(f"unknown TRL variant {variant}")
-    precision = resolve_precision(train.precision)
     out = Path(spec["output_dir"])
     args = SFTConfig(
         output_dir=str(out / "checkpoints"),
         gradient_accumulation_steps=accumulation,
-        max_steps=train.max_steps,
-        learning_rate=train.learning_rate,
-        lr_scheduler_type=train.lr_scheduler,
-        warmup_steps=train.warmup_steps,
-        weight_decay=train.weight_decay,
-        adam_beta1=train.adam_beta1,
-        adam_beta2=train.adam_beta2,
-        max_grad_norm=train.max_grad_norm,
         gradient_checkpointing=train.gradient_checkpointing,
-        bf16=precision == "bf16",
-        fp16=precision == "fp16",
         use_cpu=True,
         seed=cfg.seed,
         data_seed=cfg.seed,
@@ -303,6 +292,7 @@ def _trl_worker(spec: dict) -> int:
         model_init_kwargs={"dtype": cfg.model.dtype,
                            "trust_remote_code": cfg.model.trust_remote_code},
         **layout,
+        **optimizer_arguments(train),
     )
     peft = cfg.peft
     lora = LoraConfig(

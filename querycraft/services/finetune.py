@@ -134,9 +134,18 @@ def resolve_precision(name: str) -> str:
     return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "no"
 
 
-def _precision(name: str) -> dict[str, bool]:
-    name = resolve_precision(name)
-    return {"bf16": name == "bf16", "fp16": name == "fp16"}
+def optimizer_arguments(train: DictConfig) -> dict[str, Any]:
+    """The schedule, optimizer and precision settings of `train`, as TrainingArguments fields.
+
+    One mapping, shared with bench/finetune.py, so that a comparison against another trainer
+    (TRL's SFTConfig is a TrainingArguments) uses exactly the same settings.
+    """
+    precision = resolve_precision(train.precision)
+    return {"max_steps": train.max_steps, "learning_rate": train.learning_rate,
+            "lr_scheduler_type": train.lr_scheduler, "warmup_steps": train.warmup_steps,
+            "weight_decay": train.weight_decay, "adam_beta1": train.adam_beta1,
+            "adam_beta2": train.adam_beta2, "max_grad_norm": train.max_grad_norm,
+            "bf16": precision == "bf16", "fp16": precision == "fp16"}
 
 
 def label_logits_mask(labels: Any) -> Any:
@@ -225,14 +234,6 @@ def _training_arguments(cfg: DictConfig, run_: Run, has_validation: bool) -> Any
         per_device_eval_batch_size=train.micro_batch_size,
         gradient_accumulation_steps=gradient_accumulation_steps(train, world_size),
         num_train_epochs=train.epochs,
-        max_steps=train.max_steps,
-        learning_rate=train.learning_rate,
-        lr_scheduler_type=train.lr_scheduler,
-        warmup_steps=train.warmup_steps,
-        weight_decay=train.weight_decay,
-        adam_beta1=train.adam_beta1,
-        adam_beta2=train.adam_beta2,
-        max_grad_norm=train.max_grad_norm,
         activation_checkpointing=train.gradient_checkpointing,
         activation_checkpointing_kwargs={"use_reentrant": False},
         logging_steps=train.logging_steps,
@@ -255,7 +256,7 @@ def _training_arguments(cfg: DictConfig, run_: Run, has_validation: bool) -> Any
         dataloader_num_workers=0,
         # LoRA leaves most of the model frozen; DDP must not wait for their gradients.
         ddp_find_unused_parameters=False,
-        **_precision(train.precision),
+        **optimizer_arguments(train),
     )
 
 

@@ -350,7 +350,9 @@ class CorrectConfig:
     read_dialect: str = "${data.dialect}"
     # The dialect of the corrected query; null: the read dialect.
     target_dialect: str | None = None
-    # The rules of querycraft/correction.py, each on or off (docs/CORRECT.md).
+    # The correction rules, each on or off (docs/CORRECT.md), in the order they run: the names
+    # of querycraft/correction/rules RULES, written out so that reading the config imports no
+    # sqlglot (tests/test_correction_rules.py checks they match).
     rules: dict[str, bool] = field(default_factory=lambda: dict.fromkeys(
         ("extract_statement", "join_split_operators", "balance_quotes_and_parentheses",
          "fix_identifiers", "fix_qualifiers", "fit_dialect", "reformat"), True))

@@ -14,7 +14,7 @@ from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 from sqlglot.tokens import TokenType
 
-from querycraft.sql import split_statements
+from querycraft.sql import split_statements, strip_comments
 
 __all__ = ["schema_from_ddl"]
 
@@ -77,7 +77,8 @@ def _table_from_text(statement: str, dialect: str) -> tuple[str, list[str]] | No
     if m is None:
         return None
     columns = []
-    for part in _split_top_level(m.group("body"), dialect):
+    for item in _split_top_level(m.group("body"), dialect):
+        part = strip_comments(item)
         words = part.split()
         if not words or words[0].upper().strip("(") in _CONSTRAINT_WORDS:
             continue

@@ -47,11 +47,10 @@ from sqlglot import exp  # noqa: E402
 
 from querycraft.correction import correct_sql, schema_from_ddl  # noqa: E402
 from querycraft.db import (  # noqa: E402
+    Databases,
+    DatabaseTarget,
     QueryError,
     QueryResult,
-    SqliteDatabases,
-    execute_readonly,
-    read_schema,
     results_match,
 )
 from querycraft.sql import has_order_by  # noqa: E402
@@ -210,10 +209,9 @@ class Breaker:
         return out if out != sql else None
 
 
-def _run(databases: SqliteDatabases, db_id: str, sql: str) -> QueryResult | None:
+def _run(databases: Databases, db_id: str, sql: str) -> QueryResult | None:
     try:
-        return execute_readonly(databases.connection(db_id), sql, timeout_s=30.0,
-                                max_rows=100_000)
+        return databases.get(db_id).execute(sql, timeout_s=30.0, max_rows=100_000)
     except QueryError:
         return None
 
@@ -227,13 +225,13 @@ def main() -> int:
     args = parser.parse_args()
 
     dev = json.loads((args.spider / "dev.json").read_text())
-    databases = SqliteDatabases(args.spider / "database")
+    databases = Databases(DatabaseTarget("sqlite", location=str(args.spider / "database")))
     schemas: dict[str, dict[str, list[str]]] = {}
     gold_results: dict[int, QueryResult | None] = {}
 
     def schema(db_id: str) -> dict[str, list[str]]:
         if db_id not in schemas:
-            schemas[db_id] = schema_from_ddl(read_schema(databases.path_for(db_id)))
+            schemas[db_id] = schema_from_ddl(databases.get(db_id).schema_text())
         return schemas[db_id]
 
     def gold(i: int) -> QueryResult | None:

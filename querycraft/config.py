@@ -178,7 +178,8 @@ class PromptConfig:
 class DbConfig:
     """The database SQL runs on (read-only, with a timeout and a row cap): conf/db/."""
 
-    # sqlite | postgres | db2
+    # An engine: a module of querycraft/engines/ (sqlite, postgres, ...) and its preset
+    # conf/db/<kind>.yaml.
     kind: str = "sqlite"
     # SQLite: a file, or a folder of <db_id>/<db_id>.sqlite; null: the database the dataset
     # was ingested from (recorded in the ingest run).
@@ -186,7 +187,7 @@ class DbConfig:
     # Servers: a whole SQLAlchemy URL, or the parts below. "{db_id}" in database, schema or
     # url picks each example's database (one database or schema per Spider db_id).
     url: str | None = None
-    driver: str | None = None  # default postgresql+psycopg / db2+ibm_db
+    driver: str | None = None  # SQLAlchemy drivername; default: the engine's
     host: str | None = None
     port: int | None = None
     user: str | None = None
@@ -194,7 +195,7 @@ class DbConfig:
     # (${oc.env:QC_DB_PASSWORD,null}); it never appears in logs, reports or saved configs.
     password: str | None = None
     database: str | None = None
-    schema: str | None = None  # PostgreSQL search_path / Db2 current schema
+    schema: str | None = None  # the server's schema (PostgreSQL search_path, ...): conf/db/
     connect_timeout_s: float = 10.0
     timeout_s: float = 10.0
     max_rows: int = 10000
@@ -612,12 +613,12 @@ def check_config(cfg: DictConfig) -> None:
 
 
 def _db_problems(cfg: DictConfig) -> list[str]:
-    from querycraft.db import KINDS  # local: db imports sqlalchemy
+    from querycraft.engines import engine_kinds, get_engine  # local: engines import sqlalchemy
 
     db, problems = cfg.db, []
-    if db.kind not in KINDS:
-        problems.append(f"db.kind '{db.kind}' is not one of {', '.join(KINDS)}")
-    elif db.kind != "sqlite" and not db.url and not (db.host and db.database):
+    if db.kind not in engine_kinds():
+        problems.append(f"db.kind '{db.kind}' is not one of {', '.join(engine_kinds())}")
+    elif get_engine(db.kind).is_server and not db.url and not (db.host and db.database):
         problems.append(f"db={db.kind} needs db.host and db.database (or db.url); the password "
                         f"comes from the environment variable QC_DB_PASSWORD")
     if not db.timeout_s > 0 or not db.connect_timeout_s > 0:

@@ -29,6 +29,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.types import NullType
 from tqdm.auto import tqdm
 
+from querycraft.engines import Engine, engine_for_sqlalchemy
 from querycraft.errors import QueryCraftError
 
 __all__ = [
@@ -46,9 +47,15 @@ log = logging.getLogger("querycraft")
 DEFAULT_NULL_VALUES: tuple[str, ...] = ("", "NULL", "null", "NaN", "nan", "None")
 KINDS = ("boolean", "integer", "bigint", "float", "date", "timestamp", "text")
 
-# Dialects whose unbounded TEXT type can be compared with '=' like VARCHAR. Db2's TEXT/CLOB
-# cannot, so everywhere else text becomes VARCHAR(n) sized from the data.
-_UNBOUNDED_TEXT_DIALECTS = frozenset({"sqlite", "postgresql"})
+# A database QueryCraft has no engine module for gets the cautious defaults: VARCHAR(n) text,
+# lower-case names, declared types enforced.
+_OTHER_ENGINE = Engine(kind="other", dialect="", prompt_name="SQL", sqlalchemy_name="")
+
+
+def _engine(dialect_name: str) -> Engine:
+    """The engine whose SQLAlchemy dialect is ``dialect_name``: its loader column types."""
+    return engine_for_sqlalchemy(dialect_name) or _OTHER_ENGINE
+
 
 _TRUE_WORDS = frozenset({"true", "t", "yes"})
 _FALSE_WORDS = frozenset({"false", "f", "no"})
@@ -444,7 +451,8 @@ def infer_columns(
 
 def _sql_type(spec: ColumnSpec, dialect_name: str) -> sqlalchemy.types.TypeEngine:
     if spec.kind == "text":
-        if dialect_name in _UNBOUNDED_TEXT_DIALECTS:
+        # Unbounded TEXT only where it compares with '=' like VARCHAR (Db2's CLOB does not).
+        if _engine(dialect_name).text_type_comparable:
             return sqlalchemy.Text()
         return sqlalchemy.String(max(1, spec.max_length))
     return {
@@ -466,8 +474,9 @@ def table_for(
 ) -> sqlalchemy.Table:
     """The table that holds a CSV with these columns, typed for one database.
 
-    Text is TEXT on SQLite and PostgreSQL and VARCHAR(n) elsewhere (n: the longest value, at
-    least 1), because Db2's TEXT/CLOB cannot be compared with '='.
+    Text is TEXT where the engine compares TEXT with '=' (``Engine.text_type_comparable``:
+    SQLite, PostgreSQL, ...) and VARCHAR(n) elsewhere (n: the longest value, at least 1),
+    because Db2's TEXT/CLOB cannot be compared with '='.
 
     Args:
         specs: The columns, as ``infer_columns`` returns them.
@@ -490,7 +499,7 @@ def server_name(name: str, dialect_name: str) -> str:
     without quotes finds it (PostgreSQL folds unquoted names to lower case, Db2 to upper case,
     and SQLAlchemy leaves lower-case names unquoted); kept as written on SQLite, which
     compares names without regard to case anyway."""
-    return name if dialect_name == "sqlite" else name.lower()
+    return name if _engine(dialect_name).keeps_name_case else name.lower()
 
 
 # What each kind of existing column accepts, judged value by value.
@@ -560,7 +569,8 @@ def _target(stat: _Stats, column: sqlalchemy.Column, dialect_name: str) -> _Targ
     if isinstance(sql_type, sqlalchemy.Boolean):
         return _Target(stat, column, "boolean")
     if isinstance(sql_type, sqlalchemy.Integer):
-        if dialect_name == "sqlite" or isinstance(sql_type, sqlalchemy.BigInteger):
+        if _engine(dialect_name).loose_column_types or isinstance(sql_type,
+                                                                  sqlalchemy.BigInteger):
             bounds = _INT64  # SQLite's INTEGER is 64-bit whatever the declared name
         elif isinstance(sql_type, sqlalchemy.SmallInteger):
             bounds = (-(2**15), 2**15 - 1)
@@ -579,7 +589,7 @@ def _target(stat: _Stats, column: sqlalchemy.Column, dialect_name: str) -> _Targ
         # SQLite ignores VARCHAR lengths, so only other databases would refuse a long value.
         length = getattr(sql_type, "length", None)
         return _Target(stat, column, "string",
-                       max_chars=None if dialect_name == "sqlite" else length)
+                       max_chars=None if _engine(dialect_name).loose_column_types else length)
     return _Target(stat, column, "other")
 
 

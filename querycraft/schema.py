@@ -1,6 +1,6 @@
 """Reading a database's schema (the context retriever): tables, typed columns, primary and
 foreign keys, rendered as compact CREATE TABLE statements, through SQLAlchemy's inspector so
-that SQLite, PostgreSQL and Db2 are read the same way.
+that every engine (SQLite, PostgreSQL, Db2, ...) is read the same way.
 
 Optionally each column carries a few example values (read with SQLAlchemy Core, so every
 dialect gets its own row-limit syntax), and the tables can be narrowed to those a question
@@ -177,14 +177,18 @@ def render_create_table(
 SAMPLE_SCAN_ROWS = 1000  # rows read per column when sampling; bounds the cost on huge tables
 SAMPLE_MAX_CHARS = 40  # longer values are cut to this many characters and "..."
 
-# ibm_db_sa renders .limit(n) as "LIMIT n", which only newer Db2 servers (LUW 11.1+) accept;
-# .fetch(n) gives "FETCH FIRST n ROWS ONLY", which every Db2 does. SQLite has no FETCH FIRST.
-_FETCH_FIRST_DIALECTS = frozenset({"ibm_db_sa"})
+def _fetch_first(dialect: sqlalchemy.Dialect | None) -> bool:
+    """Whether row limits must be ``FETCH FIRST n ROWS ONLY`` (the engine says so: Db2's
+    ibm_db_sa renders .limit(n) as "LIMIT n", which only newer Db2 servers accept)."""
+    from querycraft.engines import engine_for_sqlalchemy  # local: engines import this module
+
+    engine = engine_for_sqlalchemy(dialect.name) if dialect is not None else None
+    return engine is not None and engine.fetch_first
 
 
 def _first_rows(stmt: sqlalchemy.Select, n: int, dialect: sqlalchemy.Dialect | None
                 ) -> sqlalchemy.Select:
-    if dialect is not None and dialect.name in _FETCH_FIRST_DIALECTS:
+    if _fetch_first(dialect):
         # Written into the SQL at execution like .limit()'s count, not sent as a '?'
         # parameter, which older Db2 servers refuse in FETCH FIRST.
         return stmt.fetch(sqlalchemy.literal(n, sqlalchemy.Integer, literal_execute=True))

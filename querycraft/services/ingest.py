@@ -121,11 +121,12 @@ READERS = {"csv": _read_csv, "json": _read_json, "spider": _read_json}
 # ---------------------------------------------------------------- databases and context
 
 
-class Databases:
+class ExampleDatabases:
     """Each row's database (if any): its schema, read once, and a check that gold SQL runs.
 
-    SQLite: ``data.database`` (a file or a Spider-layout folder). A server (``db=postgres`` /
-    ``db=db2``): the ``db`` group's database, ``{db_id}`` picking each row's.
+    SQLite: ``data.database`` (a file or a Spider-layout folder). A server (``db=postgres``,
+    ...): the ``db`` group's database, ``{db_id}`` picking each row's. Named apart from
+    :class:`querycraft.db.Databases`, which it uses for the queries.
     """
 
     def __init__(self, cfg: DictConfig) -> None:
@@ -168,7 +169,7 @@ class Databases:
 # ---------------------------------------------------------------- validation and split
 
 
-def _validate(number: int, record: dict[str, str], cfg: DictConfig, databases: Databases
+def _validate(number: int, record: dict[str, str], cfg: DictConfig, databases: ExampleDatabases
               ) -> Example | Dropped:
     mapping = _mapping(cfg)
     value = {f: (record.get(mapping[f]) or "").strip() for f in FIELDS}
@@ -281,7 +282,7 @@ def read_examples(cfg: DictConfig) -> tuple[list[Example], list[Dropped]]:
     if not path.exists():
         raise QueryCraftError(f"data.path {path} does not exist. Put your file in input/ and "
                               f"set data.path to it.")
-    databases = Databases(cfg)
+    databases = ExampleDatabases(cfg)
     examples: list[Example] = []
     dropped: list[Dropped] = []
     seen: dict[tuple[str, str], int] = {}

@@ -102,7 +102,7 @@ class Database:
 
     def columns_by_table(self) -> dict[str, list[str]]:
         """``{table: [columns]}``, as the correction engine reads the schema context."""
-        from querycraft.correction import schema_from_ddl  # local: correction imports sql
+        from querycraft.ddl import schema_from_ddl
 
         return schema_from_ddl(self.schema_text(), self.dialect)
 

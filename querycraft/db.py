@@ -2,7 +2,7 @@
 
 ``Databases(target).get(db_id)`` gives a :class:`Database` (read-only, time-limited,
 row-capped) on whichever engine the ``db`` config names. What differs between engines is
-data in :mod:`querycraft.engines` (one module per engine: sqlite, postgres, db2, mysql, ...);
+data in :mod:`querycraft.engines` (one module per engine: sqlite, postgres, ...);
 this module holds only what is the same for all of them:
 
 * :class:`SqliteDatabase`, a file opened in-process (the sandbox is
@@ -191,6 +191,8 @@ class ServerDatabase(Database):
                 result.close()
             finally:
                 conn.rollback()
+                if self.spec.query_teardown is not None:
+                    self.spec.query_teardown(conn)
         return QueryResult(columns=columns, rows=[tuple(r) for r in rows[:max_rows]],
                            truncated=len(rows) > max_rows, elapsed_s=time.monotonic() - start)
 

@@ -49,7 +49,7 @@ KINDS = ("boolean", "integer", "bigint", "float", "date", "timestamp", "text")
 
 # A database QueryCraft has no engine module for gets the cautious defaults: VARCHAR(n) text,
 # lower-case names, declared types enforced.
-_OTHER_ENGINE = Engine(kind="other", dialect="", prompt_name="SQL", sqlalchemy_name="")
+_OTHER_ENGINE = Engine(kind="other", dialect="", prompt_name="SQL", sqlalchemy_names=())
 
 
 def _engine(dialect_name: str) -> Engine:
@@ -482,7 +482,7 @@ def table_for(
         specs: The columns, as ``infer_columns`` returns them.
         table: The table's name.
         metadata: Where the table is defined.
-        dialect_name: ``engine.dialect.name``: "sqlite", "postgresql", "ibm_db_sa", "mysql", ...
+        dialect_name: ``engine.dialect.name``: "sqlite", "postgresql", "ibm_db_sa", ...
         schema: The schema to create it in (None: the connection's default).
 
     Returns:

@@ -83,3 +83,66 @@ def fresh_postgres_database() -> Iterator[str]:
 def postgres_url() -> Iterator[str]:
     with fresh_postgres_database() as url:
         yield url
+
+
+# MySQL / MariaDB: the same, with root (empty password) over TCP; CI sets QC_REQUIRE_MYSQL=1.
+MYSQL_SERVER = os.environ.get("QC_TEST_MYSQL", "mysql+pymysql://root@127.0.0.1:3306")
+
+
+def _mysql_admin():
+    if os.environ.get("QC_REQUIRE_MYSQL") == "1":
+        import pymysql  # required: a missing driver fails instead of skipping
+    else:
+        pymysql = pytest.importorskip("pymysql")
+    from sqlalchemy.engine import make_url
+
+    url = make_url(MYSQL_SERVER)
+    try:
+        return pymysql.connect(host=url.host, port=url.port or 3306, user=url.username,
+                               password=url.password or "", autocommit=True, connect_timeout=3)
+    except pymysql.err.OperationalError as err:
+        message = f"no MySQL/MariaDB server at {url.host}:{url.port} ({err})"
+        if os.environ.get("QC_REQUIRE_MYSQL") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@contextlib.contextmanager
+def fresh_mysql_database() -> Iterator[str]:
+    """A new, empty MySQL/MariaDB database for one test; yields its URL, then drops it."""
+    admin = _mysql_admin()
+    name = f"qc_test_{uuid.uuid4().hex[:10]}"
+    with admin.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
+    try:
+        yield f"{MYSQL_SERVER}/{name}"
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS {name}")
+        admin.close()
+
+
+@contextlib.contextmanager
+def mysql_select_only_user(url: str) -> Iterator[str]:
+    """A user that may only SELECT in the database of ``url``; yields a URL that logs in as
+    it (with its password), then drops the user."""
+    from sqlalchemy.engine import make_url
+
+    target = make_url(url)
+    admin = _mysql_admin()
+    name, password = f"qc_ro_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    with admin.cursor() as cursor:
+        cursor.execute(f"CREATE USER '{name}'@'%' IDENTIFIED BY '{password}'")
+        cursor.execute(f"GRANT SELECT ON `{target.database}`.* TO '{name}'@'%'")
+    try:
+        yield target.set(username=name, password=password).render_as_string(hide_password=False)
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f"DROP USER IF EXISTS '{name}'@'%'")
+        admin.close()
+
+
+@pytest.fixture
+def mysql_url() -> Iterator[str]:
+    with fresh_mysql_database() as url:
+        yield url

@@ -1,9 +1,10 @@
-"""Generated SQL can never write, on SQLite and on PostgreSQL, and runaway queries stop.
+"""Generated SQL can never write, on SQLite, PostgreSQL and MySQL/MariaDB, and runaway
+queries stop.
 
 Every write or escape attempt goes through the one execution layer every service uses
 (``querycraft.db.Database.execute``); each must be refused and the database must be unchanged
-afterwards (SQLite: the file's bytes; PostgreSQL: every table's contents and the list of
-tables). The PostgreSQL tests use a fresh database on the local server (tests/conftest.py).
+afterwards (SQLite: the file's bytes; the servers: every table's contents and the list of
+tables). The server tests use a fresh database on the local server (tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -46,10 +47,25 @@ ATTEMPTS = {
     "vacuum_into": "VACUUM INTO '{tmp}/copy.db'",
     "load_extension": "SELECT load_extension('{tmp}/evil')",
 }
+# What only MySQL/MariaDB reads as code or as a way out of the query.
+MYSQL_ATTEMPTS = {
+    "into_outfile": "SELECT * FROM singer INTO OUTFILE '{marker}'",
+    "into_dumpfile": "SELECT name FROM singer LIMIT 1 INTO DUMPFILE '{marker}'",
+    "executable_comment": "SELECT 1 /*! , (SELECT 1 INTO OUTFILE '{marker}') */",
+    "mariadb_executable_comment": "SELECT 1 /*M! INTO OUTFILE '{marker}' */",
+    "dash_dash_operator": "SELECT 1 --1 INTO OUTFILE '{marker}'\n",
+    "load_file": "SELECT load_file('/etc/passwd')",
+    "lock": "SELECT get_lock('qc', 10)",
+    "into_variable": "SELECT name INTO @stolen FROM singer LIMIT 1",
+    "read_write_transaction": "START TRANSACTION READ WRITE",
+    "set_session": "SET SESSION TRANSACTION READ WRITE",
+}
 RUNAWAY = {
     "sqlite": "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
               "SELECT count(*) FROM c",
     "postgres": "SELECT count(*) FROM generate_series(1, 100000) a, generate_series(1, 100000) b",
+    # MariaDB's Sequence engine (seq_1_to_n); its recursive CTEs stop at 1,000 iterations.
+    "mysql": "SELECT count(*) FROM seq_1_to_100000 a, seq_1_to_100000 b",
 }
 
 
@@ -68,6 +84,23 @@ def _postgres_fingerprint(url: str) -> dict[str, str]:
             return {f"{schema}.{name}": conn.exec_driver_sql(
                 f'SELECT md5(coalesce(string_agg(t::text, \'|\' ORDER BY t::text), \'\')) '
                 f'FROM "{schema}"."{name}" t').scalar_one() for schema, name in tables}
+    finally:
+        engine.dispose()
+
+
+def _mysql_fingerprint(url: str) -> dict[str, object]:
+    """Every table of the database and its checksum, plus the list of databases."""
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            tables = conn.exec_driver_sql(
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = database()").scalars().all()
+            sums: dict[str, object] = {
+                name: conn.exec_driver_sql(f"CHECKSUM TABLE `{name}` EXTENDED").one()[1]
+                for name in tables}
+            sums["databases"] = sorted(conn.exec_driver_sql("SHOW DATABASES").scalars())
+            return sums
     finally:
         engine.dispose()
 
@@ -93,23 +126,40 @@ def postgres_singers(postgres_url: str) -> str:
     return postgres_url
 
 
+@pytest.fixture
+def mysql_singers(mysql_url: str) -> str:
+    engine = sqlalchemy.create_engine(mysql_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE singer (singer_id INTEGER PRIMARY KEY, name TEXT, "
+                             "age INTEGER)")
+        conn.exec_driver_sql("INSERT INTO singer VALUES (1, 'Joe Sharp', 52), "
+                             "(2, 'Timbaland', 32), (3, 'Justin Brown', 29)")
+    engine.dispose()
+    return mysql_url
+
+
 def _database(kind: str, request: pytest.FixtureRequest) -> tuple[dbmod.Database, object]:
     if kind == "sqlite":
         path = request.getfixturevalue("sqlite_copy")
         return dbmod.SqliteDatabase(path), lambda: _sqlite_fingerprint(path)
-    url = request.getfixturevalue("postgres_singers")
-    target = dbmod.DatabaseTarget("postgres", url=url)
-    return dbmod.ServerDatabase(target), lambda: _postgres_fingerprint(url)
+    url = request.getfixturevalue(f"{kind}_singers")
+    target = dbmod.DatabaseTarget(kind, url=url)
+    fingerprint = _postgres_fingerprint if kind == "postgres" else _mysql_fingerprint
+    return dbmod.ServerDatabase(target), lambda: fingerprint(url)
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+SERVERS = ["sqlite", "postgres", "mysql"]
+
+
+@pytest.mark.parametrize("kind", SERVERS)
 def test_every_write_and_escape_attempt_is_refused_and_the_database_unchanged(
         kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     database, fingerprint = _database(kind, request)
     before = fingerprint()
+    attempts = {**ATTEMPTS, **(MYSQL_ATTEMPTS if kind == "mysql" else {})}
     try:
         outcomes = {}
-        for name, template in ATTEMPTS.items():
+        for name, template in attempts.items():
             sql = template.format(tmp=tmp_path, marker=MARKER)
             with pytest.raises(dbmod.QueryError) as caught:
                 database.execute(sql, timeout_s=5)
@@ -118,7 +168,7 @@ def test_every_write_and_escape_attempt_is_refused_and_the_database_unchanged(
         assert database.execute("SELECT count(*) FROM singer").rows[0][0] in (3, 6)
     finally:
         database.close()
-    assert outcomes == dict.fromkeys(ATTEMPTS, "refused"), outcomes
+    assert outcomes == dict.fromkeys(attempts, "refused"), outcomes
     assert fingerprint() == before
     assert not MARKER.exists()
     assert not (tmp_path / "evil.db").exists() and not (tmp_path / "copy.db").exists()
@@ -163,7 +213,55 @@ def test_postgres_refuses_writes_even_without_the_allow_list(postgres_singers: s
     assert _postgres_fingerprint(postgres_singers) == before
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_mysql_refuses_writes_even_without_the_allow_list(mysql_singers: str) -> None:
+    """Further layers on MariaDB, if the statement check were bypassed: each query's
+    START TRANSACTION READ ONLY, and the session whose transactions default to READ ONLY."""
+    before = _mysql_fingerprint(mysql_singers)
+    database = dbmod.ServerDatabase(dbmod.DatabaseTarget("mysql", url=mysql_singers))
+    try:
+        for sql in ("DELETE FROM singer", "UPDATE singer SET age = 0",
+                    "INSERT INTO singer VALUES (9, 'x', 1)", "CREATE TABLE evil (a int)",
+                    "DROP TABLE singer"):
+            with pytest.raises(sqlalchemy.exc.DBAPIError, match="READ ONLY transaction"):
+                database._run(sql, 5.0, 10, explain=False)
+        # The session itself: a statement sent outside the layer's transaction setup.
+        with database.engine.connect() as conn:
+            for sql in ("CREATE TABLE evil (a int)", "DELETE FROM singer"):
+                with pytest.raises(sqlalchemy.exc.DBAPIError, match="READ ONLY transaction"):
+                    conn.exec_driver_sql(sql)
+                conn.rollback()
+    finally:
+        database.close()
+    assert _mysql_fingerprint(mysql_singers) == before
+
+
+def test_a_mysql_user_with_select_only_cannot_write_or_touch_files(mysql_singers: str) -> None:
+    """Least privilege, the real boundary: even through the writable loading engine (no
+    read-only session), a SELECT-only user can neither write nor use INTO OUTFILE."""
+    from tests.conftest import mysql_select_only_user
+
+    before = _mysql_fingerprint(mysql_singers)
+    with mysql_select_only_user(mysql_singers) as url:
+        engine = dbmod.writable_engine(dbmod.DatabaseTarget("mysql", url=url))
+        try:
+            with engine.connect() as conn:
+                for sql in ("DELETE FROM singer", "CREATE TABLE evil (a int)",
+                            "DROP TABLE singer", f"SELECT * FROM singer INTO OUTFILE '{MARKER}'"):
+                    with pytest.raises(sqlalchemy.exc.DBAPIError, match="denied"):
+                        conn.exec_driver_sql(sql)
+                    conn.rollback()
+        finally:
+            engine.dispose()
+        with dbmod.Databases(dbmod.DatabaseTarget("mysql", url=url)) as databases:
+            assert databases.get().execute("SELECT count(*) FROM singer").rows == [(3,)]
+            with pytest.raises(dbmod.QueryError) as caught:
+                databases.get().execute("SELECT * FROM mysql.user")
+            assert caught.value.kind == "refused", caught.value  # "command denied"
+    assert _mysql_fingerprint(mysql_singers) == before
+    assert not MARKER.exists()
+
+
+@pytest.mark.parametrize("kind", SERVERS)
 def test_a_query_that_would_run_for_minutes_stops_at_the_timeout(
         kind: str, request: pytest.FixtureRequest) -> None:
     database, _ = _database(kind, request)

@@ -75,7 +75,7 @@ def engine_for_sqlalchemy(dialect_name: str) -> Engine | None:
     """The engine whose SQLAlchemy dialect is called ``dialect_name`` (None: not one of ours,
     e.g. a SQLAlchemy URL of another database given to the schema reader)."""
     for engine in engines().values():
-        if engine.sqlalchemy_name == dialect_name:
+        if dialect_name in engine.sqlalchemy_names:
             return engine
     return None
 

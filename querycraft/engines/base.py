@@ -82,8 +82,9 @@ class Engine:
         kind: ``db.kind``, the name of ``conf/db/<kind>.yaml`` and of the engine's module.
         dialect: The sqlglot dialect its SQL is checked, corrected and written in.
         prompt_name: How a prompt names the dialect ("PostgreSQL").
-        sqlalchemy_name: ``engine.dialect.name`` of its SQLAlchemy dialect; the CSV loader
-            and the schema reader, which see only an engine, find the Engine by it.
+        sqlalchemy_names: The ``engine.dialect.name`` values of its SQLAlchemy dialects; the
+            CSV loader and the schema reader, which see only a SQLAlchemy engine, find the
+            Engine by them.
         is_server: False for a file opened in-process (SQLite); True for a server reached
             through SQLAlchemy with :attr:`driver` (the execution layer's ``ServerDatabase``).
         driver: The default SQLAlchemy drivername of the URL built from ``db.host`` etc.
@@ -96,6 +97,9 @@ class Engine:
             ``read_only``) and the schema (search path / current schema / database).
         query_setup: Run before each query on its connection: a read-only transaction, the
             statement time limit (seconds) and, where the server has one, a row cap.
+        query_teardown: Run after each query's rollback: undo session settings the query
+            setup made that would otherwise apply to the next use of the pooled connection
+            (the schema reader's catalogue queries among them).
         check_statement: Compile one statement without running it (raises the DBAPI error);
             None: ``EXPLAIN <statement>``.
         refuse: An engine-specific addition to the shared allow-list: the reason a statement
@@ -115,7 +119,7 @@ class Engine:
     kind: str
     dialect: str
     prompt_name: str
-    sqlalchemy_name: str
+    sqlalchemy_names: tuple[str, ...]
     is_server: bool = True
     driver: str | None = None
     default_port: int | None = None
@@ -124,6 +128,7 @@ class Engine:
     connect_args: Callable[[float], dict[str, Any]] | None = None
     session_setup: SessionSetup | None = None
     query_setup: Callable[[sqlalchemy.Connection, float, int], None] | None = None
+    query_teardown: Callable[[sqlalchemy.Connection], None] | None = None
     check_statement: Callable[[sqlalchemy.Connection, str], None] | None = None
     refuse: Callable[[str], str | None] | None = None
     is_connection_error: Callable[[BaseException], bool] | None = None

@@ -39,7 +39,7 @@ ENGINE = Engine(
     kind="sqlite",
     dialect="sqlite",
     prompt_name="SQLite",
-    sqlalchemy_name="sqlite",
+    sqlalchemy_names=("sqlite",),
     is_server=False,
     error_patterns={
         "refused": r"not authorized|readonly database|query_only",

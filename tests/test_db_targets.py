@@ -144,3 +144,36 @@ def test_ingest_loads_a_csv_into_a_new_sqlite_file_and_refuses_to_load_it_twice(
     with pytest.raises(QueryCraftError, match="already exists"):
         run(make_config(tmp_path / "out", overrides, tmp_path / "out" / "second"))
     assert database.read_bytes() == before
+
+
+def test_a_new_engine_is_one_module_in_querycraft_engines(tmp_path, monkeypatch) -> None:
+    """The registry discovers engine modules: a module dropped beside the others is a db.kind
+    with its URL defaults and error wordings, with no other edit."""
+    import sys
+
+    from omegaconf import OmegaConf
+
+    import querycraft.engines as engines_pkg
+    from querycraft.engines import classify_error, engine_kinds
+
+    (tmp_path / "toydb.py").write_text(
+        "from querycraft.engines.base import Engine\n"
+        "ENGINE = Engine(kind='toydb', dialect='postgres', prompt_name='ToyDB',\n"
+        "                sqlalchemy_names=('toydb',), driver='postgresql+psycopg',\n"
+        "                default_port=4242, error_patterns={'timeout': r'toy clock ran out'})\n")
+    monkeypatch.setattr(engines_pkg, "__path__", [*engines_pkg.__path__, str(tmp_path)])
+    engines_pkg.engines.cache_clear()
+    engines_pkg._error_patterns.cache_clear()
+    try:
+        assert "toydb" in engine_kinds() and "sqlite" in engine_kinds()
+        target = dbmod.target_from_config(OmegaConf.create(
+            {"kind": "toydb", "host": "h", "database": "d", "user": "u"}))
+        assert target.describe() == "postgresql+psycopg://u@h:4242/d"
+        assert target.dialect == "postgres" and target.is_server
+        assert classify_error("ERROR: the toy clock ran out") == "timeout"
+    finally:
+        engines_pkg.engines.cache_clear()
+        engines_pkg._error_patterns.cache_clear()
+        sys.modules.pop("querycraft.engines.toydb", None)
+    monkeypatch.undo()
+    assert "toydb" not in engine_kinds()

@@ -44,10 +44,15 @@ class Run:
     def path(self, *parts: str) -> Path:
         return self.dir.joinpath(*parts)
 
-    def _write(self, **updates: Any) -> None:
+    def record(self, **facts: Any) -> None:
+        """Add ``facts`` to the manifest (a later value replaces an earlier one) and save it.
+
+        A stage records what it produced (``predictions=...``, ``summary=...``) here before
+        its run ends; ``start_run`` records the status. No-op on non-main ranks.
+        """
         if not self.is_main:
             return
-        manifest = {"service": self.service, **self.info, **updates}
+        manifest = {"service": self.service, **self.info, **facts}
         tmp = self.dir / (MANIFEST + ".tmp")
         tmp.write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
         tmp.replace(self.dir / MANIFEST)  # atomic: a crash never leaves half a manifest
@@ -154,7 +159,7 @@ def start_run(cfg: DictConfig, service: str, *, resumable: bool = False) -> Iter
     run = Run(service=service, dir=run_dir, info=info, resumed=resumed, is_main=is_main)
     started = time.time()
     if is_main:
-        run._write(status="running", pid=os.getpid(), host=socket.gethostname(),
+        run.record(status="running", pid=os.getpid(), host=socket.gethostname(),
                    **({"resumed": info.get("resumed", 0) + 1} if resumed else
                       {"started": datetime.now().isoformat(timespec="seconds")}))
         if not resumed:
@@ -164,11 +169,11 @@ def start_run(cfg: DictConfig, service: str, *, resumable: bool = False) -> Iter
         yield run
     except BaseException as err:
         if is_main:
-            run._write(status="failed", error=f"{type(err).__name__}: {err}",
+            run.record(status="failed", error=f"{type(err).__name__}: {err}",
                        seconds=round(time.time() - started, 1))
         raise
     if is_main:
-        run._write(status="completed", finished=datetime.now().isoformat(timespec="seconds"),
+        run.record(status="completed", finished=datetime.now().isoformat(timespec="seconds"),
                    seconds=round(time.time() - started, 1))
 
 

@@ -7,7 +7,7 @@ imports inside functions included.
     it, which Python initialises first in any case.
 (b) No module uses another module's private name: ``from querycraft.x import _y``, ``x._y``
     where ``x`` is an imported querycraft module, or ``obj._y`` where ``_y`` is defined only in
-    another querycraft module (a private method called from outside, ``run_._write``).
+    another querycraft module (a private method called from outside, ``backend._complete``).
     querycraft, tests and bench are checked.
 """
 
@@ -32,13 +32,6 @@ KNOWN_PRIVATE_USES = frozenset({
     "bench/evaluate.py: querycraft.services.evaluate._chunks",
     "bench/infer.py: querycraft.services.infer._request",
     "bench/schema_selection.py: querycraft.schema._sqlite_schema_engine",
-    "querycraft/services/correct.py: run_._write (querycraft.runs)",
-    "querycraft/services/evaluate.py: run_._write (querycraft.runs)",
-    "querycraft/services/finetune.py: run_._write (querycraft.runs)",
-    "querycraft/services/infer.py: run_._write (querycraft.runs)",
-    "querycraft/services/ingest.py: run_._write (querycraft.runs)",
-    "querycraft/services/pipeline.py: run_._write (querycraft.runs)",
-    "querycraft/services/report.py: run_._write (querycraft.runs)",
     "tests/test_db_targets.py: querycraft.db._server_engine",
     "tests/test_infer.py: querycraft.services.infer._request",
     "tests/test_readonly_servers.py: database._run (querycraft.db)",
@@ -256,12 +249,13 @@ def test_ddl_imports_neither_db_nor_correction() -> None:
 def test_private_name_detection(tmp_path: Path) -> None:
     probe = tmp_path / "probe.py"
     probe.write_text("from querycraft.sql import _lex\nimport querycraft.sql as s\n"
-                     "from querycraft import runs\n\n\ndef f(run_):\n    s._significant('x')\n"
-                     "    runs._x\n    run_._write()\n    cfg.service._target_\n")
+                     "from querycraft import runs\n\n\ndef f(backend):\n    s._significant('x')\n"
+                     "    runs._x\n    backend._complete()\n    cfg.service._target_\n")
     rel = "tests/probe.py"
     uses = _private_uses(probe, rel)
     assert uses == {f"{rel}: querycraft.sql._lex", f"{rel}: querycraft.sql._significant",
-                    f"{rel}: querycraft.runs._x", f"{rel}: run_._write (querycraft.runs)"}
+                    f"{rel}: querycraft.runs._x",
+                    f"{rel}: backend._complete (querycraft.backends)"}
 
 
 def test_correction_uses_no_private_names_of_other_modules() -> None:

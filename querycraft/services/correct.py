@@ -205,7 +205,7 @@ def run(cfg: DictConfig) -> Path:
         write_jsonl(run_.path("predictions.jsonl"), out)
         changed = sum(bool(r["rules_fired"]) for r in out)
         checked = [r["valid"] for r in out if r["valid"] is not None]
-        run_._write(source=str(source), count=len(out), changed=changed,
+        run_.record(source=str(source), count=len(out), changed=changed,
                     valid=sum(checked) if checked else None, validated=len(checked),
                     unresolved=sum(bool(r["unresolved"]) for r in out),
                     fired=dict(fired_counts), read_dialect=read_dialect,

@@ -257,7 +257,7 @@ def run(cfg: DictConfig) -> Path:
         run_.path("summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
         run_.path("report.html").write_text(render_run_report(summary, items),
                                             encoding="utf-8")
-        run_._write(summary=summary)
+        run_.record(summary=summary)
         for column, s in per_column.items():
             log.info("evaluate (%s): execution accuracy %.3f, exact match %.3f, token match "
                      "%.3f, valid SQL %.3f over %d items", column, s["execution_accuracy"],

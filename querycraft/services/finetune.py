@@ -488,7 +488,7 @@ def run(cfg: DictConfig) -> Path:
         if cfg.train.merge_adapter:
             merged = str(models.merge_adapter(base, adapter_dir, cfg.model,
                                               run_.path("merged_model")))
-        run_._write(base_model=base, adapter=str(adapter_dir), merged_model=merged,
+        run_.record(base_model=base, adapter=str(adapter_dir), merged_model=merged,
                     dataset_dir=str(ingest_dir), database=ingest_info.get("database"),
                     database_kind=ingest_info.get("database_kind", "sqlite"),
                     prompt_dialect=cfg.prompt.dialect_name, model_name=cfg.model.name,

@@ -218,7 +218,7 @@ def run(cfg: DictConfig) -> Path:
         recorded = read_manifest(dataset_dir) if dataset_dir else {}
         database = request.database or recorded.get("database")
         source = request.source
-        run_._write(predictions=str(path), count=len(rows),
+        run_.record(predictions=str(path), count=len(rows),
                     base_model=source.base if source else None,
                     adapter=source.adapter if source else None,
                     merged_model=source.merged if source else None,

@@ -358,7 +358,7 @@ def load_table(cfg: DictConfig) -> Path:
             engine.dispose()
         where = target.describe(db_id or None) if target.is_server else \
             engine.url.database
-        run_._write(loaded={"csv": str(csv_path.resolve()), "table": report.table,
+        run_.record(loaded={"csv": str(csv_path.resolve()), "table": report.table,
                             "rows": report.rows, "created": report.created,
                             "replaced": report.replaced,
                             "columns": {c.name: c.kind for c in report.columns}},
@@ -404,7 +404,7 @@ def run(cfg: DictConfig) -> Path:
             database = str(Path(cfg.data.database).resolve()) if cfg.data.database else None
         else:
             database = dbmod.target_from_config(cfg.db).describe()
-        run_._write(dataset=str(dataset_dir), database=database, database_kind=cfg.db.kind,
+        run_.record(dataset=str(dataset_dir), database=database, database_kind=cfg.db.kind,
                     dialect=cfg.data.dialect,
                     counts={"train": len(train), "eval": len(evaluation),
                             "dropped": len(dropped)})

@@ -95,7 +95,7 @@ def run(cfg: DictConfig) -> Path:
                    "data": cfg.data.name}
         run_.path("summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
         run_.path("summary.txt").write_text(table + "\n", encoding="utf-8")
-        run_._write(summary={"before": before, "after": after})
+        run_.record(summary={"before": before, "after": after})
     print(f"\nQueryCraft pipeline: model {cfg.model.name}, data {cfg.data.name}\n{table}\n"
           f"Results: {root}")
     return root

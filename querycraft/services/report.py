@@ -84,7 +84,7 @@ def run(cfg: DictConfig) -> Path:
             })
         page = run_.path(LEADERBOARD_FILE)
         page.write_text(render_leaderboard(runs), encoding="utf-8")
-        run_._write(evaluations=len(runs), reports_written=written, page=str(page))
+        run_.record(evaluations=len(runs), reports_written=written, page=str(page))
         log.info("report: %d evaluation runs (%d new run pages); leaderboard: %s",
                  len(runs), written, page)
     return page

@@ -58,7 +58,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
-    from querycraft.services.evaluate import Scoring, _chunks, score_all
+    from querycraft.services.evaluate import Scoring, score_all
 
     dev = json.loads((args.spider / "dev.json").read_text())
     database = args.spider / "database"
@@ -79,7 +79,7 @@ def main() -> int:
             return execution_chunk(rows, scoring)
         from concurrent.futures import ProcessPoolExecutor
 
-        chunks = _chunks(rows, workers)
+        chunks = pieces_by_database(rows, workers)
         with ProcessPoolExecutor(max_workers=workers) as pool:
             matches = list(pool.map(execution_chunk, chunks, [scoring] * len(chunks)))
         return sum(m * len(c) for m, c in zip(matches, chunks, strict=True)) / len(rows)
@@ -102,6 +102,16 @@ def main() -> int:
             print(f"{name:20} {'full scoring (all metrics)':28} {workers:7} {seconds:8.2f} "
                   f"{ex:6.3f}", flush=True)
     return 0
+
+
+def pieces_by_database(rows: list[dict], workers: int) -> list[list[dict]]:
+    """Rows grouped by database, then cut so every worker gets several pieces (as the
+    evaluate service splits its work), so a worker opens each database once per piece."""
+    by_db: dict[str, list[dict]] = {}
+    for row in rows:
+        by_db.setdefault(row["db_id"], []).append(row)
+    size = max(8, len(rows) // (workers * 4) + 1)
+    return [group[i: i + size] for group in by_db.values() for i in range(0, len(group), size)]
 
 
 def execution_chunk(rows: list[dict], scoring) -> float:

@@ -50,7 +50,7 @@ def main() -> int:
     from querycraft.data import prompt_for
     from querycraft.generation import GenerationSettings, generate
     from querycraft.runs import read_jsonl
-    from querycraft.services.infer import _request
+    from querycraft.services.infer import resolve_request
     from querycraft.sql import extract_sql
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -65,7 +65,7 @@ def main() -> int:
         print(f"fine-tuned the tiny preset for {args.epochs} epochs in "
               f"{time.perf_counter() - began:.0f} s", flush=True)
     cfg = _config(output, "infer", ["service=infer", f"infer.finetune_dir={finetune_dir}"])
-    request = _request(cfg)
+    request = resolve_request(cfg)
     rows = read_jsonl(request.dataset_dir / "dataset" / "eval.jsonl")
     prompts = [prompt_for(r, request.template, request.dialect) for r in rows]
     backend = HFBackend(request.source, cfg.model)

@@ -29,13 +29,9 @@ CHECKED_DIRS = ("querycraft", "tests", "bench")
 # package, in files other people are changing. The strict xfail below turns into a failure
 # once they are all gone; test_no_new_private_name_uses fails on any new one now.
 KNOWN_PRIVATE_USES = frozenset({
-    "bench/evaluate.py: querycraft.services.evaluate._chunks",
-    "bench/infer.py: querycraft.services.infer._request",
     "bench/schema_selection.py: querycraft.schema._sqlite_schema_engine",
     "tests/test_db_targets.py: querycraft.db._server_engine",
-    "tests/test_infer.py: querycraft.services.infer._request",
     "tests/test_readonly_servers.py: database._run (querycraft.db)",
-    "tests/test_resume.py: querycraft.config._run_dir",
     "tests/test_schema.py: querycraft.schema._sqlite_schema_engine",
 })
 

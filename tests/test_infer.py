@@ -25,7 +25,7 @@ from querycraft.errors import QueryCraftError
 from querycraft.generation import GenerationSettings, generate, generate_batches
 from querycraft.prompts import load_template, render_training_text
 from querycraft.runs import read_jsonl, read_manifest
-from querycraft.services.infer import _request
+from querycraft.services.infer import resolve_request
 from tests.conftest import FAST_MODEL, PROJECT_ROOT, make_config
 
 TEMPLATES = sorted(p.stem for p in (PROJECT_ROOT / "prompts").glob("*.txt"))
@@ -66,8 +66,8 @@ def test_inference_prompt_is_the_training_text_up_to_the_sql(template_name, outp
         "service=finetune", f"train.dataset_dir={ingest_dir}", *QUICK_TRAIN,
         f"prompt.template={template_name}", "train.max_steps=1"], output / f"ft-{template_name}"))
     # What infer will prompt with: the template read back from the finetune run.
-    request = _request(_infer_config(output, f"unused-{template_name}",
-                                     f"infer.finetune_dir={finetune_dir}"))
+    request = resolve_request(_infer_config(output, f"unused-{template_name}",
+                                            f"infer.finetune_dir={finetune_dir}"))
     training_template = load_template(template_name, PROJECT_ROOT / "prompts")
     tokenizer = models.load_tokenizer(str(finetune_dir / "adapter"))
     rows = read_jsonl(ingest_dir / "dataset" / "eval.jsonl")[:3]

@@ -11,9 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 from querycraft.cli import run
-from querycraft.config import _run_dir
+from querycraft.config import register_configs
 from querycraft.errors import QueryCraftError
 from querycraft.runs import read_manifest
 from querycraft.services.finetune import last_complete_checkpoint
@@ -114,6 +115,13 @@ def test_resuming_with_different_settings_is_refused(tmp_path, ingest_dir):
         run(make_config(tmp_path / "out", [*base, "peft.r=8"], run_dir))
 
 
+def _run_dir(output_dir: Path, service: str, resume: bool) -> str:
+    """The folder conf/config.yaml's ``hydra.run.dir`` names, through the same resolver."""
+    register_configs()
+    spec = f"${{qc_run_dir:'{output_dir}',{service},{str(resume).lower()}}}"
+    return OmegaConf.create({"dir": spec}).dir
+
+
 def test_resume_true_picks_the_newest_unfinished_run_of_the_service(tmp_path):
     out = tmp_path / "output"
     for name, service, status, started in [("a", "finetune", "failed", "2026-01-01T00:00:00"),
@@ -124,8 +132,8 @@ def test_resume_true_picks_the_newest_unfinished_run_of_the_service(tmp_path):
         folder.mkdir(parents=True)
         (folder / "run.json").write_text(json.dumps(
             {"service": service, "status": status, "started": started}))
-    assert _run_dir(str(out), "finetune", True) == str(out / "finetune" / "b")
-    fresh = _run_dir(str(out), "ingest", True)  # nothing to resume: a new folder
+    assert _run_dir(out, "finetune", True) == str(out / "finetune" / "b")
+    fresh = _run_dir(out, "ingest", True)  # nothing to resume: a new folder
     assert Path(fresh).parent == out / "ingest" and not Path(fresh).exists()
 
 

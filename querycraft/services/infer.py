@@ -58,7 +58,13 @@ class Request:
     database: str | None
 
 
-def _request(cfg: DictConfig) -> Request:
+def resolve_request(cfg: DictConfig) -> Request:
+    """What infer will use for ``cfg``: the model, the prompt template and dialect (the ones
+    saved with the finetune run when there is one) and where the questions come from.
+
+    Raises:
+        QueryCraftError: if the finetune run is missing or lacks the merged model asked for.
+    """
     infer = cfg.infer
     uses_run = infer.finetune_dir is not None or (
         infer.backend != "openai" and (infer.use_adapter or cfg.model.builder is not None))
@@ -173,7 +179,7 @@ def run(cfg: DictConfig) -> Path:
     Returns:
         The run folder (or, when the same request already finished, that run's folder).
     """
-    request = _request(cfg)
+    request = resolve_request(cfg)
     if cfg.question:
         rows = _question_rows(cfg, request)
         dataset_dir = None

@@ -89,7 +89,7 @@ def postgres_url() -> Iterator[str]:
 MYSQL_SERVER = os.environ.get("QC_TEST_MYSQL", "mysql+pymysql://root@127.0.0.1:3306")
 
 
-def _mysql_admin():
+def mysql_admin():
     if os.environ.get("QC_REQUIRE_MYSQL") == "1":
         import pymysql  # required: a missing driver fails instead of skipping
     else:
@@ -110,7 +110,7 @@ def _mysql_admin():
 @contextlib.contextmanager
 def fresh_mysql_database() -> Iterator[str]:
     """A new, empty MySQL/MariaDB database for one test; yields its URL, then drops it."""
-    admin = _mysql_admin()
+    admin = mysql_admin()
     name = f"qc_test_{uuid.uuid4().hex[:10]}"
     with admin.cursor() as cursor:
         cursor.execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
@@ -129,7 +129,7 @@ def mysql_select_only_user(url: str) -> Iterator[str]:
     from sqlalchemy.engine import make_url
 
     target = make_url(url)
-    admin = _mysql_admin()
+    admin = mysql_admin()
     name, password = f"qc_ro_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
     with admin.cursor() as cursor:
         cursor.execute(f"CREATE USER '{name}'@'%' IDENTIFIED BY '{password}'")

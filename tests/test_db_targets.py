@@ -162,8 +162,7 @@ def test_a_new_engine_is_one_module_in_querycraft_engines(tmp_path, monkeypatch)
         "                sqlalchemy_names=('toydb',), driver='postgresql+psycopg',\n"
         "                default_port=4242, error_patterns={'timeout': r'toy clock ran out'})\n")
     monkeypatch.setattr(engines_pkg, "__path__", [*engines_pkg.__path__, str(tmp_path)])
-    engines_pkg.engines.cache_clear()
-    engines_pkg._error_patterns.cache_clear()
+    engines_pkg.forget_engines()
     try:
         assert "toydb" in engine_kinds() and "sqlite" in engine_kinds()
         target = dbmod.target_from_config(OmegaConf.create(
@@ -172,8 +171,7 @@ def test_a_new_engine_is_one_module_in_querycraft_engines(tmp_path, monkeypatch)
         assert target.dialect == "postgres" and target.is_server
         assert classify_error("ERROR: the toy clock ran out") == "timeout"
     finally:
-        engines_pkg.engines.cache_clear()
-        engines_pkg._error_patterns.cache_clear()
+        engines_pkg.forget_engines()
         sys.modules.pop("querycraft.engines.toydb", None)
     monkeypatch.undo()
     assert "toydb" not in engine_kinds()

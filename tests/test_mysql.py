@@ -21,7 +21,7 @@ from querycraft import db as dbmod
 from querycraft.cli import run
 from querycraft.engines import engine_kinds, engines
 from querycraft.runs import read_jsonl, read_manifest
-from tests.conftest import MYSQL_SERVER, PROJECT_ROOT, _mysql_admin, make_config
+from tests.conftest import MYSQL_SERVER, PROJECT_ROOT, make_config, mysql_admin
 from tests.test_postgres_services import DATABASES, SPIDER_DBS, export_tables, gold_predictions_run
 
 
@@ -118,7 +118,7 @@ def test_mariadb_semantics_that_differ_from_sqlite(singers: str) -> None:
 @contextlib.contextmanager
 def spider_databases() -> Iterator[str]:
     """One new database per fixture db_id; yields the URL with ``{db_id}`` in its name."""
-    admin = _mysql_admin()
+    admin = mysql_admin()
     prefix = f"qc_test_{uuid.uuid4().hex[:8]}"
     try:
         with admin.cursor() as cursor:

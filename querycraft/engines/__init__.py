@@ -34,6 +34,7 @@ __all__ = [
     "engine_for_sqlalchemy",
     "engine_kinds",
     "engines",
+    "forget_engines",
     "get_engine",
 ]
 
@@ -83,6 +84,12 @@ def engine_for_sqlalchemy(dialect_name: str) -> Engine | None:
 @functools.cache
 def _error_patterns() -> list[tuple[ErrorKind, re.Pattern[str]]]:
     return compile_error_patterns(list(engines().values()))
+
+
+def forget_engines() -> None:
+    """Discover the engine modules again on next use (after one was added while running)."""
+    engines.cache_clear()
+    _error_patterns.cache_clear()
 
 
 def classify_error(message: str) -> ErrorKind:

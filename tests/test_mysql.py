@@ -9,7 +9,6 @@ skip, in CI (``QC_REQUIRE_MYSQL=1``) they must run.
 from __future__ import annotations
 
 import contextlib
-import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,9 +19,8 @@ import sqlalchemy
 from querycraft import db as dbmod
 from querycraft.cli import run
 from querycraft.engines import engine_kinds, engines
-from querycraft.runs import read_jsonl, read_manifest
 from tests.conftest import MYSQL_SERVER, PROJECT_ROOT, make_config, mysql_admin
-from tests.test_postgres_services import DATABASES, SPIDER_DBS, export_tables, gold_predictions_run
+from tests.test_postgres_services import DATABASES, SPIDER_DBS, export_tables, gold_against_gold
 
 
 def test_the_registry_lists_mysql_from_its_module_alone() -> None:
@@ -167,35 +165,11 @@ def test_loaded_tables_keep_rows_and_nulls(spider_in_mysql: str) -> None:
 
 def test_gold_against_gold_scores_the_same_on_sqlite_and_on_mariadb(
         spider_in_mysql: str, tmp_path: Path) -> None:
-    out = tmp_path / "out"
-    predictions = gold_predictions_run(out)
-    on_sqlite = run(make_config(out, ["service=evaluate",
-                                      f"evaluate.predictions_dir={predictions}"],
-                                out / "evaluate-sqlite"))
     server = ["db=mysql", f"db.url='{spider_in_mysql}'"]
-    corrected = run(make_config(out, ["service=correct", f"correct.predictions_dir={predictions}",
-                                      "correct.target_dialect=mysql", *server],
-                                out / "correct-mysql"))
-    on_mysql = run(make_config(out, ["service=evaluate", f"evaluate.predictions_dir={corrected}",
-                                     *server], out / "evaluate-mysql"))
-
-    sqlite_summary = json.loads((on_sqlite / "summary.json").read_text())
-    my_summary = json.loads((on_mysql / "summary.json").read_text())
-    items = read_jsonl(on_mysql / "items.jsonl")
-    failed = [(i["query"], i["error"]) for i in items if i["error_kind"] == "gold_failed"]
-    print(f"MariaDB: {my_summary['items']} scored, {my_summary['gold_failed']} gold failed: "
-          f"{failed}")
-    assert sqlite_summary["execution_accuracy"] == 1.0
-    assert my_summary["column"] == "corrected"
-    assert my_summary["execution_accuracy"] == sqlite_summary["execution_accuracy"]
-    assert my_summary["valid_sql_rate"] == 1.0
-    assert my_summary["items"] + my_summary["gold_failed"] == sqlite_summary["items"]
+    _, summary, failed = gold_against_gold(tmp_path / "out", "mysql", server)
     # Pinned: every gold query runs, the 11 that PostgreSQL refuses too (a column neither
     # grouped nor aggregated): MariaDB's default sql_mode lacks ONLY_FULL_GROUP_BY and picks
     # a value from the group, as SQLite does. (MySQL 8's default has it and would refuse
     # them, as PostgreSQL does; they would be reported as gold_failed.)
-    assert my_summary["gold_failed"] == 0
-    assert my_summary["database"].startswith("mysql+pymysql://root@127.0.0.1")
-    correct_info = read_manifest(corrected)
-    assert correct_info["database_kind"] == "mysql"
-    assert correct_info["validated"] == correct_info["count"]
+    assert failed == [] and summary["gold_failed"] == 0
+    assert summary["database"].startswith("mysql+pymysql://root@127.0.0.1")

@@ -114,42 +114,51 @@ def test_loaded_tables_keep_rows_types_and_nulls(spider_in_postgres: str) -> Non
         engine.dispose()
 
 
-def test_gold_against_gold_scores_the_same_on_sqlite_and_on_postgres(
-        spider_in_postgres: str, tmp_path: Path) -> None:
-    out = tmp_path / "out"
+def gold_against_gold(out: Path, kind: str, server: list[str]
+                      ) -> tuple[dict, dict, list[tuple[str, str]]]:
+    """The fixture's gold queries scored against themselves on the SQLite originals and, fitted
+    by ``service=correct correct.target_dialect=<kind>``, on the server (``server``: the db
+    overrides). Checks what holds for every server; returns both summaries and the gold
+    queries the server refused (query, error) for the caller's engine-specific pins."""
     predictions = gold_predictions_run(out)
     on_sqlite = run(make_config(out, ["service=evaluate",
                                       f"evaluate.predictions_dir={predictions}"],
                                 out / "evaluate-sqlite"))
-    server = ["db=postgres", f"db.url='{spider_in_postgres}'", "db.schema='{db_id}'"]
     corrected = run(make_config(out, ["service=correct", f"correct.predictions_dir={predictions}",
-                                      "correct.target_dialect=postgres", *server],
-                                out / "correct-postgres"))
-    on_postgres = run(make_config(out, ["service=evaluate",
-                                        f"evaluate.predictions_dir={corrected}", *server],
-                                  out / "evaluate-postgres"))
+                                      f"correct.target_dialect={kind}", *server],
+                                out / f"correct-{kind}"))
+    on_server = run(make_config(out, ["service=evaluate",
+                                      f"evaluate.predictions_dir={corrected}", *server],
+                                out / f"evaluate-{kind}"))
 
     sqlite_summary = json.loads((on_sqlite / "summary.json").read_text())
-    pg_summary = json.loads((on_postgres / "summary.json").read_text())
-    items = read_jsonl(on_postgres / "items.jsonl")
+    summary = json.loads((on_server / "summary.json").read_text())
+    items = read_jsonl(on_server / "items.jsonl")
     failed = [(i["query"], i["error"]) for i in items if i["error_kind"] == "gold_failed"]
-    print(f"PostgreSQL: {pg_summary['items']} scored, {pg_summary['gold_failed']} gold failed: "
-          f"{failed}")
+    print(f"{kind}: {summary['items']} scored, {summary['gold_failed']} gold failed: {failed}")
     assert sqlite_summary["execution_accuracy"] == 1.0
-    assert pg_summary["column"] == "corrected"
-    assert pg_summary["execution_accuracy"] == sqlite_summary["execution_accuracy"]
-    assert pg_summary["valid_sql_rate"] == 1.0
-    # Gold queries PostgreSQL refuses are reported, not scored: SQLite's bare columns
-    # outside GROUP BY (docs/DATABASES.md); 11 of the 87 here. Every other query ran on both.
+    assert summary["column"] == "corrected"
+    assert summary["execution_accuracy"] == sqlite_summary["execution_accuracy"]
+    assert summary["valid_sql_rate"] == 1.0
+    # A gold query the server refuses is reported, not scored; every other one ran on both.
+    assert summary["items"] + summary["gold_failed"] == sqlite_summary["items"]
+    # The corrected queries were checked by the server itself (EXPLAIN), not SQLite.
+    correct_info = read_manifest(corrected)
+    assert correct_info["database_kind"] == kind
+    assert correct_info["validated"] == correct_info["count"]
+    return sqlite_summary, summary, failed
+
+
+def test_gold_against_gold_scores_the_same_on_sqlite_and_on_postgres(
+        spider_in_postgres: str, tmp_path: Path) -> None:
+    server = ["db=postgres", f"db.url='{spider_in_postgres}'", "db.schema='{db_id}'"]
+    sqlite_summary, pg_summary, failed = gold_against_gold(tmp_path / "out", "postgres", server)
+    # Gold queries PostgreSQL refuses: SQLite's bare columns outside GROUP BY
+    # (docs/DATABASES.md); 11 of the 87 here.
     for _, error in failed:
         assert "must appear in the GROUP BY clause" in error
-    assert pg_summary["items"] + pg_summary["gold_failed"] == sqlite_summary["items"]
     assert pg_summary["items"] >= 0.85 * sqlite_summary["items"]
     assert pg_summary["database"].startswith("postgresql+psycopg://postgres@127.0.0.1")
-    # The corrected queries were checked by PostgreSQL itself (EXPLAIN), not SQLite.
-    correct_info = read_manifest(corrected)
-    assert correct_info["database_kind"] == "postgres"
-    assert correct_info["validated"] == correct_info["count"]
 
 
 def _files_holding(folder: Path, secret: str) -> list[str]:

@@ -15,7 +15,7 @@ import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -26,6 +26,17 @@ from querycraft.generation import Generation, GenerationSettings, cut_at_stop, g
 log = logging.getLogger("querycraft")
 
 Batches = Iterator[tuple[list[int], list[Generation]]]
+
+
+class Backend(Protocol):
+    """What the infer service and self-correction need of a backend: batches of generations.
+
+    Batches may come in any order (a server backend yields whichever request finishes first);
+    their indices say which prompts they answer, and together they answer every prompt once.
+    """
+
+    def generate_batches(self, prompts: list[str], settings: GenerationSettings
+                         ) -> Batches: ...
 
 
 @dataclass
@@ -86,7 +97,10 @@ class VLLMBackend:
                 "infer.backend=vllm needs vLLM on a machine with a supported GPU: pip install "
                 "-e '.[vllm]'. Or use infer.backend=hf (works everywhere)."
             ) from err
-        if source.adapter and not source.merged and _adapter_trains_full_modules(source.adapter):
+        lora = bool(source.adapter and not source.merged)
+        adapter_config = (_adapter_config(source.adapter)
+                          if source.adapter and not source.merged else {})
+        if adapter_config.get("modules_to_save"):
             raise QueryCraftError(
                 f"The adapter in {source.adapter} also trains whole modules (modules_to_save, "
                 f"e.g. embeddings of a new vocabulary), which vLLM's LoRA cannot apply. Merge "
@@ -94,10 +108,12 @@ class VLLMBackend:
                 f"infer.backend=hf."
             )
         self.source = source
-        lora = bool(source.adapter and not source.merged)
+        # vLLM needs the largest LoRA rank up front; self-correction knows only the adapter
+        # folder (an infer run records no rank), whose config says it.
+        rank = source.lora_rank or adapter_config.get("r") or 8
         self.llm = LLM(model=source.merged or source.base, dtype=model_cfg.dtype, seed=seed,
                        trust_remote_code=model_cfg.trust_remote_code, enable_lora=lora,
-                       **({"max_lora_rank": max(8, source.lora_rank or 8)} if lora else {}))
+                       **({"max_lora_rank": max(8, rank)} if lora else {}))
 
     def generate_batches(self, prompts: list[str], settings: GenerationSettings) -> Batches:
         from vllm import SamplingParams
@@ -123,10 +139,10 @@ class VLLMBackend:
                                        seconds) for o in outputs]
 
 
-def _adapter_trains_full_modules(adapter_dir: str) -> bool:
+def _adapter_config(adapter_dir: str) -> dict[str, Any]:
     path = os.path.join(adapter_dir, "adapter_config.json")
     with open(path, encoding="utf-8") as handle:
-        return bool(json.load(handle).get("modules_to_save"))
+        return json.load(handle)
 
 
 class OpenAIBackend:
@@ -203,12 +219,22 @@ class OpenAIBackend:
                 yield futures[future], [Generation(text, seconds) for text in texts]
 
 
-def make_backend(cfg: DictConfig, source: ModelSource | None) -> Any:
-    """The backend ``infer.backend`` names, ready to generate."""
+def make_backend(cfg: DictConfig, source: ModelSource | None) -> Backend:
+    """The backend ``infer.backend`` names, ready to generate.
+
+    Args:
+        source: the model to load; None is only possible with ``openai``, whose server
+            serves its own (``infer.server.*``).
+
+    Raises:
+        QueryCraftError: if a local backend has no model to load, or the backend cannot start.
+    """
     name = cfg.infer.backend
     if name == "openai":
         return OpenAIBackend(cfg.infer.server)
-    assert source is not None
+    if source is None:
+        raise QueryCraftError(f"infer.backend={name} loads the model itself, but none was "
+                              f"given; use infer.backend=openai for a model on a server.")
     if name == "vllm":
         return VLLMBackend(source, cfg.model, cfg.seed)
     return HFBackend(source, cfg.model)

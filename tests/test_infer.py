@@ -9,6 +9,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -17,7 +19,7 @@ import torch
 from omegaconf import OmegaConf
 
 from querycraft import models
-from querycraft.backends import HFBackend, ModelSource, OpenAIBackend
+from querycraft.backends import HFBackend, ModelSource, OpenAIBackend, make_backend
 from querycraft.cli import run
 from querycraft.config import CONFIG_DIR, CollatorConfig
 from querycraft.data import encode_example, make_collator, prompt_for
@@ -239,16 +241,46 @@ def test_out_of_memory_halves_the_batch_and_retries(hf_backend):
 # ------------------------------------------------------------ OpenAI-compatible server
 
 
-class _CompletionsServer(ThreadingHTTPServer):
-    """A real OpenAI-compatible completions server around the tiny model (for the test)."""
+# What a served model answers: the texts for ``prompts``, generated with ``settings``.
+Answer = Callable[[list[str], GenerationSettings], list[str]]
 
-    def __init__(self, backend: HFBackend):
-        self.backend, self.lock, self.requests = backend, threading.Lock(), []
+
+class CompletionsServer(ThreadingHTTPServer):
+    """A real OpenAI-compatible completions server (``/v1/models``, ``/v1/completions``) on a
+    free local port, whose texts come from ``answer``; it keeps every request it was sent.
+    tests/test_correct_self.py uses it too."""
+
+    def __init__(self, answer: Answer):
+        self.answer, self.lock, self.requests = answer, threading.Lock(), []
         super().__init__(("127.0.0.1", 0), _Handler)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+
+@contextmanager
+def serving(answer: Answer) -> Iterator[CompletionsServer]:
+    """A ``CompletionsServer`` answering in a background thread until the block ends."""
+    server = CompletionsServer(answer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def model_answers(backend: HFBackend) -> Answer:
+    """The tiny model's own generations, as the server's answers."""
+    def answer(prompts: list[str], settings: GenerationSettings) -> list[str]:
+        return [o.text for o in generate(backend.model, backend.tokenizer, prompts, settings,
+                                         progress=False)]
+    return answer
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: _CompletionsServer
+    server: CompletionsServer
 
     def log_message(self, *args):  # keep test output quiet
         pass
@@ -271,33 +303,33 @@ class _Handler(BaseHTTPRequestHandler):
         settings = GenerationSettings(max_new_tokens=request["max_tokens"],
                                       stop_string=(request.get("stop") or [None])[0],
                                       batch_size=len(prompts))
-        with self.server.lock:
-            outputs = generate(self.server.backend.model, self.server.backend.tokenizer,
-                               prompts, settings, progress=False)
+        with self.server.lock:  # one generation at a time, as one model on one device
+            texts = self.server.answer(prompts, settings)
         self._send({"object": "text_completion", "model": request["model"], "choices": [
-            {"index": i, "text": o.text, "finish_reason": "stop"}
-            for i, o in enumerate(outputs)]})
+            {"index": i, "text": text, "finish_reason": "stop"}
+            for i, text in enumerate(texts)]})
 
 
 def test_openai_compatible_server_backend_gives_what_the_model_gives(hf_backend, output,
                                                                     finetune_dir):
-    server = _CompletionsServer(hf_backend)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    with serving(model_answers(hf_backend)) as server:
         served = run(_infer_config(output, "served", f"infer.finetune_dir={finetune_dir}",
-                                   "infer.backend=openai", f"infer.server.base_url={url}",
+                                   "infer.backend=openai", f"infer.server.base_url={server.url}",
                                    "infer.limit=6", "infer.batch_size=4",
                                    "infer.max_new_tokens=10"))
         local = run(_infer_config(output, "local", f"infer.finetune_dir={finetune_dir}",
                                   "infer.limit=6", "infer.max_new_tokens=10"))
-    finally:
-        server.shutdown()
     served_rows, local_rows = (read_jsonl(d / "predictions.jsonl") for d in (served, local))
     assert [r["raw_output"] for r in served_rows] == [r["raw_output"] for r in local_rows]
     assert server.requests[0]["model"] == "tiny-sql"  # found through /v1/models
     assert server.requests[0]["temperature"] == 0.0  # greedy
     assert sorted(len(r["prompt"]) for r in server.requests) == [2, 4]
+
+
+def test_a_local_backend_without_a_model_is_a_clear_error(output):
+    cfg = _infer_config(output, "unused-no-model")
+    with pytest.raises(QueryCraftError, match=r"infer\.backend=hf loads the model itself"):
+        make_backend(cfg, None)
 
 
 def test_unreachable_server_is_a_clear_error():

@@ -105,9 +105,11 @@ def _self_correct(cfg: DictConfig, info: dict[str, Any], out: list[dict[str, Any
     """Ask the infer run's model again for each query SQLite still refuses, with the error.
 
     At most ``correct.self_correct_rounds`` rounds; a new answer goes through the same rules
-    and validation, and replaces the corrected query only once SQLite accepts it.
+    and validation, and replaces the corrected query only once SQLite accepts it. The model
+    is asked through the backend ``infer.backend`` names, as infer would: loaded here from
+    the infer run's model (hf, vllm), or the server of ``infer.server`` (openai).
     """
-    from querycraft.backends import HFBackend, ModelSource
+    from querycraft.backends import ModelSource, make_backend
     from querycraft.generation import GenerationSettings
     from querycraft.prompts import load_template, render_prompt
     from querycraft.sql import extract_sql
@@ -119,12 +121,16 @@ def _self_correct(cfg: DictConfig, info: dict[str, Any], out: list[dict[str, Any
         row["self_correct_attempts"] = 0
     if not failing:
         return stats
-    if not info.get("base_model"):
-        raise QueryCraftError("correct.self_correct_rounds needs the model that wrote the SQL, "
-                              "but the infer run names none (a server backend); set it to 0.")
+    source = (ModelSource(base=info["base_model"], adapter=info.get("adapter"),
+                          merged=info.get("merged_model"))
+              if info.get("base_model") else None)
+    if source is None and cfg.infer.backend != "openai":
+        raise QueryCraftError(
+            "correct.self_correct_rounds needs the model that wrote the SQL, but the infer "
+            "run names none (it asked a server). Ask that server again (infer.backend=openai "
+            "and its infer.server.* settings), or set correct.self_correct_rounds=0.")
     template = load_template(settings.self_correct_template, cfg.paths.prompts_dir)
-    backend = HFBackend(ModelSource(base=info["base_model"], adapter=info.get("adapter"),
-                                    merged=info.get("merged_model")), cfg.model)
+    backend = make_backend(cfg, source)
     generation = GenerationSettings.from_config(cfg.infer, template.stop_string)
     target = settings.target_dialect or settings.read_dialect
     last_attempt = {id(r): r["corrected"] for r in failing}  # what the next prompt shows

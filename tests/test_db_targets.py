@@ -56,12 +56,12 @@ def test_db2_url_and_the_real_dialect_without_a_server(tmp_path, monkeypatch) ->
     assert target.url_for().render_as_string(hide_password=False) == \
         "db2+ibm_db://db2inst1:db2pw@db2.example.com:50000/SAMPLE"
     assert target.dialect == "db2" and target.schema_for() == "SALES"
-    engine = dbmod._server_engine(target, "", read_only=True)  # creating it does not connect
+    database = dbmod.ServerDatabase(target)  # creating its engine does not connect
     try:
-        assert engine.dialect.name == "ibm_db_sa"
+        assert database.engine.dialect.name == "ibm_db_sa" and database.dialect == "db2"
         # The schema reader's queries for this dialect: tests/test_schema.py.
     finally:
-        engine.dispose()
+        database.close()
 
 
 def test_db2_allow_list_refuses_every_attempt_and_admits_db2_queries() -> None:

@@ -9,12 +9,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-import sqlglot
 from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 from sqlglot.tokens import TokenType
 
-from querycraft.sql import split_statements, strip_comments
+from querycraft.sql import parse_statement, split_statements, strip_comments
 
 __all__ = ["schema_from_ddl"]
 
@@ -24,15 +23,6 @@ _CREATE_RE = re.compile(
     re.IGNORECASE | re.VERBOSE | re.DOTALL,
 )
 _CONSTRAINT_WORDS = ("PRIMARY", "FOREIGN", "UNIQUE", "CHECK", "CONSTRAINT", "KEY", "INDEX")
-
-
-def _parse_create(statement: str, dialect: str) -> exp.Expr | None:
-    """The statement's tree, or None when sqlglot cannot read it as one statement."""
-    try:
-        trees = [t for t in sqlglot.parse(statement, read=dialect) if t is not None]
-    except Exception:  # ParseError, TokenError, unknown dialect, RecursionError...
-        return None
-    return trees[0] if len(trees) == 1 else None
 
 
 def _strip_quotes(name: str) -> str:
@@ -99,7 +89,7 @@ def schema_from_ddl(text: str, dialect: str = "sqlite") -> dict[str, list[str]]:
     for statement in split_statements(text or ""):
         if not re.match(r"\s*CREATE\b", statement, re.IGNORECASE):
             continue
-        tree = _parse_create(statement, dialect)
+        tree = parse_statement(statement, dialect)
         if isinstance(tree, exp.Create) and isinstance(tree.this, exp.Schema):
             table = tree.this.this
             columns = [c.name for c in tree.this.expressions if isinstance(c, exp.ColumnDef)]

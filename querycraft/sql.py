@@ -11,18 +11,23 @@ import re
 from collections.abc import Iterator
 from typing import NamedTuple
 
-import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, SqlglotError
 
-import querycraft.dialects  # noqa: F401  (registers the Db2 dialect with sqlglot: read="db2")
+# Importing querycraft.dialects registers the Db2 dialect with sqlglot: read="db2".
+from querycraft.dialects import parse_statements
 
 __all__ = [
+    "QUOTED_KINDS",
+    "Token",
     "exact_match",
     "extract_sql",
     "has_order_by",
     "is_read_only_statement",
+    "lex",
     "normalize_sql",
+    "parse_statement",
+    "parse_statements",
     "parses",
     "split_statements",
     "strip_comments",
@@ -40,10 +45,10 @@ _TOKEN_RE = re.compile(
     r"""
     (?P<ws>\s+)
   | (?P<comment>--[^\n]*|/\*.*?(?:\*/|\Z))
-  | (?P<string>[xXnNeEbB]?'(?:[^']|'')*(?:'|\Z))
-  | (?P<dquote>"(?:[^"]|"")*(?:"|\Z))
-  | (?P<bquote>`(?:[^`]|``)*(?:`|\Z))
-  | (?P<bracket>\[[^\]]*(?:\]|\Z))
+  | (?P<string>[xXnNeEbB]?'(?:[^']|'')*(?:(?P<string_end>')|\Z))
+  | (?P<dquote>"(?:[^"]|"")*(?:(?P<dquote_end>")|\Z))
+  | (?P<bquote>`(?:[^`]|``)*(?:(?P<bquote_end>`)|\Z))
+  | (?P<bracket>\[[^\]]*(?:(?P<bracket_end>\])|\Z))
   | (?P<number>0[xX][0-9a-fA-F]+|(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)
   | (?P<param>\?\d*|\$\d+|[:@$][^\W\d]\w*)
   | (?P<word>[^\W\d]\w*)
@@ -55,10 +60,20 @@ _TOKEN_RE = re.compile(
 )
 
 
-class _Tok(NamedTuple):
+# The kinds whose token ends with a closing character, which may be missing at the end of text.
+QUOTED_KINDS = ("string", "dquote", "bquote", "bracket")
+
+
+class Token(NamedTuple):
+    """One token of :func:`lex`: ``kind`` is the name of the group of ``_TOKEN_RE`` it matched
+    (ws, comment, string, dquote, bquote, bracket, number, param, word, op, punct, other)."""
+
     kind: str
     text: str
     start: int
+    # False for a literal, quoted name or block comment the text ends inside (a model's
+    # output cut off at its token limit): the correction rules close those.
+    closed: bool = True
 
     @property
     def end(self) -> int:
@@ -69,15 +84,27 @@ class _Tok(NamedTuple):
         return self.text.upper()
 
 
-def _lex(sql: str) -> Iterator[_Tok]:
+def lex(sql: str) -> Iterator[Token]:
+    """The text cut into tokens, quote- and comment-aware; the tokens' texts join up to ``sql``.
+
+    A quote or block comment never closed runs to the end of the text, as one token with
+    ``closed=False``.
+    """
     for m in _TOKEN_RE.finditer(sql):
-        kind = m.lastgroup
+        kind = m.lastgroup  # the outer group: an *_end group closes before it
         assert kind is not None  # every alternative is a named group
-        yield _Tok(kind, m.group(), m.start())
+        text = m.group()
+        if kind in QUOTED_KINDS:
+            closed = m.group(f"{kind}_end") is not None
+        elif kind == "comment" and text.startswith("/*"):
+            closed = len(text) >= 4 and text.endswith("*/")  # "/*/" opens without closing
+        else:
+            closed = True
+        yield Token(kind, text, m.start(), closed)
 
 
-def _significant(sql: str) -> list[_Tok]:
-    return [t for t in _lex(sql) if t.kind not in ("ws", "comment")]
+def _significant(sql: str) -> list[Token]:
+    return [t for t in lex(sql) if t.kind not in ("ws", "comment")]
 
 
 # SQLite's keyword list (sqlite.org/lang_keywords.html) minus rarely-reserved words that are
@@ -115,7 +142,7 @@ _COMPARISONS = frozenset(["=", "!=", "<", ">", "<=", ">=", "LIKE", "GLOB", "REGE
 _OP_SPELLING = {"==": "=", "<>": "!="}
 
 
-def _unquote(tok: _Tok) -> str:
+def _unquote(tok: Token) -> str:
     """The content of a quoted token, with doubled quote characters undone."""
     body = tok.text[1:]
     closer = {"'": "'", '"': '"', "`": "`", "[": "]"}[tok.text[0]]
@@ -144,7 +171,7 @@ def split_statements(sql: str) -> list[str]:
     pieces: list[str] = []
     start = 0
     has_content = False
-    for tok in _lex(sql):
+    for tok in lex(sql):
         if tok.kind == "punct" and tok.text == ";":
             if has_content:
                 pieces.append(sql[start : tok.start].strip())
@@ -168,7 +195,7 @@ def strip_comments(sql: str) -> str:
         The text without comments, stripped of surrounding whitespace.
     """
     parts: list[str] = []
-    for tok in _lex(sql):
+    for tok in lex(sql):
         if tok.kind != "comment":
             parts.append(tok.text)
         elif tok.text.startswith("/*"):
@@ -181,7 +208,7 @@ def strip_comments(sql: str) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def _string_positions(toks: list[_Tok]) -> set[int]:
+def _string_positions(toks: list[Token]) -> set[int]:
     """Indices of double-quoted tokens that sit where only a value can be.
 
     SQLite (and Spider's gold queries) accept "text" as a string literal. A double-quoted token
@@ -192,7 +219,7 @@ def _string_positions(toks: list[_Tok]) -> set[int]:
     in_list_stack: list[bool] = []  # one entry per open '(': is it an IN (...) value list?
     between_pending = False  # inside "BETWEEN x", waiting for its AND
     after_between_and = False  # the previous token was the AND of a BETWEEN
-    prev: _Tok | None = None
+    prev: Token | None = None
     for i, tok in enumerate(toks):
         prev_up = prev.upper if prev is not None else ""
         if tok.kind == "dquote":
@@ -221,7 +248,7 @@ def _string_positions(toks: list[_Tok]) -> set[int]:
     return found
 
 
-def _render_token(tok: _Tok, as_string: bool) -> str:
+def _render_token(tok: Token, as_string: bool) -> str:
     if tok.kind == "word":
         return tok.upper if tok.upper in _KEYWORDS else tok.text.lower()
     if tok.kind == "dquote" and as_string:
@@ -235,7 +262,7 @@ def _render_token(tok: _Tok, as_string: bool) -> str:
     return tok.text
 
 
-def _needs_space(prev: _Tok, prev_text: str, cur: _Tok, cur_text: str, prev_unary: bool) -> bool:
+def _needs_space(prev: Token, prev_text: str, cur: Token, cur_text: str, prev_unary: bool) -> bool:
     if prev_unary or cur_text in (")", ",", ".", ";", "::") or prev_text in ("(", ".", "::"):
         return False
     if cur_text == "(" and prev.kind == "word":
@@ -276,7 +303,7 @@ def normalize_sql(sql: str) -> str:
         toks = _significant(piece)
         as_string = _string_positions(toks)
         out: list[str] = []
-        prev: _Tok | None = None
+        prev: Token | None = None
         prev_text = ""
         prev_unary = False
         for i, tok in enumerate(toks):
@@ -407,12 +434,12 @@ def _fenced_block(text: str) -> str | None:
 
 
 def _starts_with_statement(text: str) -> bool:
-    first = next((t for t in _lex(text) if t.kind not in ("ws", "comment")), None)
+    first = next((t for t in lex(text) if t.kind not in ("ws", "comment")), None)
     return first is not None and (first.upper in _STATEMENT_STARTS or first.text == "(")
 
 
 def _starts_with_echo(text: str) -> bool:
-    first = next((t for t in _lex(text) if t.kind not in ("ws", "comment")), None)
+    first = next((t for t in lex(text) if t.kind not in ("ws", "comment")), None)
     return first is not None and first.upper in _ECHO_STARTS
 
 
@@ -433,7 +460,7 @@ def _skip_schema_echo(text: str) -> str:
     """
     at_start = True  # the next significant token opens a statement
     skipped = False
-    for tok in _lex(text):
+    for tok in lex(text):
         if tok.kind in ("ws", "comment"):
             continue
         if tok.text == ";":
@@ -480,9 +507,9 @@ def _find_sql_start(text: str) -> tuple[int, int | None] | None:
 
 def _cut_markers(text: str) -> str:
     """Cut text at the first stop marker or prose label that lies outside quotes."""
-    prev: _Tok | None = None
+    prev: Token | None = None
     line_blank = True  # nothing but whitespace so far on the current line
-    for tok in _lex(text):
+    for tok in lex(text):
         pos = tok.start
         if tok.kind not in ("string", "dquote", "comment", "ws"):
             if text.startswith(_STOP_MARKERS, pos) or (tok.text == "#" and line_blank):
@@ -508,11 +535,11 @@ class _QueryState:
 
     def __init__(self) -> None:
         self.depth = 0
-        self.first: _Tok | None = None
-        self.last: _Tok | None = None
+        self.first: Token | None = None
+        self.last: Token | None = None
         self.awaiting_body = False  # a WITH clause whose main query has not started
 
-    def feed(self, tok: _Tok) -> None:
+    def feed(self, tok: Token) -> None:
         if self.first is None:
             self.first = tok
             self.awaiting_body = tok.upper == "WITH"
@@ -534,7 +561,7 @@ class _QueryState:
 
 def _keep_lines(text: str) -> str:
     """Keep the leading lines that belong to the query; stop at prose or a new query."""
-    toks = [t for t in _lex(text) if t.kind != "ws"]
+    toks = [t for t in lex(text) if t.kind != "ws"]
     line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
     state = _QueryState()
     ti = 0  # tokens before this index are already fed to the state
@@ -655,12 +682,22 @@ def _parse_one(sql: str, dialect: str) -> exp.Expression:
     if len(pieces) > 1:
         raise ValueError(f"expected one statement, found {len(pieces)}")
     try:
-        trees = [t for t in sqlglot.parse(pieces[0], read=dialect) if t is not None]
+        trees = parse_statements(pieces[0], dialect)
     except (SqlglotError, RecursionError) as err:
         raise ValueError(_error_text(err)) from err
     if len(trees) != 1:
         raise ValueError(f"expected one statement, found {len(trees)}")
     return trees[0]
+
+
+def parse_statement(sql: str, dialect: str) -> exp.Expr | None:
+    """The one statement sqlglot reads in the text, or None: none or several, a parse error,
+    an unknown dialect. Never raises, for text (model output) that callers must survive."""
+    try:
+        trees = parse_statements(sql, dialect)
+    except Exception:  # ParseError, TokenError, ValueError (unknown dialect), RecursionError...
+        return None
+    return trees[0] if len(trees) == 1 else None
 
 
 def parses(sql: str, dialect: str = "sqlite") -> str | None:

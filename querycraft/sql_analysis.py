@@ -64,9 +64,10 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import sqlglot
 from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
+
+from querycraft.sql import parse_statement
 
 __all__ = [
     "FEATURES",
@@ -111,13 +112,9 @@ def _parse(sql: str, dialect: str) -> exp.Query | None:
     Dialect.get_or_raise(dialect)  # an unknown dialect is the caller's bug: let it raise
     if not isinstance(sql, str) or not sql.strip():
         return None
-    try:
-        trees = [t for t in sqlglot.parse(sql, read=dialect) if t is not None]
-    except Exception:  # sqlglot raises more than ParseError on garbage (TokenError, ValueError...)
+    tree = parse_statement(sql, dialect)
+    if not isinstance(tree, exp.Query):
         return None
-    if len(trees) != 1 or not isinstance(trees[0], exp.Query):
-        return None
-    tree = trees[0]
     if any(not s.expressions for s in tree.find_all(exp.Select)):
         return None  # sqlglot accepts a bare "SELECT"
     return tree

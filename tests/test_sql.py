@@ -7,19 +7,78 @@ import time
 from pathlib import Path
 
 import pytest
+from sqlglot.errors import SqlglotError
 
 from querycraft.sql import (
     exact_match,
     extract_sql,
     has_order_by,
     is_read_only_statement,
+    lex,
     normalize_sql,
+    parse_statement,
+    parse_statements,
     parses,
     split_statements,
     strip_comments,
     tables_in,
     token_match_score,
 )
+
+
+@pytest.mark.parametrize(
+    ("sql", "kind", "closed"),
+    [
+        ("'it''s'", "string", True),
+        ("'it''s", "string", False),
+        ("'ends in a doubled quote''", "string", False),
+        ("N'x'", "string", True),
+        ('"name"', "dquote", True),
+        ('"name', "dquote", False),
+        ("`name", "bquote", False),
+        ("[name]", "bracket", True),
+        ("[name", "bracket", False),
+        ("/* c */", "comment", True),
+        ("/* c", "comment", False),
+        ("/*/", "comment", False),
+        ("-- to the end", "comment", True),
+        ("word", "word", True),
+    ],
+)
+def test_lex_says_whether_a_quote_or_comment_is_closed(sql: str, kind: str, closed: bool) -> None:
+    (tok,) = lex(sql)
+    assert (tok.kind, tok.text, tok.start, tok.closed) == (kind, sql, 0, closed)
+
+
+def test_lex_tokens_join_up_to_the_text() -> None:
+    sql = "SELECT a, 'x;' -- c\nFROM [t] WHERE b >= $1 /* open"
+    toks = list(lex(sql))
+    assert "".join(t.text for t in toks) == sql
+    assert all(sql[t.start : t.end] == t.text for t in toks)
+    assert [t.kind for t in toks if t.kind not in ("ws", "punct")] == [
+        "word", "word", "string", "comment", "word", "bracket", "word", "word", "op", "param",
+        "comment"]
+    assert [t.closed for t in toks].count(False) == 1
+
+
+def test_parse_statements_drops_empty_statements_and_raises_on_bad_sql() -> None:
+    assert [t.sql() for t in parse_statements("SELECT 1;; SELECT 2", "sqlite")] == [
+        "SELECT 1", "SELECT 2"]
+    with pytest.raises(SqlglotError):
+        parse_statements("SELECT (", "sqlite")
+    # The Db2 dialect is registered wherever parse_statements is importable.
+    assert len(parse_statements("SELECT 1 FROM sysibm.sysdummy1", "db2")) == 1
+
+
+@pytest.mark.parametrize("sql", ["SELECT (", "SELECT 1; SELECT 2", "", ";;", "'open"])
+def test_parse_statement_gives_none_for_anything_but_one_statement(sql: str) -> None:
+    assert parse_statement(sql, "sqlite") is None
+
+
+def test_parse_statement() -> None:
+    tree = parse_statement("SELECT a FROM t;", "sqlite")
+    assert tree is not None and tree.sql() == "SELECT a FROM t"
+    assert parse_statement("SELECT 1", "no-such-dialect") is None
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
 """What the correction rules share: the rule record, the context a rule reads and notes into,
-the text segmenter (code vs literals and comments) and the sqlglot parse helpers.
+the text segments (code vs literals and comments, from querycraft.sql's lexer) and the sqlglot
+parse helpers.
 
 A rule is ``(sql, ctx) -> sql``: a plain function of the text, which never raises on bad SQL
 (what it cannot fix it notes in ``ctx``).
@@ -18,13 +19,12 @@ from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ErrorLevel
 
 import querycraft.dialects  # noqa: F401  (registers the Db2 dialect with sqlglot)
-from querycraft.sql import parses
+from querycraft.sql import QUOTED_KINDS, Token, lex, parse_statement, parses
 
 __all__ = [
     "FALLBACK_DIALECTS",
     "Context",
     "Rule",
-    "Segment",
     "code_only",
     "dialect_known",
     "ident_sql",
@@ -97,48 +97,39 @@ class Rule:
 # Text segments: code vs literals, quoted identifiers and comments
 # --------------------------------------------------------------------------------------------
 
-# Unlike querycraft.sql's tokenizer this one says whether a literal or comment is closed,
-# which the balancing rule needs.
-_SEGMENT_RE = re.compile(
-    r"""
-    (?P<comment>--[^\n]*|/\*.*?(?:\*/|\Z))
-  | (?P<string>'(?:[^']|'')*(?:(?P<string_end>')|\Z))
-  | (?P<dquote>"(?:[^"]|"")*(?:(?P<dquote_end>")|\Z))
-  | (?P<bquote>`(?:[^`]|``)*(?:(?P<bquote_end>`)|\Z))
-  | (?P<bracket>\[[^\]]*(?:(?P<bracket_end>\])|\Z))
-  | (?P<code>[^'"`\[/-]+|.)
-    """,
-    re.VERBOSE | re.DOTALL,
-)
 
+def segments(sql: str) -> list[Token]:
+    """The text cut into code and quoted pieces (comment, string, dquote, bquote, bracket),
+    from :func:`querycraft.sql.lex`; the tokens between quoted pieces are merged into one
+    "code" piece."""
+    out: list[Token] = []
+    code: list[str] = []  # the code tokens since the last quoted piece
+    code_start = 0
 
-@dataclass(frozen=True)
-class Segment:
-    kind: str  # code, comment, string, dquote, bquote or bracket
-    text: str
-    start: int
-    closed: bool = True
+    def add_code(text: str, start: int) -> None:
+        nonlocal code_start
+        if not code:
+            code_start = start
+        code.append(text)
 
-    @property
-    def end(self) -> int:
-        return self.start + len(self.text)
+    def add_quoted(tok: Token) -> None:
+        if code:
+            out.append(Token("code", "".join(code), code_start))
+            code.clear()
+        out.append(tok)
 
-
-def segments(sql: str) -> list[Segment]:
-    """The text cut into code and quoted pieces; adjacent code pieces merged."""
-    out: list[Segment] = []
-    for m in _SEGMENT_RE.finditer(sql):
-        kind = m.lastgroup or "code"
-        if kind.endswith("_end"):
-            kind = kind[: -len("_end")]
-        closed = kind in ("code", "comment") or m.group(f"{kind}_end") is not None
-        if kind == "comment" and m.group().startswith("/*"):
-            closed = m.group().endswith("*/") and len(m.group()) >= 4
-        if kind == "code" and out and out[-1].kind == "code":
-            prev = out.pop()
-            out.append(Segment("code", prev.text + m.group(), prev.start))
-            continue
-        out.append(Segment(kind, m.group(), m.start(), closed))
+    for tok in lex(sql):
+        if tok.kind == "string" and tok.text[0] != "'":
+            # The rules read a literal's prefix letter (N'x', X'0a') as code and the quote as
+            # the literal's first character.
+            add_code(tok.text[0], tok.start)
+            add_quoted(Token("string", tok.text[1:], tok.start + 1, tok.closed))
+        elif tok.kind in QUOTED_KINDS or tok.kind == "comment":
+            add_quoted(tok)
+        else:
+            add_code(tok.text, tok.start)
+    if code:
+        out.append(Token("code", "".join(code), code_start))
     return out
 
 
@@ -168,13 +159,8 @@ def dialect_known(name: str) -> bool:
 
 def parse(sql: str, dialect: str) -> exp.Expr | None:
     """One statement parsed with ``dialect``, or None (several statements, error, command)."""
-    try:
-        trees = [t for t in sqlglot.parse(sql, read=dialect) if t is not None]
-    except Exception:  # ParseError, TokenError, unknown dialect, RecursionError...
-        return None
-    if len(trees) != 1 or isinstance(trees[0], exp.Command):
-        return None
-    return trees[0]
+    tree = parse_statement(sql, dialect)
+    return None if isinstance(tree, exp.Command) else tree
 
 
 def parse_error(sql: str, dialect: str) -> str:

@@ -16,7 +16,7 @@ from sqlglot.errors import ParseError
 
 from querycraft.dialects.db2 import Db2
 
-__all__ = ["DIALECTS", "Db2", "transpile_one"]
+__all__ = ["DIALECTS", "Db2", "parse_statements", "transpile_one"]
 
 DIALECTS = ("sqlite", "postgres", "mysql", "db2")
 
@@ -24,6 +24,20 @@ DIALECTS = ("sqlite", "postgres", "mysql", "db2")
 _QUOTED_RE = re.compile(r"'(?:[^']|'')*'|\"((?:[^\"]|\"\")*)\"")
 
 _COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Like, exp.ILike)
+
+
+def parse_statements(sql: str, read: str) -> list[exp.Expr]:
+    """The statements sqlglot reads in the text with dialect ``read``, Db2 included.
+
+    Defined here rather than in :mod:`querycraft.sql`, which re-exports it, because that module
+    imports this package (to register Db2) and so cannot be imported by it. Empty statements
+    (``;;``, for which sqlglot yields None) are dropped.
+
+    Raises:
+        sqlglot.errors.SqlglotError: The text does not parse (or the dialect is unknown).
+        RecursionError: The text nests deeper than the parser can follow.
+    """
+    return [tree for tree in sqlglot.parse(sql, read=read) if tree is not None]
 
 
 def _sqlite_double_quoted_strings(tree: exp.Expr, sql: str) -> exp.Expr:
@@ -72,7 +86,7 @@ def transpile_one(sql: str, read: str, write: str) -> str:
         sqlglot.errors.ParseError: The text is not exactly one statement, or does not parse.
         sqlglot.errors.SqlglotError: Any other sqlglot failure.
     """
-    trees = [t for t in sqlglot.parse(sql, read=read) if t is not None]
+    trees = parse_statements(sql, read)
     if len(trees) != 1:
         raise ParseError(f"expected one SQL statement, got {len(trees)}")
     tree = trees[0]

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import re
 
-from querycraft.correction.common import Context, Segment, code_only, segments
+from querycraft.correction.common import Context, code_only, segments
+from querycraft.sql import Token
 
 DESCRIPTION = ("a literal left open at the very end is closed; exactly one missing `)` is "
                "added at the end; one extra `)` at the very end is dropped")
@@ -24,7 +25,7 @@ _TOP_CLAUSE_RE = re.compile(
 )
 
 
-def _paren_depths(pieces: list[Segment]) -> tuple[int, int, list[int]]:
+def _paren_depths(pieces: list[Token]) -> tuple[int, int, list[int]]:
     """Final depth, lowest depth reached, and offsets of the '(' still open at the end."""
     depth, lowest, open_at = 0, 0, []
     for seg in pieces:

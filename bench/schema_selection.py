@@ -24,7 +24,7 @@ from sqlglot import exp
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from querycraft.schema import _sqlite_schema_engine, relevant_tables  # noqa: E402
+from querycraft.schema import readonly_sqlite_engine, relevant_tables  # noqa: E402
 
 
 def gold_tables(sql: str, names: list[str]) -> set[str]:
@@ -51,7 +51,7 @@ def main() -> int:
     for item in questions:
         db = item["db_id"]
         if db not in inspectors:
-            engine = _sqlite_schema_engine(args.spider / "database" / db / f"{db}.sqlite")
+            engine = readonly_sqlite_engine(args.spider / "database" / db / f"{db}.sqlite")
             inspectors[db] = sqlalchemy.inspect(engine)
             names[db] = inspectors[db].get_table_names()
         picked = set(relevant_tables(inspectors[db], item["question"]))

@@ -30,6 +30,7 @@ from querycraft.errors import QueryCraftError
 __all__ = [
     "describe_schema",
     "read_schema",
+    "readonly_sqlite_engine",
     "readonly_uri",
     "relevant_tables",
     "render_create_table",
@@ -52,7 +53,8 @@ def readonly_uri(file: Path) -> str:
     return f"file:{urllib.parse.quote(str(file.resolve()))}?mode=ro"
 
 
-def _sqlite_schema_engine(file: Path) -> sqlalchemy.Engine:
+def readonly_sqlite_engine(file: Path) -> sqlalchemy.Engine:
+    """A SQLAlchemy engine on an existing SQLite file, opened read-only (the schema reader's)."""
     if not file.is_file():
         raise QueryCraftError(
             f"Cannot read the schema: {file} is not an existing file. Give the path of a .sqlite "
@@ -70,7 +72,7 @@ def _schema_engine(url_or_path: str) -> tuple[sqlalchemy.Engine, str]:
     """An engine for the database, and how to name it in messages (password hidden)."""
     if "://" not in url_or_path:
         file = Path(url_or_path).expanduser()
-        return _sqlite_schema_engine(file), str(file)
+        return readonly_sqlite_engine(file), str(file)
     try:
         url = make_url(url_or_path)
     except sa_exc.ArgumentError as err:
@@ -80,7 +82,7 @@ def _schema_engine(url_or_path: str) -> tuple[sqlalchemy.Engine, str]:
     if url.get_backend_name() == "sqlite" and is_file_url:
         # A plain SQLite file URL is opened read-only too, so a missing file is never created.
         file = Path(database).expanduser()
-        return _sqlite_schema_engine(file), str(file)
+        return readonly_sqlite_engine(file), str(file)
     shown = url.render_as_string(hide_password=True)
     try:
         return sqlalchemy.create_engine(url), shown

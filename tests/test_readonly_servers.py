@@ -188,20 +188,28 @@ def test_sqlite_connection_refuses_writes_even_without_the_allow_list(sqlite_cop
     assert _sqlite_fingerprint(sqlite_copy) == before
 
 
-def test_postgres_refuses_writes_even_without_the_allow_list(postgres_singers: str) -> None:
+def _without_the_allow_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``execute`` with its statement check bypassed, so that what reaches the server is
+    refused (or not) by the layers below it alone."""
+    monkeypatch.setattr(dbmod, "allowed_statement", lambda sql, spec: sql)
+
+
+def test_postgres_refuses_writes_even_without_the_allow_list(
+        postgres_singers: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Further layers, if the statement check were bypassed: the query runs in a server-side
     cursor (which takes only queries), inside a READ ONLY transaction, on a session whose
     transactions default to READ ONLY."""
     before = _postgres_fingerprint(postgres_singers)
+    _without_the_allow_list(monkeypatch)
     database = dbmod.ServerDatabase(dbmod.DatabaseTarget("postgres", url=postgres_singers))
     try:
         for sql in ("DELETE FROM singer", "CREATE TABLE evil (a int)", "DROP TABLE singer",
                     "WITH gone AS (DELETE FROM singer RETURNING *) SELECT * FROM gone"):
-            with pytest.raises(sqlalchemy.exc.DBAPIError):
-                database._run(sql, 5.0, 10, explain=False)
+            with pytest.raises(dbmod.QueryError):
+                database.execute(sql, timeout_s=5.0, max_rows=10)
         for sql in ("SELECT nextval('s')", "SELECT setval('s', 5)"):
-            with pytest.raises(sqlalchemy.exc.DBAPIError, match="read-only transaction"):
-                database._run(sql, 5.0, 10, explain=False)
+            with pytest.raises(dbmod.QueryError, match="read-only transaction"):
+                database.execute(sql, timeout_s=5.0, max_rows=10)
         # The session itself: even a statement sent outside the layer's transaction setup.
         with database.engine.connect() as conn:
             for sql in ("CREATE TABLE evil (a int)", "DELETE FROM singer"):
@@ -213,17 +221,19 @@ def test_postgres_refuses_writes_even_without_the_allow_list(postgres_singers: s
     assert _postgres_fingerprint(postgres_singers) == before
 
 
-def test_mysql_refuses_writes_even_without_the_allow_list(mysql_singers: str) -> None:
+def test_mysql_refuses_writes_even_without_the_allow_list(
+        mysql_singers: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Further layers on MariaDB, if the statement check were bypassed: each query's
     START TRANSACTION READ ONLY, and the session whose transactions default to READ ONLY."""
     before = _mysql_fingerprint(mysql_singers)
+    _without_the_allow_list(monkeypatch)
     database = dbmod.ServerDatabase(dbmod.DatabaseTarget("mysql", url=mysql_singers))
     try:
         for sql in ("DELETE FROM singer", "UPDATE singer SET age = 0",
                     "INSERT INTO singer VALUES (9, 'x', 1)", "CREATE TABLE evil (a int)",
                     "DROP TABLE singer"):
-            with pytest.raises(sqlalchemy.exc.DBAPIError, match="READ ONLY transaction"):
-                database._run(sql, 5.0, 10, explain=False)
+            with pytest.raises(dbmod.QueryError, match="READ ONLY transaction"):
+                database.execute(sql, timeout_s=5.0, max_rows=10)
         # The session itself: a statement sent outside the layer's transaction setup.
         with database.engine.connect() as conn:
             for sql in ("CREATE TABLE evil (a int)", "DELETE FROM singer"):

@@ -22,9 +22,9 @@ from querycraft.correction import schema_from_ddl
 from querycraft.errors import QueryCraftError
 from querycraft.schema import (
     SAMPLE_SCAN_ROWS,
-    _sqlite_schema_engine,
     describe_schema,
     read_schema,
+    readonly_sqlite_engine,
     relevant_tables,
     render_create_table,
     sample_values_query,
@@ -55,7 +55,7 @@ def sqlite_file(path: Path, script: str) -> Path:
 
 def test_describe_schema_on_an_engine_matches_read_schema() -> None:
     for path in (CONCERT, PETS):
-        engine = _sqlite_schema_engine(path)
+        engine = readonly_sqlite_engine(path)
         try:
             assert describe_schema(engine) == read_schema(path)
         finally:
@@ -271,7 +271,7 @@ def test_db2_render_with_the_dialect_type_compiler() -> None:
 
 
 def test_question_selects_tables_on_concert_singer() -> None:
-    engine = _sqlite_schema_engine(CONCERT)
+    engine = readonly_sqlite_engine(CONCERT)
     try:
         assert relevant_tables(engine, "How many singers do we have?") == ["singer"]
         both = relevant_tables(
@@ -343,7 +343,7 @@ def test_selection_recall_on_fixture_questions() -> None:
     """Every gold table kept for at least 95% of the fixture questions (0.966 measured)."""
     questions = json.loads((FIXTURE_SPIDER / "dev.json").read_text())
     paths = {"concert_singer": CONCERT, "pets_1": PETS}
-    engines = {db: _sqlite_schema_engine(path) for db, path in paths.items()}
+    engines = {db: readonly_sqlite_engine(path) for db, path in paths.items()}
     try:
         inspectors = {db: sqlalchemy.inspect(e) for db, e in engines.items()}
         names = {db: i.get_table_names() for db, i in inspectors.items()}

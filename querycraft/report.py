@@ -3,7 +3,8 @@
 Pages are self-contained, so they can be mailed, archived or opened from a file share: the
 CSS is inline, charts are inline SVG, and nothing is fetched (no scripts, fonts or CDNs).
 Every string that comes from a run (questions, SQL, model names, error messages, result
-values) is HTML-escaped. Only the standard library is used.
+values) is HTML-escaped. Only the standard library is used for the HTML; the lists of
+difficulty buckets and error kinds come from the modules that produce them.
 
 The input is what ``service=evaluate`` writes: the summary dict (``summary.json``) and the
 per-item results (``items.jsonl``). Older summaries with fewer keys render too: what is
@@ -16,12 +17,13 @@ import json
 from html import escape
 from typing import Any
 
+from querycraft.sql_analysis import HARDNESS_LEVELS
+
 # How many failing items the run page lists; the rest are counted.
 MAX_FAILING = 200
 
-DIFFICULTIES = ("easy", "medium", "hard", "extra")
-
-ERROR_KINDS = {
+# What each item error kind means (the kinds: querycraft.services.evaluate.ITEM_ERROR_KINDS).
+ERROR_KIND_TEXT = {
     "syntax": "the SQL does not parse",
     "no_such_table": "a table that does not exist",
     "no_such_column": "a column that does not exist",
@@ -296,7 +298,7 @@ def _why(item: dict[str, Any]) -> str:
     kind, relation = item.get("error_kind") or "", item.get("relation") or ""
     if kind:
         text = (f"<span class=\"badge error\">{_e(kind)}</span> "
-                f"<span class=\"muted\">{_e(ERROR_KINDS.get(kind, ''))}</span>")
+                f"<span class=\"muted\">{_e(ERROR_KIND_TEXT.get(kind, ''))}</span>")
         if item.get("error"):
             text += f"<pre>{_e(item['error'])}</pre>"
         return text
@@ -364,8 +366,9 @@ def render_run_report(summary: dict[str, Any], items: list[dict[str, Any]], *,
     feature_order = sorted(by_feature, key=lambda f: (-(by_feature[f] or {}).get("count", 0), f))
     charts = "".join([
         bar_chart("Execution accuracy by difficulty",
-                  _accuracy_bars(by_difficulty, [*DIFFICULTIES,
-                                                 *sorted(set(by_difficulty) - set(DIFFICULTIES))]),
+                  _accuracy_bars(by_difficulty,
+                                 [*HARDNESS_LEVELS,
+                                  *sorted(set(by_difficulty) - set(HARDNESS_LEVELS))]),
                   percent=True, chart_id="difficulty"),
         bar_chart("Execution accuracy by SQL feature", _accuracy_bars(by_feature, feature_order),
                   percent=True, chart_id="feature"),

@@ -19,7 +19,8 @@ import pytest
 
 import querycraft.cli
 from querycraft.errors import QueryCraftError
-from querycraft.report import render_leaderboard, render_run_report
+from querycraft.report import ERROR_KIND_TEXT, render_leaderboard, render_run_report
+from querycraft.services.evaluate import ITEM_ERROR_KINDS
 from tests.conftest import make_config
 
 XSS_QUESTION = "Which <script>alert('x')</script> singers & bands?"
@@ -144,6 +145,10 @@ def test_run_report_headline_failing_items_and_escaping():
     assert not re.search(r"(src|href)=\"https?:", page) and "@import" not in page
     # One column only: no raw-vs-corrected table.
     assert "Raw and corrected SQL" not in page
+
+
+def test_every_item_error_kind_has_its_text_and_no_other_kind_does():
+    assert sorted(ERROR_KIND_TEXT) == sorted(ITEM_ERROR_KINDS)
 
 
 def test_run_report_raw_and_corrected_side_by_side():

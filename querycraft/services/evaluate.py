@@ -35,7 +35,13 @@ from querycraft.runs import (
     write_jsonl,
 )
 from querycraft.sql import exact_match, has_order_by, token_match_score
-from querycraft.sql_analysis import exact_set_match, spider_hardness, sql_features, strip_distinct
+from querycraft.sql_analysis import (
+    HARDNESS_LEVELS,
+    exact_set_match,
+    spider_hardness,
+    sql_features,
+    strip_distinct,
+)
 
 log = logging.getLogger("querycraft")
 
@@ -43,7 +49,8 @@ ITEM_COLUMNS = ["id", "db_id", "column", "question", "query", "gold_executed", "
                 "execution_match", "exact_match", "exact_set_match", "token_match",
                 "prediction_valid", "error_kind", "error", "relation", "difficulty", "features",
                 "gold_rows", "pred_rows", "seconds"]
-DIFFICULTIES = ("easy", "medium", "hard", "extra")
+# An item's error_kind, when it has one: the database's kind of error, or evaluate's own.
+ITEM_ERROR_KINDS: tuple[str, ...] = (*dbmod.ERROR_KINDS, "empty", "gold_failed")
 
 
 @dataclass(frozen=True)
@@ -176,7 +183,7 @@ def summarize(items: list[dict[str, Any]]) -> dict[str, Any]:
                        "exact_match": _rate(group, "exact_match")}
                 for name, group in groups.items() if group}
 
-    by_difficulty = {d: [i for i in scored if i["difficulty"] == d] for d in DIFFICULTIES}
+    by_difficulty = {d: [i for i in scored if i["difficulty"] == d] for d in HARDNESS_LEVELS}
     features = sorted({f for i in scored for f in i["features"]})
     by_feature = {f: [i for i in scored if f in i["features"]] for f in features}
     with_set = [i for i in scored if i["exact_set_match"] is not None]

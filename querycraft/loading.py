@@ -246,6 +246,7 @@ def _first_bad_utf8(path: Path) -> tuple[int, bytes]:
 
 def _read_records(path: Path, delimiter: str) -> Iterator[tuple[int, list[str]]]:
     """Every non-blank record with the line it starts on, as QueryCraftError on bad input."""
+    # Kept apart from ingest's CSV reader: this one streams (read twice), reports start lines.
     try:
         # utf-8-sig drops the byte-order mark that Excel writes; newline="" lets the csv
         # module see line breaks inside quoted values.

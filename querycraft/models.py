@@ -140,6 +140,8 @@ def load_tokenizer(name_or_path: str, *, trust_remote_code: bool = False
 
 def compute_dtype(name: str) -> str:
     """The dtype 4-bit layers compute in: "auto" picks what the hardware does well."""
+    # Not services.finetune.resolve_precision (the Trainer's autocast mode): on a CPU with
+    # bfloat16 instructions that picks bf16 autocast, while 4-bit layers compute in float32.
     import torch
 
     if name != "auto":

@@ -82,6 +82,7 @@ def _check_columns(present: list[str], cfg: DictConfig, path: Path, has_database
 
 
 def _read_csv(path: Path, cfg: DictConfig, has_database: bool) -> Iterator[tuple[int, dict]]:
+    # Kept apart from loading's CSV reader: here source_row is the line a record ends on.
     text = _read_text(path)
     reader = csv.DictReader(text.splitlines(keepends=True), strict=True)
     try:

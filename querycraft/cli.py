@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 
 from querycraft.config import CONFIG_DIR, check_config, register_configs
 from querycraft.errors import QueryCraftError
+from querycraft.services import get_service
 
 log = logging.getLogger("querycraft")
 
@@ -28,10 +29,10 @@ HYDRA_FLAGS_WITH_VALUE = {"--config-path", "-cp", "--config-name", "-cn", "--con
 
 
 def run(cfg: DictConfig) -> Any:
-    """Check the config, then call the service it names. Tests call this directly."""
+    """Check the config, then call the entry function of the service it names (a module of
+    querycraft/services/, found by discovery). Tests call this directly."""
     check_config(cfg)
-    entry = hydra.utils.get_method(cfg.service._target_)
-    return entry(cfg)
+    return get_service(cfg.service.name).entry(cfg)
 
 
 def _group_choices(group: str) -> list[str]:

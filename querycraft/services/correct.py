@@ -18,14 +18,16 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from querycraft.correction import RULES, Correction, correct_sql, schema_from_ddl
+from querycraft.correction import RULES, Correction, correct_sql, dialect_known, schema_from_ddl
 from querycraft.db import Databases, target_from_config
 from querycraft.errors import QueryCraftError
+from querycraft.prompts import load_template
 from querycraft.runs import (
     read_jsonl,
     read_manifest,
@@ -38,6 +40,61 @@ from querycraft.runs import (
 __all__ = ["RULES", "Correction", "correct_sql", "run"]
 
 log = logging.getLogger("querycraft")
+
+
+@dataclass
+class CorrectConfig:
+    # An infer run folder; null: the newest completed infer run under output/.
+    predictions_dir: str | None = None
+    # The model's SQL is read in data.dialect (the gold SQL it was trained on) and written in
+    # this dialect: by default the target database's (db.kind's engine), so corrected SQL
+    # runs there and is validated there. Set it to write for another database.
+    target_dialect: str = "${qc_engine:${db.kind},dialect}"
+    # The correction rules, each on or off (docs/CORRECT.md), in the order they run: the names
+    # of querycraft/correction/rules RULES, written out like conf/service/correct.yaml's list
+    # (tests/test_correction_rules.py checks they match).
+    rules: dict[str, bool] = field(default_factory=lambda: dict.fromkeys(
+        ("extract_statement", "join_split_operators", "balance_quotes_and_parentheses",
+         "fix_identifiers", "fix_qualifiers", "fit_dialect", "reformat"), True))
+    # Check each corrected query against the database (EXPLAIN: compiled, not run).
+    validate: bool = True
+    # fix_identifiers: the most edits between a wrong name and the one it is replaced by
+    # (also at most one edit per 4 characters of the name, and never on ties).
+    max_edit_distance: int = 2
+    # Ask the model again, at most this many times, for a query the database still refuses:
+    # the prompt (prompts/<self_correct_template>.txt) shows the refused query and the error.
+    # 0: off. Uses the model of the infer run, with infer.* generation settings.
+    self_correct_rounds: int = 0
+    self_correct_template: str = "self_correct"
+
+
+SETTINGS = CorrectConfig
+
+
+def check(cfg: DictConfig) -> list[str]:
+    """With service=correct: the rules, dialects and self-correction settings."""
+    if cfg.service.name != "correct":
+        return []
+    settings, problems = cfg.correct, []
+    unknown_rules = sorted(set(settings.rules) - set(RULES))
+    if unknown_rules:
+        problems.append(f"correct.rules has unknown rule(s) {', '.join(unknown_rules)}; "
+                        f"the rules are {', '.join(RULES)}")
+    for key, value in (("data.dialect", cfg.data.dialect),
+                       ("correct.target_dialect", settings.target_dialect)):
+        if not dialect_known(value):
+            problems.append(f"{key} '{value}' is not a sqlglot dialect")
+    if settings.max_edit_distance < 0:
+        problems.append("correct.max_edit_distance must be 0 or more")
+    if settings.self_correct_rounds < 0:
+        problems.append("correct.self_correct_rounds must be 0 or more")
+    if settings.self_correct_rounds:
+        try:
+            load_template(settings.self_correct_template, cfg.paths.prompts_dir)
+        except QueryCraftError as err:
+            problems.append(str(err))
+    return problems
+
 
 
 class _Schemas:
@@ -111,7 +168,7 @@ def _self_correct(cfg: DictConfig, info: dict[str, Any], out: list[dict[str, Any
     """
     from querycraft.backends import ModelSource, make_backend
     from querycraft.generation import GenerationSettings
-    from querycraft.prompts import load_template, render_prompt
+    from querycraft.prompts import render_prompt
     from querycraft.sql import extract_sql
 
     settings = cfg.correct
@@ -132,7 +189,7 @@ def _self_correct(cfg: DictConfig, info: dict[str, Any], out: list[dict[str, Any
     template = load_template(settings.self_correct_template, cfg.paths.prompts_dir)
     backend = make_backend(cfg, source)
     generation = GenerationSettings.from_config(cfg.infer, template.stop_string)
-    target = settings.target_dialect or settings.read_dialect
+    target = settings.target_dialect
     last_attempt = {id(r): r["corrected"] for r in failing}  # what the next prompt shows
     for _ in range(settings.self_correct_rounds):
         if not failing:
@@ -149,7 +206,7 @@ def _self_correct(cfg: DictConfig, info: dict[str, Any], out: list[dict[str, Any
                 row["self_correct_attempts"] += 1
                 stats["asked"] += 1
                 fixed = correct_sql(extract_sql(generated.text), schema=schemas.for_row(row),
-                                    read_dialect=settings.read_dialect, write_dialect=target,
+                                    read_dialect=cfg.data.dialect, write_dialect=target,
                                     rules=rules, max_edit_distance=settings.max_edit_distance)
                 valid, error = check(row, fixed.sql)
                 if valid:
@@ -174,8 +231,7 @@ def run(cfg: DictConfig) -> Path:
         The run folder, holding its own ``predictions.jsonl``.
     """
     settings = cfg.correct
-    read_dialect = settings.read_dialect
-    target = settings.target_dialect or read_dialect
+    read_dialect, target = cfg.data.dialect, settings.target_dialect
     rules = {name: bool(on) for name, on in OmegaConf.to_container(settings.rules).items()}
     with start_run(cfg, "correct") as run_:
         source = resolve_run(settings.predictions_dir, cfg.paths.output_dir, "infer",

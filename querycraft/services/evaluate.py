@@ -45,6 +45,41 @@ from querycraft.sql_analysis import (
 
 log = logging.getLogger("querycraft")
 
+
+@dataclass
+class EvaluateConfig:
+    # An infer or correct run folder; null: the newest completed infer run under output/.
+    predictions_dir: str | None = None
+    # The headline column: "sql" (raw, extracted), "corrected", or "auto" (corrected when the
+    # predictions have it, else sql). Both are scored side by side when both exist.
+    prediction_column: str = "auto"
+    # Worker processes running queries; null: one per CPU core.
+    workers: int | None = None
+    # DISTINCT in SELECT: "keep" (stricter: a missing or extra DISTINCT can change the
+    # result) or "strip" from gold and prediction alike, as the official Spider evaluator does.
+    distinct: str = "keep"
+    # Also score Spider's exact-set (component) match, values ignored.
+    exact_set_match: bool = True
+    # Rows of each result kept in items.jsonl and the HTML report.
+    preview_rows: int = 5
+
+
+# No dialect setting: gold SQL of another dialect than the database's (Spider's SQLite gold on
+# PostgreSQL) is fitted to it first, read in the dataset's dialect (data.dialect at ingest).
+SETTINGS = EvaluateConfig
+
+
+def check(cfg: DictConfig) -> list[str]:
+    """The evaluate.* settings."""
+    settings, problems = cfg.evaluate, []
+    if settings.distinct not in ("keep", "strip"):
+        problems.append(f"evaluate.distinct must be 'keep' or 'strip', got "
+                        f"'{settings.distinct}'")
+    if settings.workers is not None and settings.workers < 1:
+        problems.append("evaluate.workers must be at least 1 (or null for one per core)")
+    return problems
+
+
 ITEM_COLUMNS = ["id", "db_id", "column", "question", "query", "gold_executed", "prediction",
                 "execution_match", "exact_match", "exact_set_match", "token_match",
                 "prediction_valid", "error_kind", "error", "relation", "difficulty", "features",
@@ -241,7 +276,7 @@ def run(cfg: DictConfig) -> Path:
                           max_rows=cfg.db.max_rows, distinct=cfg.evaluate.distinct,
                           exact_set=cfg.evaluate.exact_set_match,
                           preview_rows=cfg.evaluate.preview_rows)
-        gold_dialect = cfg.evaluate.gold_dialect or _dataset_dialect(info)
+        gold_dialect = _dataset_dialect(info, cfg.data.dialect)
         if gold_dialect != target.dialect:
             rows = fit_gold_to_database(rows, target, gold_dialect)
         workers = cfg.evaluate.workers or os.cpu_count() or 1
@@ -273,15 +308,16 @@ def run(cfg: DictConfig) -> Path:
     return run_.dir
 
 
-def _dataset_dialect(predictions_info: dict[str, Any]) -> str:
-    """The dialect the dataset's gold SQL is in, as its ingest run recorded it."""
+def _dataset_dialect(predictions_info: dict[str, Any], default: str) -> str:
+    """The dialect the dataset's gold SQL is in, as its ingest run recorded it; ``default``
+    (``data.dialect``) when no ingest run says."""
     dataset = predictions_info.get("dataset_dir")
     if dataset:
         try:
-            return read_manifest(Path(dataset)).get("dialect") or "sqlite"
+            return read_manifest(Path(dataset)).get("dialect") or default
         except QueryCraftError:
             pass
-    return "sqlite"
+    return default
 
 
 def fit_gold_to_database(rows: list[dict[str, Any]], target: dbmod.DatabaseTarget,

@@ -19,7 +19,7 @@ import logging
 import math
 import os
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,90 @@ from querycraft.prompts import SAVED_TEMPLATE_FILE, PromptTemplate, load_templat
 from querycraft.runs import Run, read_jsonl, read_manifest, resolve_run, start_run
 
 log = logging.getLogger("querycraft")
+
+
+@dataclass
+class TrainConfig:
+    # An ingest run folder; null: the newest completed ingest run under output/.
+    dataset_dir: str | None = None
+    # Length: epochs, unless max_steps (optimizer steps) is positive.
+    epochs: float = 3.0
+    max_steps: int = -1
+    # Examples per optimizer step, over all processes; gradient accumulation is derived:
+    # global_batch_size / (micro_batch_size * number of processes).
+    global_batch_size: int = 16
+    # Examples per forward pass on one device.
+    micro_batch_size: int = 4
+    learning_rate: float = 2e-4
+    lr_scheduler: str = "linear"
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    max_grad_norm: float = 1.0
+    # Mixed precision: "auto" (bf16 on GPUs that have it, fp16 on older GPUs; bf16 autocast
+    # on CPUs with bfloat16 instructions, else none), "bf16", "fp16" or "no".
+    precision: str = "auto"
+    gradient_checkpointing: bool = False
+    # Tokens per example (prompt + SQL + end-of-sequence). A longer example is never cut.
+    max_seq_length: int = 512
+    # What to do with an example longer than max_seq_length: "skip" (report it in
+    # too_long.csv and train without it) or "error" (stop before training).
+    on_too_long: str = "skip"
+    # Share of the training split held out to measure validation loss (the ingest eval
+    # split stays untouched for evaluation). 0: no validation.
+    validation_fraction: float = 0.05
+    # Validation and checkpoint intervals in optimizer steps; null: once per epoch.
+    eval_steps: int | None = None
+    save_steps: int | None = None
+    # Checkpoints kept on disk (the best one by validation loss is always kept).
+    save_total_limit: int = 2
+    # Stop when validation loss has not improved for this many evaluations; null: never.
+    early_stopping_patience: int | None = None
+    early_stopping_threshold: float = 0.0
+    logging_steps: int = 10
+    # Where training curves go: any of tensorboard, wandb, mlflow (each needs its package).
+    report_to: list[str] = field(default_factory=lambda: ["tensorboard"])
+    # Also save base + adapter merged into one model (HF format) in merged_model/.
+    merge_adapter: bool = False
+
+
+# The settings are train.* (the key they always had), not finetune.*.
+SETTINGS = TrainConfig
+SETTINGS_KEY = "train"
+
+REPORTERS = ("tensorboard", "wandb", "mlflow")
+PRECISIONS = ("auto", "bf16", "fp16", "no")
+
+
+def check(cfg: DictConfig) -> list[str]:
+    """The train.* settings."""
+    train, problems = cfg.train, []
+    if train.micro_batch_size < 1 or train.global_batch_size % train.micro_batch_size:
+        problems.append(f"train.global_batch_size ({train.global_batch_size}) must be a "
+                        f"multiple of train.micro_batch_size ({train.micro_batch_size})")
+    if train.max_seq_length < 16:
+        problems.append("train.max_seq_length must be at least 16")
+    if train.on_too_long not in ("skip", "error"):
+        problems.append(f"train.on_too_long must be 'skip' or 'error', got '{train.on_too_long}'")
+    if not 0.0 <= train.validation_fraction < 1.0:
+        problems.append(f"train.validation_fraction must be at least 0 and below 1, got "
+                        f"{train.validation_fraction}")
+    if train.precision not in PRECISIONS:
+        problems.append(f"train.precision '{train.precision}' is not one of "
+                        f"{', '.join(PRECISIONS)}")
+    unknown_reporters = [r for r in train.report_to if r not in REPORTERS]
+    if unknown_reporters:
+        problems.append(f"train.report_to has {', '.join(unknown_reporters)}; choose from "
+                        f"{', '.join(REPORTERS)} (or [] for none)")
+    for key in ("eval_steps", "save_steps", "early_stopping_patience"):
+        if train[key] is not None and train[key] < 1:
+            problems.append(f"train.{key} must be a positive number of steps or null")
+    if train.early_stopping_patience is not None and train.validation_fraction == 0:
+        problems.append("train.early_stopping_patience needs validation loss: set "
+                        "train.validation_fraction above 0")
+    return problems
+
 
 CHECKPOINTS_DIR = "checkpoints"
 TOO_LONG_REPORT = "too_long.csv"

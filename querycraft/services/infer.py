@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,68 @@ from querycraft.runs import (
 from querycraft.sql import extract_sql
 
 log = logging.getLogger("querycraft")
+
+
+@dataclass
+class ServerConfig:
+    """An OpenAI-compatible completions server (vLLM, llama.cpp server, Ollama...)."""
+
+    # e.g. http://127.0.0.1:8000/v1 (vLLM), http://127.0.0.1:8080/v1 (llama.cpp),
+    # http://127.0.0.1:11434/v1 (Ollama)
+    base_url: str = "http://127.0.0.1:8000/v1"
+    # The model name the server knows (for vLLM with LoRA: the adapter's served name).
+    model: str | None = None
+    # Name of the environment variable holding the API key, if the server wants one (the key
+    # itself never goes in a config file).
+    api_key_env: str | None = None
+    timeout_s: float = 120.0
+    # Requests in flight at once; each carries up to infer.batch_size prompts.
+    concurrency: int = 4
+
+
+@dataclass
+class InferConfig:
+    # A finetune run folder; null: the newest completed finetune run under output/.
+    finetune_dir: str | None = None
+    # False: generate with the base model alone (the "before fine-tuning" baseline).
+    use_adapter: bool = True
+    # Load the finetune run's merged_model/ (train.merge_adapter=true) instead of base + adapter.
+    use_merged: bool = False
+    # An ingest run folder; null: the dataset the finetune run trained on.
+    dataset_dir: str | None = None
+    split: str = "eval"
+    # hf (transformers, default) | vllm (pip install -e '.[vllm]') | openai (a server).
+    backend: str = "hf"
+    # Prompts per batch; on a GPU an out-of-memory error halves it and retries.
+    batch_size: int = 16
+    max_new_tokens: int = 256
+    # Greedy by default; do_sample=true uses temperature and top_p.
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    limit: int | None = None
+    # A finished run with the same inputs and settings is reused, not redone, unless true.
+    redo: bool = False
+    server: ServerConfig = field(default_factory=ServerConfig)
+
+
+SETTINGS = InferConfig
+
+INFER_BACKENDS = ("hf", "vllm", "openai")
+
+
+def check(cfg: DictConfig) -> list[str]:
+    """The infer.* settings."""
+    infer, problems = cfg.infer, []
+    if infer.backend not in INFER_BACKENDS:
+        problems.append(f"infer.backend '{infer.backend}' is not one of "
+                        f"{', '.join(INFER_BACKENDS)}")
+    if infer.batch_size < 1 or infer.max_new_tokens < 1:
+        problems.append("infer.batch_size and infer.max_new_tokens must be at least 1")
+    if infer.split not in ("train", "eval"):
+        problems.append(f"infer.split must be 'train' or 'eval', got '{infer.split}'")
+    return problems
+
 
 PREDICTIONS = "predictions.jsonl"
 

@@ -13,7 +13,7 @@ import logging
 import random
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,81 @@ from querycraft.runs import start_run, write_jsonl
 from querycraft.sql import parses
 
 log = logging.getLogger("querycraft")
+
+
+@dataclass
+class LoadConfig:
+    """service=ingest with a table: load a CSV into a database table (the db group's)."""
+
+    csv: str | None = None  # when set, ingest loads this file instead of preparing a dataset
+    table: str | None = None  # default: the CSV's file name without extension
+    # fail: refuse an existing table | append: add rows (same columns) | replace
+    if_exists: str = "fail"
+    batch_rows: int = 1000
+    db_id: str | None = None  # fills "{db_id}" in the db settings / a Spider-layout folder
+
+
+@dataclass
+class IngestConfig:
+    eval_fraction: float = 0.1
+    # "random": one split over all examples; "db_id": the same share of each database's
+    # examples held out (new questions about the databases trained on).
+    split_by: str = "random"
+    # Keep only this many rows (after validation), for quick trials.
+    max_rows: int | None = None
+    validate_execution: bool = True
+    deduplicate: bool = True
+    # Schema context read from the database: all tables, or only those a question needs.
+    context_tables: str = "all"
+    load: LoadConfig = field(default_factory=LoadConfig)
+    # Token lengths in the report are measured against this.
+    max_seq_length: int = "${train.max_seq_length}"  # type: ignore[assignment]
+
+
+SETTINGS = IngestConfig
+
+
+def _exists(path: str | None) -> bool:
+    return path is not None and Path(path).exists()
+
+
+def data_problems(cfg: DictConfig) -> list[str]:
+    """The data files a stage that prepares the dataset reads, where they are missing."""
+    problems = []
+    if not _exists(cfg.data.path):
+        problems.append(f"data.path '{cfg.data.path}' does not exist: put your file in "
+                        f"input/ and point data.path at it")
+    if cfg.data.database is not None and not _exists(cfg.data.database):
+        problems.append(f"data.database '{cfg.data.database}' does not exist")
+    return problems
+
+
+def check(cfg: DictConfig) -> list[str]:
+    """The ingest.* settings; with service=ingest, the file it reads."""
+    settings, problems = cfg.ingest, []
+    if not 0.0 < settings.eval_fraction < 1.0:
+        problems.append(f"ingest.eval_fraction must be between 0 and 1, got "
+                        f"{settings.eval_fraction}")
+    if settings.split_by not in ("random", "db_id"):
+        problems.append(f"ingest.split_by must be 'random' or 'db_id', got "
+                        f"'{settings.split_by}'")
+    if settings.context_tables not in ("all", "question"):
+        problems.append(f"ingest.context_tables must be 'all' or 'question', got "
+                        f"'{settings.context_tables}'")
+    load = settings.load
+    if load.if_exists not in ("fail", "append", "replace"):
+        problems.append(f"ingest.load.if_exists must be fail, append or replace, got "
+                        f"'{load.if_exists}'")
+    if load.batch_rows < 1:
+        problems.append("ingest.load.batch_rows must be at least 1")
+    if cfg.service.name == "ingest":
+        if load.csv:
+            if not _exists(load.csv):
+                problems.append(f"ingest.load.csv '{load.csv}' does not exist")
+        else:
+            problems += data_problems(cfg)
+    return problems
+
 
 FIELDS = ("question", "query", "context", "db_id")
 

@@ -1,23 +1,43 @@
 """Pipeline: ingest -> finetune -> infer -> correct -> evaluate in one run folder, with the
 base model scored before fine-tuning so the gain is shown side by side.
 
-Each stage is called through its config entry (``querycraft.services.<stage>.run``) with a
-copy of the config whose input paths point at the previous stage's folder.
+Each stage is called through its service's entry (``querycraft.services.<stage>.run``) with
+a copy of the config whose input paths point at the previous stage's folder.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from querycraft.runs import read_manifest, start_run
+from querycraft.services import get_service
+from querycraft.services.ingest import data_problems
 
 log = logging.getLogger("querycraft")
+
+
+@dataclass
+class PipelineConfig:
+    # Also score the base model before fine-tuning, for the side-by-side comparison.
+    evaluate_base: bool = True
+    # Run the correct stage between infer and evaluate; both the raw and the corrected SQL
+    # are scored.
+    correct: bool = True
+
+
+SETTINGS = PipelineConfig
+
+
+def check(cfg: DictConfig) -> list[str]:
+    """With service=pipeline: the data files its ingest stage reads."""
+    return data_problems(cfg) if cfg.service.name == "pipeline" else []
+
 
 METRICS = (("execution accuracy", "execution_accuracy"), ("exact match", "exact_match"),
            ("token match", "token_match"), ("valid SQL", "valid_sql_rate"))
@@ -31,11 +51,10 @@ def _stage(cfg: DictConfig, stage: str, run_dir: Path, settings: dict[str, Any])
     with open_dict(stage_cfg):
         stage_cfg.paths.run_dir = str(run_dir)
         stage_cfg.service.name = stage
-        stage_cfg.service._target_ = f"querycraft.services.{stage}.run"
         for key, value in settings.items():
             OmegaConf.update(stage_cfg, key, value)
     log.info("pipeline: %s", stage)
-    return hydra.utils.get_method(stage_cfg.service._target_)(stage_cfg)
+    return get_service(stage).entry(stage_cfg)
 
 
 def comparison_table(before: dict[str, Any] | None, after: dict[str, Any]) -> str:

@@ -80,8 +80,10 @@ def explain_override_error(err: Exception, overrides: list[str]) -> str:
         r"full_key: ([\w.\[\]]+)", text)
     if bad_key:
         key = bad_key.group(1)
-        group_overrides = [o for o in overrides if "=" in o and "." not in o.split("=", 1)[0]
-                           and not o.startswith(("+", "~"))]
+        # The presets chosen, and Hydra's own settings: hydra.searchpath can bring presets
+        # (a service's YAML) from another config folder.
+        group_overrides = [o for o in overrides if "=" in o and not o.startswith(("+", "~"))
+                           and ("." not in o.split("=", 1)[0] or o.startswith("hydra."))]
         type_problem = re.search(r"(Value '.*?' (?:of type '\w+' )?could not be converted to "
                                  r"\w+|Value '.*?' is not a valid \w+[^\n]*)", text)
         if type_problem:

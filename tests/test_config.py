@@ -9,7 +9,10 @@ import time
 import pytest
 
 from querycraft.config import check_config
+from querycraft.data import prompt_for
+from querycraft.engines import get_engine
 from querycraft.errors import QueryCraftError
+from querycraft.services.infer import resolve_request
 from tests.conftest import PROJECT_ROOT, make_config
 
 
@@ -105,3 +108,40 @@ def test_prompt_format_follows_the_model_preset_unless_set(tmp_path):
     assert make_config(tmp_path, ["model=qwen2.5-7b", "prompt.template=default"]
                        ).prompt.template == "default"
     assert make_config(tmp_path).prompt.template == "default"  # the tiny preset's
+
+
+def _prompt(cfg) -> str:
+    """The prompt infer would send for one question (a served model: nothing is loaded)."""
+    request = resolve_request(cfg)
+    row = {"question": "How many singers are there?", "context": "CREATE TABLE singer (id INT)"}
+    return prompt_for(row, request.template, request.dialect)
+
+
+@pytest.mark.parametrize(("db", "name"), [("sqlite", "SQLite"), ("postgres", "PostgreSQL"),
+                                          ("mysql", "MySQL"), ("db2", "Db2")])
+def test_the_dialects_follow_the_target_database(tmp_path, db, name):
+    cfg = make_config(tmp_path, [f"db={db}", "infer.backend=openai"])
+    assert cfg.prompt.dialect_name == name == get_engine(db).prompt_name
+    assert f"Write a {name} query" in _prompt(cfg)
+    # Corrected SQL is written for the target database too; the gold's stays data.dialect.
+    assert cfg.correct.target_dialect == get_engine(db).dialect
+    assert cfg.data.dialect == "sqlite"
+
+
+def test_an_explicit_dialect_wins(tmp_path):
+    cfg = make_config(tmp_path, ["db=postgres", "infer.backend=openai",
+                                 "prompt.dialect_name=T-SQL", "correct.target_dialect=tsql"])
+    prompt = _prompt(cfg)
+    assert "Write a T-SQL query" in prompt and "PostgreSQL" not in prompt
+    assert cfg.correct.target_dialect == "tsql"
+
+
+def test_only_the_two_dialects_a_user_must_say_are_settings(tmp_path):
+    # The gold SQL's (data.dialect) and the target database's (db): the old extra settings
+    # are unknown keys now.
+    for gone in ("evaluate.gold_dialect=sqlite", "correct.read_dialect=sqlite"):
+        with pytest.raises(Exception, match="Could not override"):
+            make_config(tmp_path, [gone])
+    cfg = make_config(tmp_path, ["service=correct", "data.dialect=klingon"])
+    with pytest.raises(QueryCraftError, match=r"data\.dialect 'klingon' is not a sqlglot"):
+        check_config(cfg)

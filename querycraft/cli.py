@@ -73,9 +73,10 @@ def explain_override_error(err: Exception, overrides: list[str]) -> str:
         group, choice = missing_group.groups()
         choices = _group_choices(group)
         choices = [c for c in choices if c != "schema"]
+        new_one = ("a new service is a module in querycraft/services/ plus its YAML file there"
+                   if group == "service" else "add your own YAML file there to make a new one")
         return (f"Unknown choice '{choice}' for config group '{group}'.{_suggest(choice, choices)}"
-                f" Valid choices: {', '.join(choices)} (the files in conf/{group}/; add your own "
-                f"YAML file there to make a new one).")
+                f" Valid choices: {', '.join(choices)} (the files in conf/{group}/; {new_one}).")
     bad_key = re.search(r"Could not override '([^']+)'", text) or re.search(
         r"full_key: ([\w.\[\]]+)", text)
     if bad_key:

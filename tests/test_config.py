@@ -56,6 +56,13 @@ def test_unknown_preset_lists_the_choices():
     assert seconds < 5
 
 
+def test_unknown_service_says_what_a_new_one_is():
+    done, _ = run_cli("service=ingset")
+    assert done.returncode == 2
+    assert "Did you mean 'ingest'?" in done.stderr
+    assert "a new service is a module in querycraft/services/" in done.stderr
+
+
 def test_wrong_type_is_reported():
     done, _ = run_cli("peft.r=eight")
     assert done.returncode == 2

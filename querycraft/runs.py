@@ -265,13 +265,3 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     with open(path, encoding="utf-8") as handle:
         return [json.loads(line) for line in handle if line.strip()]
 
-
-def recorded_sqlite_database(info: dict[str, Any]) -> str | None:
-    """The SQLite database an earlier run recorded (its manifest's ``database``), if any.
-
-    A run on a server records ``database_kind`` and a password-free description instead, which
-    is no fallback for ``db.path``.
-    """
-    if info.get("database_kind", "sqlite") != "sqlite":
-        return None
-    return info.get("database")

@@ -24,18 +24,12 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from querycraft.artifacts import PREDICTIONS_FILE, IngestArtifact, PredictionsArtifact
 from querycraft.correction import RULES, Correction, correct_sql, dialect_known, schema_from_ddl
 from querycraft.db import Databases, target_from_config
 from querycraft.errors import QueryCraftError
 from querycraft.prompts import load_template
-from querycraft.runs import (
-    read_jsonl,
-    read_manifest,
-    recorded_sqlite_database,
-    resolve_run,
-    start_run,
-    write_jsonl,
-)
+from querycraft.runs import read_jsonl, resolve_run, start_run, write_jsonl
 
 __all__ = ["RULES", "Correction", "correct_sql", "run"]
 
@@ -100,14 +94,14 @@ def check(cfg: DictConfig) -> list[str]:
 class _Schemas:
     """The schema of each prediction row, read once per context text or database."""
 
-    def __init__(self, dataset_dir: Path | None, databases: Databases | None,
+    def __init__(self, ingest: IngestArtifact | None, databases: Databases | None,
                  dialect: str) -> None:
         self.dialect = dialect
         self.databases = databases
         self.contexts: dict[str, str] = {}
-        if dataset_dir is not None:
+        if ingest is not None and ingest.dataset is not None:
             for split in ("train", "eval"):
-                path = dataset_dir / "dataset" / f"{split}.jsonl"
+                path = ingest.dataset / f"{split}.jsonl"
                 if path.is_file():
                     for row in read_jsonl(path):
                         if row.get("context"):
@@ -157,7 +151,7 @@ def _validator(databases: Databases | None, target: str):
     return check
 
 
-def _self_correct(cfg: DictConfig, info: dict[str, Any], out: list[dict[str, Any]],
+def _self_correct(cfg: DictConfig, predictions: PredictionsArtifact, out: list[dict[str, Any]],
                   schemas: _Schemas, check, rules: dict[str, bool]) -> dict[str, int]:
     """Ask the infer run's model again for each query SQLite still refuses, with the error.
 
@@ -178,9 +172,9 @@ def _self_correct(cfg: DictConfig, info: dict[str, Any], out: list[dict[str, Any
         row["self_correct_attempts"] = 0
     if not failing:
         return stats
-    source = (ModelSource(base=info["base_model"], adapter=info.get("adapter"),
-                          merged=info.get("merged_model"))
-              if info.get("base_model") else None)
+    source = (ModelSource(base=predictions.base_model, adapter=predictions.adapter,
+                          merged=predictions.merged_model)
+              if predictions.base_model else None)
     if source is None and cfg.infer.backend != "openai":
         raise QueryCraftError(
             "correct.self_correct_rounds needs the model that wrote the SQL, but the infer "
@@ -236,15 +230,13 @@ def run(cfg: DictConfig) -> Path:
     with start_run(cfg, "correct") as run_:
         source = resolve_run(settings.predictions_dir, cfg.paths.output_dir, "infer",
                              "correct.predictions_dir")
-        info = read_manifest(source)
-        rows = read_jsonl(source / "predictions.jsonl")
-        db_target = target_from_config(cfg.db, recorded_sqlite_database(info))
+        given = PredictionsArtifact.read(source)
+        rows = read_jsonl(given.predictions)
+        db_target = target_from_config(cfg.db, given.sqlite_database())
         usable = db_target.is_server or (db_target.location is not None
                                          and Path(db_target.location).exists())
         databases = Databases(db_target) if usable else None
-        dataset = info.get("dataset_dir")
-        dataset_dir = Path(dataset) if dataset and Path(dataset).is_dir() else None
-        schemas = _Schemas(dataset_dir, databases, read_dialect)
+        schemas = _Schemas(given.ingest(), databases, read_dialect)
         check = _validator(databases if settings.validate else None, target)
         fired_counts: Counter[str] = Counter()
         out = []
@@ -259,26 +251,30 @@ def run(cfg: DictConfig) -> Path:
                 out.append({**row, "corrected": fixed.sql, "rules_fired": ",".join(fixed.fired),
                             "unresolved": fixed.unresolved, "valid": valid,
                             "validation_error": error})
-            self_correction = (_self_correct(cfg, info, out, schemas, check, rules)
+            self_correction = (_self_correct(cfg, given, out, schemas, check, rules)
                                if settings.self_correct_rounds else None)
         finally:
             if databases is not None:
                 databases.close()
-        write_jsonl(run_.path("predictions.jsonl"), out)
+        path = run_.path(PREDICTIONS_FILE)
+        write_jsonl(path, out)
         changed = sum(bool(r["rules_fired"]) for r in out)
         checked = [r["valid"] for r in out if r["valid"] is not None]
-        run_.record(source=str(source), count=len(out), changed=changed,
-                    valid=sum(checked) if checked else None, validated=len(checked),
-                    unresolved=sum(bool(r["unresolved"]) for r in out),
-                    fired=dict(fired_counts), read_dialect=read_dialect,
-                    target_dialect=target, base_model=info.get("base_model"),
-                    adapter=info.get("adapter"), merged_model=info.get("merged_model"),
-                    database=db_target.describe() if usable else None,
-                    database_kind=db_target.kind, dataset_dir=info.get("dataset_dir"),
-                    self_correction=self_correction)
+        # The model and dataset pass on: evaluate reads them from the run it scores.
+        PredictionsArtifact(
+            predictions=path, count=len(out), base_model=given.base_model,
+            adapter=given.adapter, merged_model=given.merged_model, backend=given.backend,
+            dataset_run=given.dataset_run,
+            database=db_target.describe() if usable else None, database_kind=db_target.kind,
+            source=source, dialect=target,
+            correction={"changed": changed, "valid": sum(checked) if checked else None,
+                        "validated": len(checked),
+                        "unresolved": sum(bool(r["unresolved"]) for r in out),
+                        "fired": dict(fired_counts), "read_dialect": read_dialect,
+                        "self_correction": self_correction}).write(run_)
         log.info("correct: %d of %d queries changed (%s); %s", changed, len(out),
                  ", ".join(f"{k} {v}" for k, v in fired_counts.most_common()) or "no rule fired",
-                 run_.path("predictions.jsonl"))
+                 path)
         if checked:
             log.info("correct: %d of %d corrected queries accepted by %s", sum(checked),
                      len(checked), db_target.describe())

@@ -11,7 +11,6 @@ on. Raw and corrected SQL are scored side by side when the predictions carry bot
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import os
 import time
@@ -25,15 +24,9 @@ from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
 from querycraft import db as dbmod
+from querycraft.artifacts import EvaluationArtifact, PredictionsArtifact
 from querycraft.errors import QueryCraftError
-from querycraft.runs import (
-    read_jsonl,
-    read_manifest,
-    recorded_sqlite_database,
-    resolve_run,
-    start_run,
-    write_jsonl,
-)
+from querycraft.runs import read_jsonl, resolve_run, start_run, write_jsonl
 from querycraft.sql import exact_match, has_order_by, token_match_score
 from querycraft.sql_analysis import (
     HARDNESS_LEVELS,
@@ -264,10 +257,10 @@ def run(cfg: DictConfig) -> Path:
         began = time.perf_counter()
         source = resolve_run(cfg.evaluate.predictions_dir, cfg.paths.output_dir,
                              ("infer", "correct"), "evaluate.predictions_dir")
-        info = read_manifest(source)
-        rows = read_jsonl(source / "predictions.jsonl")
+        given = PredictionsArtifact.read(source)
+        rows = read_jsonl(given.predictions)
         columns, headline = _columns(rows, cfg.evaluate.prediction_column, source)
-        target = dbmod.target_from_config(cfg.db, recorded_sqlite_database(info))
+        target = dbmod.target_from_config(cfg.db, given.sqlite_database())
         if not target.is_server and not target.location:
             raise QueryCraftError("No database to run the SQL on: the dataset was ingested "
                                   "without one. Set db.path to a SQLite file or folder, or "
@@ -276,30 +269,31 @@ def run(cfg: DictConfig) -> Path:
                           max_rows=cfg.db.max_rows, distinct=cfg.evaluate.distinct,
                           exact_set=cfg.evaluate.exact_set_match,
                           preview_rows=cfg.evaluate.preview_rows)
-        gold_dialect = _dataset_dialect(info, cfg.data.dialect)
+        gold_dialect = _dataset_dialect(given, cfg.data.dialect)
         if gold_dialect != target.dialect:
             rows = fit_gold_to_database(rows, target, gold_dialect)
         workers = cfg.evaluate.workers or os.cpu_count() or 1
         items = score_all(rows, columns, scoring, workers)
 
         per_column = {c: summarize([i for i in items if i["column"] == c]) for c in columns}
-        finetune = _finetune_info(info)
+        finetune = given.finetune()
         summary = {**per_column[headline], "column": headline,
                    "columns": {c: {k: s[k] for k in ("execution_accuracy", "exact_match",
                                                      "exact_set_match", "token_match",
                                                      "valid_sql_rate")}
                                for c, s in per_column.items()},
-                   "predictions": str(source), "model": info.get("base_model"),
-                   "adapter": info.get("adapter"), "peft": finetune.get("peft"),
-                   "dataset": info.get("dataset_dir"), "database": target.describe(),
+                   "predictions": str(source), "model": given.base_model,
+                   "adapter": given.adapter,
+                   "peft": dict(finetune.peft) if finetune and finetune.peft else None,
+                   "dataset": str(given.dataset_run) if given.dataset_run else None,
+                   "database": target.describe(),
                    "distinct": cfg.evaluate.distinct, "workers": workers,
                    "seconds": round(time.perf_counter() - began, 2)}
         _write_items_csv(run_.path("items.csv"), items)
         write_jsonl(run_.path("items.jsonl"), items)
-        run_.path("summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
         run_.path("report.html").write_text(render_run_report(summary, items),
                                             encoding="utf-8")
-        run_.record(summary=summary)
+        EvaluationArtifact(summary=summary).write(run_)  # summary.json and the manifest
         for column, s in per_column.items():
             log.info("evaluate (%s): execution accuracy %.3f, exact match %.3f, token match "
                      "%.3f, valid SQL %.3f over %d items", column, s["execution_accuracy"],
@@ -308,16 +302,14 @@ def run(cfg: DictConfig) -> Path:
     return run_.dir
 
 
-def _dataset_dialect(predictions_info: dict[str, Any], default: str) -> str:
+def _dataset_dialect(predictions: PredictionsArtifact, default: str) -> str:
     """The dialect the dataset's gold SQL is in, as its ingest run recorded it; ``default``
     (``data.dialect``) when no ingest run says."""
-    dataset = predictions_info.get("dataset_dir")
-    if dataset:
-        try:
-            return read_manifest(Path(dataset)).get("dialect") or default
-        except QueryCraftError:
-            pass
-    return default
+    try:
+        ingest = predictions.ingest()
+    except QueryCraftError:  # not a finished ingest run: no say in the matter
+        return default
+    return (ingest.dialect if ingest else None) or default
 
 
 def fit_gold_to_database(rows: list[dict[str, Any]], target: dbmod.DatabaseTarget,
@@ -341,15 +333,3 @@ def fit_gold_to_database(rows: list[dict[str, Any]], target: dbmod.DatabaseTarge
              target.describe())
     return fitted
 
-
-def _finetune_info(predictions_info: dict[str, Any]) -> dict[str, Any]:
-    """The manifest of the finetune run behind the predictions, when there is one."""
-    adapter = predictions_info.get("adapter") or predictions_info.get("base_model")
-    if not adapter:
-        return {}
-    folder = Path(adapter).parent
-    try:
-        info = read_manifest(folder)
-    except QueryCraftError:
-        return {}
-    return info if info.get("service") == "finetune" else {}

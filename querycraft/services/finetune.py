@@ -26,10 +26,11 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from querycraft import models
+from querycraft.artifacts import FinetuneArtifact, IngestArtifact
 from querycraft.data import IGNORE_INDEX, encode_example, make_collator, prompt_for
 from querycraft.errors import QueryCraftError
 from querycraft.prompts import SAVED_TEMPLATE_FILE, PromptTemplate, load_template
-from querycraft.runs import Run, read_jsonl, read_manifest, resolve_run, start_run
+from querycraft.runs import Run, read_jsonl, resolve_run, start_run
 
 log = logging.getLogger("querycraft")
 
@@ -486,9 +487,9 @@ def run(cfg: DictConfig) -> Path:
     with start_run(cfg, "finetune", resumable=True) as run_:
         ingest_dir = resolve_run(cfg.train.dataset_dir, cfg.paths.output_dir, "ingest",
                                  "train.dataset_dir")
-        ingest_info = read_manifest(ingest_dir)
+        ingest = IngestArtifact.read(ingest_dir)
         train_rows, val_rows = split_validation(
-            read_jsonl(ingest_dir / "dataset" / "train.jsonl"),
+            read_jsonl(ingest.split_file("train")),
             cfg.train.validation_fraction, cfg.seed)
         template = load_template(cfg.prompt.template, cfg.paths.prompts_dir)
         if run_.is_main:
@@ -572,13 +573,15 @@ def run(cfg: DictConfig) -> Path:
         if cfg.train.merge_adapter:
             merged = str(models.merge_adapter(base, adapter_dir, cfg.model,
                                               run_.path("merged_model")))
-        run_.record(base_model=base, adapter=str(adapter_dir), merged_model=merged,
-                    dataset_dir=str(ingest_dir), database=ingest_info.get("database"),
-                    database_kind=ingest_info.get("database_kind", "sqlite"),
-                    prompt_dialect=cfg.prompt.dialect_name, model_name=cfg.model.name,
-                    peft={"method": cfg.peft.method, "r": cfg.peft.r, "alpha": cfg.peft.alpha,
-                          "use_dora": cfg.peft.use_dora},
-                    quantization=OmegaConf.to_container(cfg.peft.quantization))
+        # The database stays with the ingest run: a later stage finds it through ingest_run.
+        FinetuneArtifact(base_model=base, adapter=adapter_dir, ingest_run=ingest_dir,
+                         prompt_dialect=cfg.prompt.dialect_name,
+                         prompt_template=run_.path(SAVED_TEMPLATE_FILE), merged_model=merged,
+                         model_name=cfg.model.name,
+                         peft={"method": cfg.peft.method, "r": cfg.peft.r,
+                               "alpha": cfg.peft.alpha, "use_dora": cfg.peft.use_dora},
+                         quantization=OmegaConf.to_container(cfg.peft.quantization)
+                         ).write(run_)
         log.info("finetune: %d steps, train loss %.3f, validation loss %s; adapter in %s",
                  metrics["steps"], metrics["train_loss"],
                  f"{final_eval['eval_loss']:.3f}" if final_eval else "n/a", adapter_dir)

@@ -19,26 +19,24 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from querycraft import models
+from querycraft.artifacts import (
+    PREDICTIONS_FILE,
+    FinetuneArtifact,
+    IngestArtifact,
+    PredictionsArtifact,
+    finished_runs,
+)
 from querycraft.backends import ModelSource, make_backend
 from querycraft.data import prompt_for
 from querycraft.db import Databases, read_schema, sqlite_path_for, target_from_config
 from querycraft.errors import QueryCraftError
 from querycraft.generation import GenerationSettings
 from querycraft.prompts import (
-    SAVED_TEMPLATE_FILE,
     PromptTemplate,
     load_template,
     parse_template,
 )
-from querycraft.runs import (
-    iter_runs,
-    read_jsonl,
-    read_manifest,
-    recorded_sqlite_database,
-    resolve_run,
-    start_run,
-    write_jsonl,
-)
+from querycraft.runs import read_jsonl, resolve_run, start_run, write_jsonl
 from querycraft.sql import extract_sql
 
 log = logging.getLogger("querycraft")
@@ -105,9 +103,6 @@ def check(cfg: DictConfig) -> list[str]:
     return problems
 
 
-PREDICTIONS = "predictions.jsonl"
-
-
 @dataclass
 class Request:
     """Where the model, prompt and questions come from."""
@@ -138,27 +133,29 @@ def resolve_request(cfg: DictConfig) -> Request:
         return Request(source, template, cfg.prompt.dialect_name, None, None, None)
     finetune_dir = resolve_run(infer.finetune_dir, cfg.paths.output_dir, "finetune",
                                "infer.finetune_dir")
-    info = read_manifest(finetune_dir)
-    merged = info.get("merged_model") if infer.use_merged else None
+    finetune = FinetuneArtifact.read(finetune_dir)
+    merged = finetune.merged_model if infer.use_merged else None
     if infer.use_merged and not merged:
         raise QueryCraftError(f"infer.use_merged=true but {finetune_dir} has no merged model; "
                               f"fine-tune with train.merge_adapter=true, or use the adapter.")
-    template_path = finetune_dir / SAVED_TEMPLATE_FILE
+    template_path = finetune.prompt_template
     source = ModelSource(
-        base=info["base_model"],
-        adapter=info["adapter"] if infer.use_adapter and not merged else None,
+        base=finetune.base_model,
+        adapter=str(finetune.adapter) if infer.use_adapter and not merged else None,
         merged=merged,
-        quantization=info.get("quantization") if infer.use_adapter else None,
-        lora_rank=(info.get("peft") or {}).get("r"),
+        quantization=(dict(finetune.quantization)
+                      if infer.use_adapter and finetune.quantization is not None else None),
+        lora_rank=(finetune.peft or {}).get("r"),
     )
     return Request(
         source=source if infer.backend != "openai" else None,
         template=parse_template(template_path.read_text(encoding="utf-8"),
                                name=str(template_path)),
-        dialect=info["prompt_dialect"],
+        dialect=finetune.prompt_dialect,
         finetune_dir=finetune_dir,
-        dataset_dir=Path(info["dataset_dir"]),
-        database=recorded_sqlite_database(info),
+        dataset_dir=finetune.ingest_run,
+        # Recorded by the ingest run the model trained on, not relayed by finetune.
+        database=finetune.ingest().sqlite_database(),
     )
 
 
@@ -175,9 +172,10 @@ def _fingerprint(cfg: DictConfig, request: Request, dataset_dir: Path | None) ->
 
 
 def _finished_run_with(fingerprint: dict[str, Any], output_dir: str) -> Path | None:
-    return next((folder for folder, info in iter_runs(output_dir, "infer")
-                 if info.get("status") == "completed"
-                 and info.get("fingerprint") == fingerprint), None)
+    # A run that can no longer be read (its predictions deleted) is no candidate.
+    return next((folder for folder, done in finished_runs(output_dir, PredictionsArtifact,
+                                                           "infer", skip_unreadable=True)
+                 if done.fingerprint == fingerprint), None)
 
 
 def _read_written(path: Path) -> dict[str, dict[str, Any]]:
@@ -244,13 +242,14 @@ def run(cfg: DictConfig) -> Path:
     request = resolve_request(cfg)
     if cfg.question:
         rows = _question_rows(cfg, request)
-        dataset_dir = None
+        dataset_dir, ingest = None, None
     else:
         dataset_dir = (resolve_run(cfg.infer.dataset_dir, cfg.paths.output_dir, "ingest",
                                    "infer.dataset_dir")
                        if cfg.infer.dataset_dir or request.dataset_dir is None
                        else request.dataset_dir)
-        rows = read_jsonl(dataset_dir / "dataset" / f"{cfg.infer.split}.jsonl")
+        ingest = IngestArtifact.read(dataset_dir)
+        rows = read_jsonl(ingest.split_file(cfg.infer.split))
         if cfg.infer.limit:
             rows = rows[: cfg.infer.limit]
         fingerprint = _fingerprint(cfg, request, dataset_dir)
@@ -262,7 +261,7 @@ def run(cfg: DictConfig) -> Path:
             return done
 
     with start_run(cfg, "infer", resumable=True) as run_:
-        path = run_.path(PREDICTIONS)
+        path = run_.path(PREDICTIONS_FILE)
         written = _read_written(path) if run_.resumed else {}
         todo = [r for r in rows if r["id"] not in written]
         if written:
@@ -283,18 +282,16 @@ def run(cfg: DictConfig) -> Path:
                     os.fsync(out.fileno())  # a kill loses at most the batch in flight
         # Final file: input order, each row once.
         write_jsonl(path, [written[r["id"]] for r in rows])
-        recorded = read_manifest(dataset_dir) if dataset_dir else {}
-        database = request.database or recorded.get("database")
+        database = request.database or (ingest.database if ingest else None)
         source = request.source
-        run_.record(predictions=str(path), count=len(rows),
-                    base_model=source.base if source else None,
-                    adapter=source.adapter if source else None,
-                    merged_model=source.merged if source else None,
-                    backend=cfg.infer.backend, dataset_dir=str(dataset_dir),
-                    database=cfg.db.path or database,
-                    database_kind=(cfg.db.kind if cfg.db.path or cfg.question
-                                   else recorded.get("database_kind", "sqlite")),
-                    **({} if cfg.question else {"fingerprint": fingerprint}))
+        PredictionsArtifact(
+            predictions=path, count=len(rows), base_model=source.base if source else None,
+            adapter=source.adapter if source else None,
+            merged_model=source.merged if source else None, backend=cfg.infer.backend,
+            dataset_run=dataset_dir, database=cfg.db.path or database,
+            database_kind=(cfg.db.kind if cfg.db.path or ingest is None
+                           else ingest.database_kind),
+            fingerprint=None if cfg.question else fingerprint).write(run_)
         log.info("infer: %d predictions in %s", len(rows), path)
     if cfg.question:
         print(written["question"]["sql"], flush=True)  # last on stdout, after the log lines

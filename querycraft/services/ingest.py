@@ -20,6 +20,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from querycraft import db as dbmod
+from querycraft.artifacts import DATASET_DIR, IngestArtifact
 from querycraft.errors import QueryCraftError
 from querycraft.prompts import load_template
 from querycraft.runs import start_run, write_jsonl
@@ -434,11 +435,12 @@ def load_table(cfg: DictConfig) -> Path:
             engine.dispose()
         where = target.describe(db_id or None) if target.is_server else \
             engine.url.database
-        run_.record(loaded={"csv": str(csv_path.resolve()), "table": report.table,
-                            "rows": report.rows, "created": report.created,
-                            "replaced": report.replaced,
-                            "columns": {c.name: c.kind for c in report.columns}},
-                    database=where, database_kind=target.kind)
+        IngestArtifact(dataset=None, database=where, database_kind=target.kind,
+                       loaded={"csv": str(csv_path.resolve()), "table": report.table,
+                               "rows": report.rows, "created": report.created,
+                               "replaced": report.replaced,
+                               "columns": {c.name: c.kind for c in report.columns}}
+                       ).write(run_)
         log.info("ingest: loaded %d rows of %s into table %s of %s", report.rows, csv_path,
                  report.table, where)
     return run_.dir
@@ -459,7 +461,7 @@ def run(cfg: DictConfig) -> Path:
             examples = examples[: cfg.ingest.max_rows]
         train, evaluation = split(examples, cfg.ingest.eval_fraction, cfg.seed,
                                   by=cfg.ingest.split_by)
-        dataset_dir = run_.path("dataset")
+        dataset_dir = run_.path(DATASET_DIR)
         dataset_dir.mkdir()
         for name, part in (("train", train), ("eval", evaluation)):
             write_jsonl(dataset_dir / f"{name}.jsonl",
@@ -480,10 +482,10 @@ def run(cfg: DictConfig) -> Path:
             database = str(Path(cfg.data.database).resolve()) if cfg.data.database else None
         else:
             database = dbmod.target_from_config(cfg.db).describe()
-        run_.record(dataset=str(dataset_dir), database=database, database_kind=cfg.db.kind,
-                    dialect=cfg.data.dialect,
-                    counts={"train": len(train), "eval": len(evaluation),
-                            "dropped": len(dropped)})
+        IngestArtifact(dataset=dataset_dir, dialect=cfg.data.dialect, database=database,
+                       database_kind=cfg.db.kind,
+                       counts={"train": len(train), "eval": len(evaluation),
+                               "dropped": len(dropped)}).write(run_)
         for d in dropped[:20]:
             log.warning("dropped %s row %d: %s", cfg.data.path, d.source_row, d.reason)
         if len(dropped) > 20:

@@ -15,7 +15,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from querycraft.runs import read_manifest, start_run
+from querycraft.artifacts import EvaluationArtifact
+from querycraft.runs import start_run
 from querycraft.services import get_service
 from querycraft.services.ingest import data_problems
 
@@ -99,7 +100,7 @@ def run(cfg: DictConfig) -> Path:
                                     {"correct.predictions_dir": str(base_infer)})
             before_dir = _stage(cfg, "evaluate", root / "4-evaluate-base",
                                 {"evaluate.predictions_dir": str(base_infer)})
-            before = read_manifest(before_dir)["summary"]
+            before = dict(EvaluationArtifact.read(before_dir).summary)
         tuned_infer = _stage(cfg, "infer", root / "5-infer",
                              {"infer.finetune_dir": str(finetune_dir),
                               "infer.use_adapter": True, "infer.dataset_dir": None})
@@ -108,7 +109,7 @@ def run(cfg: DictConfig) -> Path:
                                  {"correct.predictions_dir": str(tuned_infer)})
         after_dir = _stage(cfg, "evaluate", root / "6-evaluate",
                            {"evaluate.predictions_dir": str(tuned_infer)})
-        after = read_manifest(after_dir)["summary"]
+        after = dict(EvaluationArtifact.read(after_dir).summary)
         table = comparison_table(before, after)
         summary = {"before": before, "after": after, "model": cfg.model.name,
                    "data": cfg.data.name}

@@ -7,7 +7,6 @@ none yet. The pages are self-contained: open them from disk, no server needed.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -15,9 +14,10 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from querycraft.artifacts import EvaluationArtifact, finished_runs
 from querycraft.errors import QueryCraftError
 from querycraft.report import render_leaderboard, render_run_report
-from querycraft.runs import iter_runs, read_jsonl, start_run
+from querycraft.runs import read_jsonl, start_run
 
 log = logging.getLogger("querycraft")
 
@@ -25,26 +25,17 @@ REPORT_FILE = "report.html"
 LEADERBOARD_FILE = "leaderboard.html"
 
 
-def find_evaluations(output_dir: str | Path) -> list[tuple[Path, dict[str, Any]]]:
-    """Every completed evaluate run under ``output_dir`` (nested ones too), with its manifest."""
-    return [(folder, info) for folder, info in iter_runs(output_dir, "evaluate")
-            if info.get("status") == "completed"]
+def find_evaluations(output_dir: str | Path) -> list[tuple[Path, EvaluationArtifact]]:
+    """Every completed evaluate run under ``output_dir`` (nested ones too), read."""
+    return list(finished_runs(output_dir, EvaluationArtifact))
 
 
-def load_summary(run_dir: Path, info: dict[str, Any]) -> dict[str, Any]:
-    """The run's ``summary.json``, or the summary in its manifest when the file is missing."""
-    path = run_dir / "summary.json"
-    if path.is_file():
-        return json.loads(path.read_text(encoding="utf-8"))
-    return dict(info.get("summary") or {})
-
-
-def write_run_report(run_dir: Path, info: dict[str, Any]) -> Path:
+def write_run_report(run_dir: Path, evaluation: EvaluationArtifact) -> Path:
     """Write ``report.html`` into one evaluation run folder from its summary and items."""
-    summary = load_summary(run_dir, info)
+    summary = dict(evaluation.summary)
     items: list[dict[str, Any]] = []
-    if (run_dir / "items.jsonl").is_file():
-        items = read_jsonl(run_dir / "items.jsonl")
+    if evaluation.items is not None:
+        items = read_jsonl(evaluation.items)
     else:
         log.warning("report: %s has no items.jsonl; its page shows the summary only", run_dir)
     title = f"Evaluation: {summary.get('model') or 'unknown model'} ({run_dir.name})"
@@ -72,14 +63,14 @@ def run(cfg: DictConfig) -> Path:
                 f"No completed evaluation run under {output_dir}: run "
                 f"`python -m querycraft service=evaluate` first (or service=pipeline).")
         runs, written = [], 0
-        for run_dir, info in evaluations:
+        for run_dir, evaluation in evaluations:
             if not (run_dir / REPORT_FILE).is_file():
-                write_run_report(run_dir, info)
+                write_run_report(run_dir, evaluation)
                 written += 1
             runs.append({
                 "name": run_dir.relative_to(output_dir).as_posix(),
-                "when": info.get("finished") or info.get("started"),
-                "summary": load_summary(run_dir, info),
+                "when": evaluation.finished,
+                "summary": dict(evaluation.summary),
                 "report": Path(os.path.relpath(run_dir / REPORT_FILE, run_.dir)).as_posix(),
             })
         page = run_.path(LEADERBOARD_FILE)

@@ -154,8 +154,10 @@ def resolve_request(cfg: DictConfig) -> Request:
         dialect=finetune.prompt_dialect,
         finetune_dir=finetune_dir,
         dataset_dir=finetune.ingest_run,
-        # Recorded by the ingest run the model trained on, not relayed by finetune.
-        database=finetune.ingest().sqlite_database(),
+        # Recorded by the ingest run the model trained on, not relayed by finetune. That run
+        # may be gone (cleaned up): a question with its own db.path still needs no database.
+        database=(finetune.ingest().sqlite_database() if finetune.ingest_run.is_dir()
+                  else None),
     )
 
 

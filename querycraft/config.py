@@ -159,7 +159,7 @@ class DataConfig:
     """The examples to ingest, and the database they run on."""
 
     name: str = MISSING
-    # csv | json | spider
+    # csv | excel (.xlsx, first sheet) | parquet | json | spider
     format: str = "csv"
     path: str = MISSING
     # A SQLite file, or a folder holding <db_id>/<db_id>.sqlite (Spider's layout).
@@ -234,7 +234,7 @@ class Config:
 
 COLLATORS = ("completion_only", "language_modeling", "seq2seq", "default")
 PEFT_METHODS = ("lora", "qlora", "lora-8bit", "dora")
-DATA_FORMATS = ("csv", "json", "spider")
+DATA_FORMATS = ("csv", "excel", "parquet", "json", "spider")
 MODEL_BUILDERS = ("tiny",)
 
 

@@ -1,4 +1,5 @@
-"""Ingest: every input format, validation with per-row reports, clear errors, splitting."""
+"""Ingest: every input format (CSV in chunks, Excel, Parquet, JSON), validation with per-row
+reports (tabular rows numbered with the header as row 1), clear errors, splitting."""
 
 from __future__ import annotations
 
@@ -89,7 +90,9 @@ def test_non_utf8_file_is_a_clear_error(config_factory, tmp_path):
     path.write_bytes("question,query,context\nQuel café?,SELECT 1,x\n".encode("latin-1"))
     with pytest.raises(QueryCraftError) as caught:
         ingest_csv(config_factory, path)
-    assert "not UTF-8" in str(caught.value) and "Save the file as UTF-8" in str(caught.value)
+    message = str(caught.value)
+    assert "not UTF-8" in message and "Save the file as UTF-8" in message
+    assert "byte 0xe9 at offset 31 " in message
 
 
 def test_malformed_csv_is_a_clear_error(config_factory, tmp_path):
@@ -204,3 +207,111 @@ def test_split_by_database_holds_out_the_same_share_of_each(config_factory, tmp_
         [f"data.path={path}", "data.database=null", "ingest.split_by=db_id",
          "ingest.eval_fraction=0.3", "ingest.validate_execution=false"], name="again"))
     assert read_jsonl(again / "dataset" / "eval.jsonl") == read_jsonl(dataset / "eval.jsonl")
+
+
+# ---------------------------------------------------------------- tabular formats, chunks
+
+
+def mixed_frame():
+    """Six rows: kept, empty question, kept, bad SQL, duplicate of the first, kept."""
+    import pandas as pd
+
+    query = "SELECT first_name FROM customer WHERE customer_id = {}"
+    return pd.DataFrame({
+        "question": ["Name of customer 1?", "", "Name of customer 2?", "Broken?",
+                     "name of CUSTOMER 1?", "Name of customer 3?"],
+        "query": [query.format(1), "SELECT 1", query.format(2), "SELEC name FROM",
+                  query.format(1), query.format(3)],
+        "context": [CONTEXT] * 6,
+    })
+
+
+def assert_mixed_outcome(run_dir):
+    dropped = {int(r["row"]): r["reason"] for r in dropped_rows(run_dir)}
+    # Header = row 1: the six data rows are rows 2..7.
+    assert dropped.keys() == {3, 5, 6}
+    assert dropped[3] == "empty question"
+    assert dropped[5].startswith("gold SQL does not parse")
+    assert dropped[6] == "duplicate of row 2"
+    kept = read_jsonl(run_dir / "dataset" / "train.jsonl") + \
+        read_jsonl(run_dir / "dataset" / "eval.jsonl")
+    assert sorted(r["question"] for r in kept) == [f"Name of customer {i}?" for i in (1, 2, 3)]
+    assert all(r["context"] == CONTEXT for r in kept)
+
+
+def test_excel_input_ingests_end_to_end(config_factory, tmp_path):
+    path = tmp_path / "mine.xlsx"
+    mixed_frame().to_excel(path, index=False)
+    assert_mixed_outcome(ingest_csv(config_factory, path, "data.format=excel"))
+
+
+def test_parquet_input_ingests_end_to_end(config_factory, tmp_path):
+    path = tmp_path / "mine.parquet"
+    frame = mixed_frame()
+    frame["extra"] = range(6)  # a non-text column the reader leaves out
+    frame.to_parquet(path, index=False)
+    assert_mixed_outcome(ingest_csv(config_factory, path, "data.format=parquet"))
+
+
+def test_parquet_without_query_column_is_a_clear_error(config_factory, tmp_path):
+    path = tmp_path / "mine.parquet"
+    mixed_frame().rename(columns={"query": "sql"}).to_parquet(path, index=False)
+    with pytest.raises(QueryCraftError, match="lacks the column"):
+        ingest_csv(config_factory, path, "data.format=parquet")
+
+
+def test_excel_format_on_a_csv_is_a_clear_error(config_factory, tmp_path):
+    path = write_csv(tmp_path / "plain.csv", ["question", "query", "context"],
+                     [["How many?", "SELECT 1", CONTEXT]])
+    with pytest.raises(QueryCraftError, match="cannot be read as an Excel workbook"):
+        ingest_csv(config_factory, path, "data.format=excel")
+
+
+def test_csv_is_read_in_chunks_with_row_numbers_across_them(config_factory, tmp_path,
+                                                             monkeypatch):
+    chunks = []
+    real_read_csv = __import__("pandas").read_csv
+
+    def counting_read_csv(*args, **kwargs):
+        reader = real_read_csv(*args, **kwargs)
+        if kwargs.get("chunksize") is None:
+            return reader
+        return (chunks.append(len(chunk)) or chunk for chunk in reader)
+
+    monkeypatch.setattr(ingest, "CHUNK_ROWS", 2)
+    monkeypatch.setattr("pandas.read_csv", counting_read_csv)
+    path = tmp_path / "mixed.csv"
+    mixed_frame().to_csv(path, index=False)
+    assert_mixed_outcome(ingest_csv(config_factory, path))
+    assert chunks == [2, 2, 2]  # three chunks: the duplicate (row 6) is in another chunk
+
+
+def test_csv_row_with_too_many_fields_names_the_line(config_factory, tmp_path):
+    path = tmp_path / "ragged.csv"
+    path.write_text("question,query,context\nHow many?,SELECT 1,x\nWhich?,SELECT 2,x,surplus\n")
+    with pytest.raises(QueryCraftError) as caught:
+        ingest_csv(config_factory, path)
+    message = str(caught.value)
+    assert "well-formed CSV" in message and "line 3" in message and "Quote fields" in message
+
+
+def test_non_utf8_byte_offset_is_the_file_offset_past_the_first_buffer(config_factory,
+                                                                          tmp_path):
+    head = b"question,query,context\n"
+    row = b"How many customers?,SELECT COUNT(*) FROM customer,x\n"
+    body = head + row * (3_000_000 // len(row))
+    path = tmp_path / "late.csv"
+    path.write_bytes(body + "Quel café?,SELECT 1,x\n".encode("latin-1"))
+    offset = len(body) + len("Quel caf")
+    with pytest.raises(QueryCraftError) as caught:
+        ingest_csv(config_factory, path)
+    assert f"byte 0xe9 at offset {offset} " in str(caught.value)
+
+
+def test_token_lengths_come_from_a_seeded_sample_of_a_large_split(config_factory,
+                                                                   monkeypatch):
+    monkeypatch.setattr(ingest, "TOKEN_SAMPLE", 25)
+    run_dir = ingest.run(config_factory(["service=ingest"]))
+    lengths = json.loads((run_dir / "report.json").read_text())["token_lengths"]
+    assert lengths["sampled"] == 25 and lengths["of"] > 25
+    assert "from a sample of 25 of" in (run_dir / "report.md").read_text()

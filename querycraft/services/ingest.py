@@ -1,18 +1,28 @@
-"""Ingest: read examples (CSV, JSON, Spider), validate them, split train/eval, report.
+"""Ingest: read examples (CSV, Excel, Parquet, JSON, Spider), validate them, split
+train/eval, report.
 
 Rows that fail a check are left out and listed (file, row, reason) in ``dropped.csv``; the
 run stops only when no row survives. With a database, the schema context is read from it
 (the "context retriever") and every gold query is executed read-only to prove it runs.
+
+Tabular inputs are read with pandas (Parquet with pyarrow, batch by batch), a chunk of
+:data:`CHUNK_ROWS` rows at a time: the file is never held in memory whole, only the kept
+examples are. Their row numbers (in ``dropped.csv``) count the header as row 1, so the
+first data row is row 2: a spreadsheet's row number (in a CSV with a cell spanning several
+lines, rows are counted, not lines). JSON rows are numbered from 1.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
+import functools
 import json
 import logging
 import random
+import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,7 +118,7 @@ FIELDS = ("question", "query", "context", "db_id")
 
 @dataclass
 class Example:
-    source_row: int  # 1-based data row in the input file (line number for CSV)
+    source_row: int  # tabular files: the row, header = row 1; JSON: the item, from 1
     question: str
     query: str
     context: str
@@ -124,19 +134,51 @@ class Dropped:
 # ---------------------------------------------------------------- reading the input file
 
 
+# Rows a tabular reader holds at a time (tests make it small to cross chunk boundaries).
+CHUNK_ROWS = 50_000
+
+
+def _not_utf8(path: Path, err: UnicodeDecodeError, offset: int) -> QueryCraftError:
+    return QueryCraftError(
+        f"{path} is not UTF-8 text (byte {err.object[err.start]:#04x} at offset "
+        f"{offset} cannot be decoded). Save the file as UTF-8 (in Excel: Save As, "
+        f"'CSV UTF-8'; or `iconv -f latin1 -t utf-8 in.csv > out.csv`) and ingest again."
+    )
+
+
+def _empty(path: Path) -> QueryCraftError:
+    return QueryCraftError(f"{path} is empty. Put your examples in it (a header row "
+                           f"question,query,context then one row per example).")
+
+
 def _read_text(path: Path) -> str:
     try:
         text = path.read_text(encoding="utf-8-sig")  # -sig: Excel's UTF-8 files start with a BOM
     except UnicodeDecodeError as err:
-        raise QueryCraftError(
-            f"{path} is not UTF-8 text (byte {err.object[err.start]:#04x} at offset "
-            f"{err.start} cannot be decoded). Save the file as UTF-8 (in Excel: Save As, "
-            f"'CSV UTF-8'; or `iconv -f latin1 -t utf-8 in.csv > out.csv`) and ingest again."
-        ) from err
+        raise _not_utf8(path, err, err.start) from err
     if not text.strip():
-        raise QueryCraftError(f"{path} is empty. Put your examples in it (a header row "
-                              f"question,query,context then one row per example).")
+        raise _empty(path)
     return text
+
+
+def _first_bad_byte(path: Path) -> tuple[UnicodeDecodeError, int] | None:
+    """The first byte that is not UTF-8, and its offset in the file (read in blocks)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as err:
+                # err.start counts from the bytes the decoder held back plus this block.
+                held = len(err.object) - len(block)
+                return err, offset - held + err.start
+            offset += len(block)
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError as err:
+            return err, offset - len(err.object) + err.start
+    return None
 
 
 def _mapping(cfg: DictConfig) -> dict[str, str]:
@@ -157,23 +199,83 @@ def _check_columns(present: list[str], cfg: DictConfig, path: Path, has_database
         )
 
 
+def _records(frames: Iterable[Any], cfg: DictConfig) -> Iterator[tuple[int, dict]]:
+    """(row number, {column: text}) from DataFrames of str cells; header = row 1."""
+    wanted = set(_mapping(cfg).values())
+    number = 1
+    for frame in frames:
+        frame = frame.rename(columns=lambda c: str(c).strip())
+        frame = frame[[c for c in frame.columns if c in wanted]].fillna("")
+        columns = list(frame.columns)
+        for values in frame.itertuples(index=False, name=None):
+            number += 1
+            yield number, dict(zip(columns, values, strict=True))
+
+
 def _read_csv(path: Path, cfg: DictConfig, has_database: bool) -> Iterator[tuple[int, dict]]:
-    # Kept apart from loading's CSV reader: here source_row is the line a record ends on.
-    text = _read_text(path)
-    reader = csv.DictReader(text.splitlines(keepends=True), strict=True)
+    # Kept apart from loading's CSV reader. Chunked: a chunk of rows in memory, never the file.
+    import pandas as pd
+
+    options = {"dtype": str, "keep_default_na": False, "encoding": "utf-8-sig"}
     try:
-        header = reader.fieldnames or []
-        _check_columns([h.strip() for h in header], cfg, path, has_database)
-        for record in reader:
-            if None in record:  # more cells than header names
-                raise csv.Error(f"row has {len(header) + len(record[None])} fields but the "
-                                f"header has {len(header)}")
-            yield reader.line_num, {k.strip(): (v or "") for k, v in record.items()}
-    except csv.Error as err:
+        try:
+            header = [str(c).strip() for c in pd.read_csv(path, nrows=0, **options).columns]
+        except pd.errors.EmptyDataError as err:
+            raise _empty(path) from err
+        _check_columns(header, cfg, path, has_database)
+        yield from _records(pd.read_csv(path, chunksize=CHUNK_ROWS, **options), cfg)
+    except UnicodeDecodeError as err:
+        found = _first_bad_byte(path)  # pandas' offset counts from its buffer, not the file
+        raise _not_utf8(path, *(found or (err, err.start))) from err
+    except pd.errors.ParserError as err:
+        detail = str(err).replace("Error tokenizing data. C error: ", "").strip()
         raise QueryCraftError(
-            f"{path} is not a well-formed CSV near line {reader.line_num}: {err}. Quote fields "
-            f"that contain commas or line breaks with double quotes, then ingest again."
+            f"{path} is not a well-formed CSV: {detail}. Quote fields that contain commas or "
+            f"line breaks with double quotes (and make every row have as many fields as the "
+            f"header), then ingest again."
         ) from err
+
+
+def _read_excel(path: Path, cfg: DictConfig, has_database: bool) -> Iterator[tuple[int, dict]]:
+    # openpyxl reads a workbook whole; the sheet is turned into records frame by frame.
+    import pandas as pd
+
+    try:
+        frame = pd.read_excel(path, sheet_name=0, dtype=str, keep_default_na=False)
+    except Exception as err:  # BadZipFile, ValueError, KeyError...: not a workbook
+        raise QueryCraftError(
+            f"{path} cannot be read as an Excel workbook (.xlsx): {err}. Save it from Excel as "
+            f"'Excel Workbook (.xlsx)', or as 'CSV UTF-8' with data.format=csv."
+        ) from err
+    if len(frame.columns) == 0:
+        raise _empty(path)
+    _check_columns([str(c).strip() for c in frame.columns], cfg, path, has_database)
+    yield from _records((frame.iloc[i:i + CHUNK_ROWS] for i in range(0, len(frame), CHUNK_ROWS)),
+                        cfg)
+
+
+def _read_parquet(path: Path, cfg: DictConfig, has_database: bool
+                  ) -> Iterator[tuple[int, dict]]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as err:
+        raise QueryCraftError(f"{path} cannot be read as a Parquet file: {err}.") from err
+    names = [str(n).strip() for n in parquet.schema_arrow.names]
+    if not names:
+        raise _empty(path)
+    _check_columns(names, cfg, path, has_database)
+    wanted = set(_mapping(cfg).values())
+    columns = [n for n in parquet.schema_arrow.names if str(n).strip() in wanted]
+    batches = parquet.iter_batches(batch_size=CHUNK_ROWS, columns=columns)
+    yield from _records((_as_text(b.to_pandas()) for b in batches), cfg)
+
+
+def _as_text(frame: Any) -> Any:
+    """Every cell as text, missing ones (None, NaN) as ''."""
+    return frame.astype(object).where(frame.notna(), "").astype(str)
 
 
 def _read_json(path: Path, cfg: DictConfig, has_database: bool) -> Iterator[tuple[int, dict]]:
@@ -192,7 +294,8 @@ def _read_json(path: Path, cfg: DictConfig, has_database: bool) -> Iterator[tupl
         yield number, {k: "" if v is None else str(v) for k, v in item.items()}
 
 
-READERS = {"csv": _read_csv, "json": _read_json, "spider": _read_json}
+READERS = {"csv": _read_csv, "excel": _read_excel, "parquet": _read_parquet,
+           "json": _read_json, "spider": _read_json}
 
 
 # ---------------------------------------------------------------- databases and context
@@ -246,15 +349,31 @@ class ExampleDatabases:
 # ---------------------------------------------------------------- validation and split
 
 
-def _validate(number: int, record: dict[str, str], cfg: DictConfig, databases: ExampleDatabases
-              ) -> Example | Dropped:
-    mapping = _mapping(cfg)
-    value = {f: (record.get(mapping[f]) or "").strip() for f in FIELDS}
+@dataclass
+class _Checks:
+    """The settings each row is checked against, read from the config once (not per row)."""
+
+    mapping: dict[str, str]
+    dialect: str
+    validate_execution: bool
+
+    @classmethod
+    def of(cls, cfg: DictConfig) -> _Checks:
+        return cls(_mapping(cfg), cfg.data.dialect, bool(cfg.ingest.validate_execution))
+
+
+# Parse results of recent gold queries: datasets repeat SQL across paraphrased questions.
+PARSE_CACHE_SIZE = 1 << 16
+
+
+def _validate(number: int, record: dict[str, str], checks: _Checks, databases: ExampleDatabases,
+              parse: Any = parses) -> Example | Dropped:
+    value = {f: (record.get(checks.mapping[f]) or "").strip() for f in FIELDS}
     if not value["question"]:
         return Dropped(number, "empty question")
     if not value["query"]:
         return Dropped(number, "empty query")
-    problem = parses(value["query"], cfg.data.dialect)
+    problem = parse(value["query"], checks.dialect)
     if problem:
         return Dropped(number, f"gold SQL does not parse: {problem}")
     db_id = value["db_id"] or (databases.default_db_id() if databases.available else "")
@@ -263,7 +382,7 @@ def _validate(number: int, record: dict[str, str], cfg: DictConfig, databases: E
         try:
             if not context:
                 context = databases.schema(db_id, value["question"])
-            if cfg.ingest.validate_execution:
+            if checks.validate_execution:
                 databases.run(db_id, value["query"])
         except dbmod.QueryError as err:
             return Dropped(number, f"gold SQL fails on database '{db_id}': {err.message}")
@@ -271,7 +390,9 @@ def _validate(number: int, record: dict[str, str], cfg: DictConfig, databases: E
             return Dropped(number, f"database for db_id '{db_id}': {err}")
     if not context:
         return Dropped(number, "no schema context (empty context column and no database)")
-    return Example(number, value["question"], value["query"], context, db_id)
+    # Interned: rows about one database share one context string, not a copy per row.
+    return Example(number, value["question"], value["query"], sys.intern(context),
+                   sys.intern(db_id))
 
 
 def _dedupe_key(example: Example) -> tuple[str, str]:
@@ -330,12 +451,24 @@ def _percentiles(values: list[int]) -> dict[str, int]:
             "max": ordered[-1]}
 
 
+# The token-length report measures at most this many training texts (a seeded sample):
+# tokenizing a million texts would cost more than the rest of ingest.
+TOKEN_SAMPLE = 20_000
+
+
 def token_length_report(cfg: DictConfig, train: list[Example]) -> dict[str, Any]:
+    """Token-length percentiles of the training texts; over :data:`TOKEN_SAMPLE` of them,
+    of a seeded sample (``sampled`` says how many, of ``of``)."""
     from querycraft.data import encode_example
     from querycraft.prompts import render_training_text
 
     template = load_template(cfg.prompt.template, cfg.paths.prompts_dir)
-    rows = [e.__dict__ for e in train]
+    measured = train
+    if len(train) > TOKEN_SAMPLE:
+        picked = sorted(random.Random(f"{cfg.seed}:token-lengths").sample(range(len(train)),
+                                                                          TOKEN_SAMPLE))
+        measured = [train[i] for i in picked]
+    rows = [e.__dict__ for e in measured]
     texts = [render_training_text(template, question=r["question"], context=r["context"],
                                   dialect=cfg.prompt.dialect_name, query=r["query"])
              for r in rows]
@@ -347,7 +480,8 @@ def token_length_report(cfg: DictConfig, train: list[Example]) -> dict[str, Any]
                        ["input_ids"]) for r in rows]
     limit = cfg.ingest.max_seq_length
     return {"measured_with": how, "max_seq_length": limit, **_percentiles(lengths),
-            "over_max_seq_length": sum(n > limit for n in lengths)}
+            "over_max_seq_length": sum(n > limit for n in lengths),
+            "sampled": len(measured), "of": len(train)}
 
 
 # ---------------------------------------------------------------- the service
@@ -363,15 +497,17 @@ def read_examples(cfg: DictConfig) -> tuple[list[Example], list[Dropped]]:
     examples: list[Example] = []
     dropped: list[Dropped] = []
     seen: dict[tuple[str, str], int] = {}
+    checks, deduplicate = _Checks.of(cfg), bool(cfg.ingest.deduplicate)
+    parse = functools.lru_cache(maxsize=PARSE_CACHE_SIZE)(parses)
     try:
         records = READERS[cfg.data.format](path, cfg, databases.available)
         for number, record in records:
-            outcome = _validate(number, record, cfg, databases)
+            outcome = _validate(number, record, checks, databases, parse)
             if isinstance(outcome, Dropped):
                 dropped.append(outcome)
                 continue
             key = _dedupe_key(outcome)
-            if cfg.ingest.deduplicate and key in seen:
+            if deduplicate and key in seen:
                 dropped.append(Dropped(number, f"duplicate of row {seen[key]}"))
                 continue
             seen[key] = number
@@ -402,7 +538,9 @@ def _write_report(run_dir: Path, report: dict[str, Any], dropped: list[Dropped])
         f"- dropped: {report['dropped']} (see dropped.csv)",
         f"- token lengths ({lengths['measured_with']}): p50 {lengths['p50']}, "
         f"p90 {lengths['p90']}, p99 {lengths['p99']}, max {lengths['max']}; "
-        f"{lengths['over_max_seq_length']} over max_seq_length {lengths['max_seq_length']}",
+        f"{lengths['over_max_seq_length']} over max_seq_length {lengths['max_seq_length']}"
+        + (f" (token lengths from a sample of {lengths['sampled']} of {lengths['of']} training "
+           f"texts)" if lengths.get("sampled", 0) < lengths.get("of", 0) else ""),
     ]
     if report["drop_reasons"]:
         lines += ["", "| reason | rows |", "|---|---|"]
@@ -464,8 +602,10 @@ def run(cfg: DictConfig) -> Path:
         dataset_dir = run_.path(DATASET_DIR)
         dataset_dir.mkdir()
         for name, part in (("train", train), ("eval", evaluation)):
+            # A generator: the rows are written one by one, not built as a second list.
             write_jsonl(dataset_dir / f"{name}.jsonl",
-                        [{"id": f"{name}-{i:05d}", **e.__dict__} for i, e in enumerate(part)])
+                        ({"id": f"{name}-{i:05d}", **e.__dict__}  # type: ignore[arg-type]
+                         for i, e in enumerate(part)))
         reasons: dict[str, int] = {}
         for d in dropped:
             kind = d.reason.split(":")[0]

@@ -209,6 +209,14 @@ class DbConfig:
     max_rows: int = 10000
     # Schema context: this many example values per column (0: none).
     sample_values: int = 0
+    # Generated SQL is hostile input: it is refused on a login that is a superuser or can
+    # write (docs/DATABASES.md sets up a read-only role). true only for a throwaway server.
+    allow_privileged: bool = False
+    # Bounds on one statement beyond time and rows: its text (checked before parsing), each
+    # value and the whole result, in bytes. Longer values are cut, with a marker, in outputs.
+    max_sql_bytes: int = 100_000
+    max_value_bytes: int = 65_536
+    max_result_bytes: int = 16_777_216
 
 
 @dataclass

@@ -6,12 +6,15 @@ on start with exactly the ids ``infer`` gives it when asking for SQL.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from querycraft.prompts import PromptTemplate, render_prompt, render_target
 
 if TYPE_CHECKING:
+    import datasets
     import torch
     from transformers import PreTrainedTokenizerBase
 
@@ -32,6 +35,52 @@ def encode_example(row: dict[str, Any], template: PromptTemplate, dialect: str,
                            add_special_tokens=False)["input_ids"]
     return {"input_ids": prompt_ids + target_ids + [tokenizer.eos_token_id],
             "prompt_length": len(prompt_ids)}
+
+
+
+def encode_batch(batch: dict[str, list[Any]], template: PromptTemplate, dialect: str,
+                 tokenizer: PreTrainedTokenizerBase) -> dict[str, list[Any]]:
+    """:func:`encode_example` over a batch of columns (one tokenizer call per column).
+
+    The ids are the same as example by example: nothing is padded or truncated.
+    """
+    rows = [dict(zip(batch, values, strict=True)) for values in zip(*batch.values(), strict=True)]
+    prompts = tokenizer([prompt_for(row, template, dialect) for row in rows])["input_ids"]
+    targets = tokenizer([render_target(template, row["query"]) for row in rows],
+                        add_special_tokens=False)["input_ids"]
+    input_ids = [p + t + [tokenizer.eos_token_id] for p, t in zip(prompts, targets, strict=True)]
+    return {"input_ids": input_ids, "prompt_length": [len(p) for p in prompts],
+            "length": [len(ids) for ids in input_ids]}
+
+
+def _tokenizer_key(tokenizer: PreTrainedTokenizerBase) -> str:
+    """What the token ids depend on in the tokenizer: its vocabulary, rules and special ids."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    text = backend.to_str() if backend is not None else repr(sorted(tokenizer.get_vocab().items()))
+    return f"{text}|{tokenizer.eos_token_id}|{tokenizer.bos_token_id}"
+
+
+def tokenized_dataset(rows: datasets.Dataset, template: PromptTemplate, dialect: str,
+                      tokenizer: PreTrainedTokenizerBase) -> datasets.Dataset:
+    """Token ids of ``rows`` (columns ``input_ids``, ``prompt_length``, ``length``), cached.
+
+    The result is an Arrow file beside ``rows``' own cache, memory-mapped rather than held as
+    Python lists, and reused by any later run with the same rows, template, dialect and
+    tokenizer (the cache key is computed here from exactly those, so a changed template or
+    tokenizer never reuses stale ids).
+    """
+    key = hashlib.sha256("\0".join([rows._fingerprint, template.text, dialect,
+                                     _tokenizer_key(tokenizer)]).encode()).hexdigest()[:32]
+    return rows.map(encode_batch, batched=True, batch_size=256,
+                    fn_kwargs={"template": template, "dialect": dialect, "tokenizer": tokenizer},
+                    new_fingerprint=key, desc="tokenizing")
+
+
+def load_rows(path: Path, cache_dir: Path) -> datasets.Dataset:
+    """A JSONL split (an ingest run's ``dataset/train.jsonl``) as an Arrow dataset."""
+    import datasets
+
+    return datasets.Dataset.from_json(str(path), cache_dir=str(cache_dir))
 
 
 @dataclass

@@ -27,10 +27,16 @@ from omegaconf import DictConfig, OmegaConf
 
 from querycraft import models
 from querycraft.artifacts import FinetuneArtifact, IngestArtifact
-from querycraft.data import IGNORE_INDEX, encode_example, make_collator, prompt_for
+from querycraft.data import (
+    IGNORE_INDEX,
+    load_rows,
+    make_collator,
+    prompt_for,
+    tokenized_dataset,
+)
 from querycraft.errors import QueryCraftError
 from querycraft.prompts import SAVED_TEMPLATE_FILE, PromptTemplate, load_template
-from querycraft.runs import Run, read_jsonl, resolve_run, start_run
+from querycraft.runs import Run, resolve_run, start_run
 
 log = logging.getLogger("querycraft")
 
@@ -125,33 +131,40 @@ LOSS_CURVE = "loss_curve.png"
 
 @dataclass
 class EncodedSplit:
-    """Token ids of one split, and the examples left out for length."""
+    """Token ids of one split (an Arrow dataset), and the examples left out for length."""
 
-    examples: list[dict[str, Any]]
+    examples: Any  # datasets.Dataset: id, input_ids, prompt_length, length, ...
     too_long: list[tuple[str, int]]  # (id, tokens)
 
     def input_tokens(self) -> int:
         """Real (non-padding) tokens over one pass."""
-        return sum(len(e["input_ids"]) for e in self.examples)
+        return sum(self.examples["length"]) if len(self.examples) else 0
 
     def trained_tokens(self, loss_on_prompt: bool) -> int:
         """Tokens carrying loss over one pass (the first is never predicted)."""
-        return sum(len(e["input_ids"]) - (1 if loss_on_prompt else e["prompt_length"])
-                   for e in self.examples)
+        if not len(self.examples):
+            return 0
+        skipped = (len(self.examples) if loss_on_prompt
+                   else sum(self.examples["prompt_length"]))
+        return self.input_tokens() - skipped
 
 
-def split_validation(rows: list[dict], fraction: float, seed: int
-                     ) -> tuple[list[dict], list[dict]]:
-    """Hold out ``fraction`` of the training rows (at least one) for validation loss."""
+def split_validation(rows: Any, fraction: float, seed: int) -> tuple[Any, Any]:
+    """Hold out ``fraction`` of the training rows (at least one) for validation loss.
+
+    ``rows`` is a list or a ``datasets.Dataset``; the parts are of the same kind.
+    """
     if fraction <= 0 or len(rows) < 2:
-        return rows, []
-    shuffled = list(rows)
-    random.Random(seed).shuffle(shuffled)
+        return rows, rows[:0] if isinstance(rows, list) else rows.select([])
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)
     n_val = min(len(rows) - 1, max(1, round(fraction * len(rows))))
-    return shuffled[n_val:], shuffled[:n_val]
+    if isinstance(rows, list):
+        return [rows[i] for i in order[n_val:]], [rows[i] for i in order[:n_val]]
+    return rows.select(order[n_val:]), rows.select(order[:n_val])
 
 
-def _prepare_base_model(cfg: DictConfig, train_rows: list[dict], template: PromptTemplate,
+def _prepare_base_model(cfg: DictConfig, train_rows: Any, template: PromptTemplate,
                         run_: Run) -> str:
     """The base model's hub id or folder; the tiny preset is built into the run folder."""
     if cfg.model.builder != "tiny":
@@ -166,16 +179,18 @@ def _prepare_base_model(cfg: DictConfig, train_rows: list[dict], template: Promp
     return str(folder)
 
 
-def encode_split(rows: list[dict], template: PromptTemplate, cfg: DictConfig,
+def encode_split(rows: Any, template: PromptTemplate, cfg: DictConfig,
                  tokenizer: Any) -> EncodedSplit:
-    """Tokenize rows; an example longer than max_seq_length is left out, never truncated."""
-    encoded, too_long = [], []
-    for row in rows:
-        example = encode_example(row, template, cfg.prompt.dialect_name, tokenizer)
-        if len(example["input_ids"]) > cfg.train.max_seq_length:
-            too_long.append((row["id"], len(example["input_ids"])))
-        else:
-            encoded.append(example)
+    """Tokenize rows (a ``datasets.Dataset``, cached on disk); an example longer than
+    max_seq_length is left out, never truncated."""
+    encoded = tokenized_dataset(rows, template, cfg.prompt.dialect_name, tokenizer)
+    if not len(encoded):
+        return EncodedSplit(encoded, [])
+    limit = cfg.train.max_seq_length
+    lengths = encoded["length"]
+    too_long = [(id_, n) for id_, n in zip(encoded["id"], lengths, strict=True) if n > limit]
+    if too_long:
+        encoded = encoded.select([i for i, n in enumerate(lengths) if n <= limit])
     return EncodedSplit(encoded, too_long)
 
 
@@ -199,7 +214,7 @@ def _report_too_long(splits: dict[str, EncodedSplit], cfg: DictConfig, run_: Run
             f"Training on cut-off SQL would teach broken queries, so QueryCraft never "
             f"truncates: {advice}, or set train.on_too_long=skip to train without them."
         )
-    if not splits["train"].examples:
+    if not len(splits["train"].examples):
         raise QueryCraftError(f"Every training example is longer than train.max_seq_length="
                               f"{cfg.train.max_seq_length} tokens: {advice}.")
     log.warning("left out %d example(s) longer than train.max_seq_length=%d (never cut: "
@@ -429,8 +444,10 @@ def _trainer_class() -> type:
             # One optimizer step takes this many examples across all processes.
             step_size = (self.args.train_batch_size * self.args.gradient_accumulation_steps
                          * self.args.world_size)
+            lengths = (dataset["length"] if "length" in getattr(dataset, "column_names", ())
+                       else [len(example["input_ids"]) for example in dataset])
             return StepSortedSampler(
-                [len(example["input_ids"]) for example in dataset], step_size,
+                list(lengths), step_size,
                 seed=self.args.data_seed if self.args.data_seed is not None else self.args.seed)
 
     return QueryCraftTrainer
@@ -488,21 +505,25 @@ def run(cfg: DictConfig) -> Path:
         ingest_dir = resolve_run(cfg.train.dataset_dir, cfg.paths.output_dir, "ingest",
                                  "train.dataset_dir")
         ingest = IngestArtifact.read(ingest_dir)
+        # Arrow files under paths.cache_dir: memory-mapped, and tokenized once per
+        # (rows, template, tokenizer), so a second run on the same data skips tokenizing.
         train_rows, val_rows = split_validation(
-            read_jsonl(ingest.split_file("train")),
+            load_rows(ingest.split_file("train"), Path(cfg.paths.cache_dir) / "datasets"),
             cfg.train.validation_fraction, cfg.seed)
         template = load_template(cfg.prompt.template, cfg.paths.prompts_dir)
         if run_.is_main:
             run_.path(SAVED_TEMPLATE_FILE).write_text(template.text, encoding="utf-8")
 
-        args = _training_arguments(cfg, run_, has_validation=bool(val_rows))
+        args = _training_arguments(cfg, run_, has_validation=len(val_rows) > 0)
         with args.main_process_first(desc="preparing the base model"):
             base = _prepare_base_model(cfg, train_rows, template, run_)
         tokenizer = models.load_tokenizer(base, trust_remote_code=cfg.model.trust_remote_code)
-        splits = {"train": encode_split(train_rows, template, cfg, tokenizer),
-                  "validation": encode_split(val_rows, template, cfg, tokenizer)}
+        with args.main_process_first(desc="tokenizing"):  # rank 0 fills the cache
+            splits = {"train": encode_split(train_rows, template, cfg, tokenizer),
+                      "validation": encode_split(val_rows, template, cfg, tokenizer)}
         _report_too_long(splits, cfg, run_)
-        if not splits["validation"].examples and val_rows:
+        has_validation = len(splits["validation"].examples) > 0
+        if not has_validation and len(val_rows):
             raise QueryCraftError("Every validation example is too long; raise "
                                   "train.max_seq_length or set train.validation_fraction=0.")
 
@@ -523,7 +544,7 @@ def run(cfg: DictConfig) -> Path:
             model=model,
             args=args,
             train_dataset=splits["train"].examples,
-            eval_dataset=splits["validation"].examples or None,
+            eval_dataset=splits["validation"].examples if has_validation else None,
             data_collator=make_collator(cfg.collator, tokenizer, cfg.train.max_seq_length),
             processing_class=tokenizer,
             callbacks=_callbacks(cfg, run_),
@@ -533,7 +554,7 @@ def run(cfg: DictConfig) -> Path:
         if run_.resumed:
             log.info("resuming from %s", checkpoint or "the start (no checkpoint was saved)")
         result = trainer.train(resume_from_checkpoint=checkpoint)
-        final_eval = trainer.evaluate() if splits["validation"].examples else {}
+        final_eval = trainer.evaluate() if has_validation else {}
 
         adapter_dir = run_.path("adapter")
         trainer.save_model(str(adapter_dir))  # the best checkpoint's weights, when validating

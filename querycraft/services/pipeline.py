@@ -79,6 +79,21 @@ def comparison_table(before: dict[str, Any] | None, after: dict[str, Any]) -> st
     return "\n".join(lines)
 
 
+def _generate_and_score(cfg: DictConfig, root: Path, finetune_dir: Path, use_adapter: bool,
+                        folders: tuple[str, str, str]) -> dict[str, Any]:
+    """Infer (with or without the adapter), correct when configured, evaluate: the summary."""
+    infer_folder, correct_folder, evaluate_folder = folders
+    predictions = _stage(cfg, "infer", root / infer_folder,
+                         {"infer.finetune_dir": str(finetune_dir),
+                          "infer.use_adapter": use_adapter, "infer.dataset_dir": None})
+    if cfg.pipeline.correct:
+        predictions = _stage(cfg, "correct", root / correct_folder,
+                             {"correct.predictions_dir": str(predictions)})
+    evaluation = _stage(cfg, "evaluate", root / evaluate_folder,
+                        {"evaluate.predictions_dir": str(predictions)})
+    return dict(EvaluationArtifact.read(evaluation).summary)
+
+
 def run(cfg: DictConfig) -> Path:
     """Run every stage on the configured data and model.
 
@@ -90,26 +105,12 @@ def run(cfg: DictConfig) -> Path:
         ingest_dir = _stage(cfg, "ingest", root / "1-ingest", {})
         finetune_dir = _stage(cfg, "finetune", root / "2-finetune",
                               {"train.dataset_dir": str(ingest_dir)})
-        before = None
-        if cfg.pipeline.evaluate_base:
-            base_infer = _stage(cfg, "infer", root / "3-infer-base",
-                                {"infer.finetune_dir": str(finetune_dir),
-                                 "infer.use_adapter": False, "infer.dataset_dir": None})
-            if cfg.pipeline.correct:
-                base_infer = _stage(cfg, "correct", root / "3b-correct-base",
-                                    {"correct.predictions_dir": str(base_infer)})
-            before_dir = _stage(cfg, "evaluate", root / "4-evaluate-base",
-                                {"evaluate.predictions_dir": str(base_infer)})
-            before = dict(EvaluationArtifact.read(before_dir).summary)
-        tuned_infer = _stage(cfg, "infer", root / "5-infer",
-                             {"infer.finetune_dir": str(finetune_dir),
-                              "infer.use_adapter": True, "infer.dataset_dir": None})
-        if cfg.pipeline.correct:
-            tuned_infer = _stage(cfg, "correct", root / "5b-correct",
-                                 {"correct.predictions_dir": str(tuned_infer)})
-        after_dir = _stage(cfg, "evaluate", root / "6-evaluate",
-                           {"evaluate.predictions_dir": str(tuned_infer)})
-        after = dict(EvaluationArtifact.read(after_dir).summary)
+        before = (_generate_and_score(cfg, root, finetune_dir, use_adapter=False,
+                                      folders=("3-infer-base", "3b-correct-base",
+                                               "4-evaluate-base"))
+                  if cfg.pipeline.evaluate_base else None)
+        after = _generate_and_score(cfg, root, finetune_dir, use_adapter=True,
+                                    folders=("5-infer", "5b-correct", "6-evaluate"))
         table = comparison_table(before, after)
         summary = {"before": before, "after": after, "model": cfg.model.name,
                    "data": cfg.data.name}

@@ -7,8 +7,10 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import sqlalchemy
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
@@ -123,19 +125,21 @@ def fresh_mysql_database() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def mysql_select_only_user(url: str) -> Iterator[str]:
-    """A user that may only SELECT in the database of ``url``; yields a URL that logs in as
-    it (with its password), then drops the user."""
+def mysql_select_only_user(url: str, databases: list[str] | None = None) -> Iterator[str]:
+    """A user that may only SELECT in the database of ``url`` (or in each of ``databases``);
+    yields ``url`` logged in as it (with its password), then drops the user."""
     from sqlalchemy.engine import make_url
 
-    target = make_url(url)
+    target = make_url(url.replace("{db_id}", "__QC_DB_ID__"))
     admin = mysql_admin()
     name, password = f"qc_ro_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
     with admin.cursor() as cursor:
         cursor.execute(f"CREATE USER '{name}'@'%' IDENTIFIED BY '{password}'")
-        cursor.execute(f"GRANT SELECT ON `{target.database}`.* TO '{name}'@'%'")
+        for database in databases or [target.database]:
+            cursor.execute(f"GRANT SELECT ON `{database}`.* TO '{name}'@'%'")
     try:
-        yield target.set(username=name, password=password).render_as_string(hide_password=False)
+        yield target.set(username=name, password=password).render_as_string(
+            hide_password=False).replace("__QC_DB_ID__", "{db_id}")
     finally:
         with admin.cursor() as cursor:
             cursor.execute(f"DROP USER IF EXISTS '{name}'@'%'")
@@ -145,4 +149,70 @@ def mysql_select_only_user(url: str) -> Iterator[str]:
 @pytest.fixture
 def mysql_url() -> Iterator[str]:
     with fresh_mysql_database() as url:
+        yield url
+
+
+def create_singers(url: str, *extra_statements: str) -> str:
+    """Create the three-row ``singer`` table (plus ``extra_statements``) in the database at
+    ``url``; returns ``url``. The same rows on every server the read-only tests run on."""
+    engine = sqlalchemy.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE singer (singer_id INTEGER PRIMARY KEY, name TEXT, "
+                             "age INTEGER)")
+        conn.exec_driver_sql("INSERT INTO singer VALUES (1, 'Joe Sharp', 52), "
+                             "(2, 'Timbaland', 32), (3, 'Justin Brown', 29)")
+        for statement in extra_statements:
+            conn.exec_driver_sql(statement)
+    engine.dispose()
+    return url
+
+
+# Least privilege (issue 14): generated SQL runs as a role that may only read. The services
+# refuse a superuser or a login that can write unless db.allow_privileged=true, so the tests
+# that run generated SQL on the local servers log in as one of these.
+@contextlib.contextmanager
+def postgres_read_only_role(url: str) -> Iterator[str]:
+    """A login role that may only read the tables of the database at ``url``: USAGE on each
+    of its schemas and SELECT on their tables, now and later (default privileges of the admin
+    that creates them), as docs/DATABASES.md sets it up. Yields ``url`` logged in as it, then
+    drops the role."""
+    psycopg = pytest.importorskip("psycopg")
+    from sqlalchemy.engine import make_url
+
+    target = make_url(url)
+    name = f"qc_ro_{uuid.uuid4().hex[:8]}"
+    admin = _postgres_admin()
+
+    def in_database() -> Any:
+        return psycopg.connect(host=target.host, port=target.port or 5432,
+                               user=target.username, password=target.password,
+                               dbname=target.database, autocommit=True, connect_timeout=3)
+
+    admin.execute(f"CREATE ROLE {name} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE")
+    try:
+        with in_database() as conn:
+            schemas = [r[0] for r in conn.execute(
+                "SELECT nspname FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' "
+                "AND nspname <> 'information_schema'")]
+            for schema in schemas:
+                conn.execute(f'GRANT USAGE ON SCHEMA "{schema}" TO {name}')
+                conn.execute(f'GRANT SELECT ON ALL TABLES IN SCHEMA "{schema}" TO {name}')
+                conn.execute(f'ALTER DEFAULT PRIVILEGES IN SCHEMA "{schema}" '
+                             f"GRANT SELECT ON TABLES TO {name}")
+        yield target.set(username=name, password=None).render_as_string(hide_password=False)
+    finally:
+        try:
+            with in_database() as conn:
+                conn.execute(f"DROP OWNED BY {name}")  # its grants and default privileges
+        except psycopg.OperationalError:
+            pass  # the database is gone, and its grants with it
+        admin.execute(f"DROP ROLE IF EXISTS {name}")
+        admin.close()
+
+
+@pytest.fixture
+def postgres_reader(postgres_url: str) -> Iterator[str]:
+    """``postgres_url`` (a fresh database) logged in as a read-only role; create the tables
+    through ``postgres_url`` (the admin)."""
+    with postgres_read_only_role(postgres_url) as url:
         yield url

@@ -19,7 +19,14 @@ import sqlalchemy
 from querycraft import db as dbmod
 from querycraft.cli import run
 from querycraft.engines import engine_kinds, engines
-from tests.conftest import MYSQL_SERVER, PROJECT_ROOT, make_config, mysql_admin
+from tests.conftest import (
+    MYSQL_SERVER,
+    PROJECT_ROOT,
+    create_singers,
+    make_config,
+    mysql_admin,
+    mysql_select_only_user,
+)
 from tests.test_postgres_services import DATABASES, SPIDER_DBS, export_tables, gold_against_gold
 
 
@@ -54,15 +61,11 @@ def test_config_builds_a_mysql_url_with_the_password_from_the_environment(
 
 
 @pytest.fixture
-def singers(mysql_url: str) -> str:
-    engine = sqlalchemy.create_engine(mysql_url)
-    with engine.begin() as conn:
-        conn.exec_driver_sql("CREATE TABLE singer (singer_id INTEGER PRIMARY KEY, name TEXT, "
-                             "age INTEGER)")
-        conn.exec_driver_sql("INSERT INTO singer VALUES (1, 'Joe Sharp', 52), "
-                             "(2, 'Timbaland', 32), (3, 'Justin Brown', 29)")
-    engine.dispose()
-    return mysql_url
+def singers(mysql_url: str) -> Iterator[str]:
+    """The singer table, read through a user with the SELECT privilege only (least
+    privilege: a root login is refused for generated SQL)."""
+    with mysql_select_only_user(create_singers(mysql_url)) as url:
+        yield url
 
 
 def test_results_are_capped_on_the_server_errors_classified_and_percent_literal(
@@ -144,6 +147,14 @@ def spider_in_mysql(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="module")
+def spider_reader(spider_in_mysql: str) -> Iterator[str]:
+    """``spider_in_mysql`` for a user that may only SELECT in its databases."""
+    databases = [spider_in_mysql.rsplit("/", 1)[1].replace("{db_id}", d) for d in DATABASES]
+    with mysql_select_only_user(spider_in_mysql, databases) as url:
+        yield url
+
+
 def test_loaded_tables_keep_rows_and_nulls(spider_in_mysql: str) -> None:
     import sqlite3
 
@@ -164,12 +175,12 @@ def test_loaded_tables_keep_rows_and_nulls(spider_in_mysql: str) -> None:
 
 
 def test_gold_against_gold_scores_the_same_on_sqlite_and_on_mariadb(
-        spider_in_mysql: str, tmp_path: Path) -> None:
-    server = ["db=mysql", f"db.url='{spider_in_mysql}'"]
+        spider_reader: str, tmp_path: Path) -> None:
+    server = ["db=mysql", f"db.url='{spider_reader}'"]
     _, summary, failed = gold_against_gold(tmp_path / "out", "mysql", server)
     # Pinned: every gold query runs, the 11 that PostgreSQL refuses too (a column neither
     # grouped nor aggregated): MariaDB's default sql_mode lacks ONLY_FULL_GROUP_BY and picks
     # a value from the group, as SQLite does. (MySQL 8's default has it and would refuse
     # them, as PostgreSQL does; they would be reported as gold_failed.)
     assert failed == [] and summary["gold_failed"] == 0
-    assert summary["database"].startswith("mysql+pymysql://root@127.0.0.1")
+    assert summary["database"].startswith("mysql+pymysql://qc_ro_")  # the read-only user

@@ -4,7 +4,10 @@ queries stop.
 Every write or escape attempt goes through the one execution layer every service uses
 (``querycraft.db.Database.execute``); each must be refused and the database must be unchanged
 afterwards (SQLite: the file's bytes; the servers: every table's contents and the list of
-tables). The server tests use a fresh database on the local server (tests/conftest.py).
+tables). The server tests use a fresh database on the local server (tests/conftest.py) and
+log in as a role that may only read (least privilege, docs/DATABASES.md); the tests of the
+layers below the allow-list log in as the superuser, with ``allow_privileged`` said
+explicitly. tests/test_least_privilege.py holds what only the role and the guard stop.
 """
 
 from __future__ import annotations
@@ -14,13 +17,19 @@ import shutil
 import sqlite3
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy
 
 from querycraft import db as dbmod
-from tests.conftest import FIXTURE_SPIDER
+from tests.conftest import (
+    FIXTURE_SPIDER,
+    create_singers,
+    mysql_select_only_user,
+    postgres_read_only_role,
+)
 
 CONCERT = FIXTURE_SPIDER / "database" / "concert_singer" / "concert_singer.sqlite"
 MARKER = Path("/tmp") / f"qc_escape_{uuid.uuid4().hex[:8]}"
@@ -115,35 +124,34 @@ def sqlite_copy(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def postgres_singers(postgres_url: str) -> str:
-    engine = sqlalchemy.create_engine(postgres_url)
-    with engine.begin() as conn:
-        conn.exec_driver_sql("CREATE TABLE singer (singer_id INTEGER PRIMARY KEY, name TEXT, "
-                             "age INTEGER)")
-        conn.exec_driver_sql("INSERT INTO singer VALUES (1, 'Joe Sharp', 52), "
-                             "(2, 'Timbaland', 32), (3, 'Justin Brown', 29)")
-        conn.exec_driver_sql("CREATE SEQUENCE s")
-    engine.dispose()
-    return postgres_url
+    return create_singers(postgres_url, "CREATE SEQUENCE s")
 
 
 @pytest.fixture
 def mysql_singers(mysql_url: str) -> str:
-    engine = sqlalchemy.create_engine(mysql_url)
-    with engine.begin() as conn:
-        conn.exec_driver_sql("CREATE TABLE singer (singer_id INTEGER PRIMARY KEY, name TEXT, "
-                             "age INTEGER)")
-        conn.exec_driver_sql("INSERT INTO singer VALUES (1, 'Joe Sharp', 52), "
-                             "(2, 'Timbaland', 32), (3, 'Justin Brown', 29)")
-    engine.dispose()
-    return mysql_url
+    return create_singers(mysql_url)
+
+
+@pytest.fixture
+def postgres_singers_reader(postgres_singers: str) -> Iterator[str]:
+    """``postgres_singers`` logged in as a role that may only read its tables."""
+    with postgres_read_only_role(postgres_singers) as url:
+        yield url
+
+
+@pytest.fixture
+def mysql_singers_reader(mysql_singers: str) -> Iterator[str]:
+    """``mysql_singers`` logged in as a user with the SELECT privilege only."""
+    with mysql_select_only_user(mysql_singers) as url:
+        yield url
 
 
 def _database(kind: str, request: pytest.FixtureRequest) -> tuple[dbmod.Database, object]:
     if kind == "sqlite":
         path = request.getfixturevalue("sqlite_copy")
         return dbmod.SqliteDatabase(path), lambda: _sqlite_fingerprint(path)
-    url = request.getfixturevalue(f"{kind}_singers")
-    target = dbmod.DatabaseTarget(kind, url=url)
+    url = request.getfixturevalue(f"{kind}_singers")  # the admin's, for the fingerprint
+    target = dbmod.DatabaseTarget(kind, url=request.getfixturevalue(f"{kind}_singers_reader"))
     fingerprint = _postgres_fingerprint if kind == "postgres" else _mysql_fingerprint
     return dbmod.ServerDatabase(target), lambda: fingerprint(url)
 
@@ -201,7 +209,8 @@ def test_postgres_refuses_writes_even_without_the_allow_list(
     transactions default to READ ONLY."""
     before = _postgres_fingerprint(postgres_singers)
     _without_the_allow_list(monkeypatch)
-    database = dbmod.ServerDatabase(dbmod.DatabaseTarget("postgres", url=postgres_singers))
+    database = dbmod.ServerDatabase(dbmod.DatabaseTarget("postgres", url=postgres_singers,
+                                                         allow_privileged=True))
     try:
         for sql in ("DELETE FROM singer", "CREATE TABLE evil (a int)", "DROP TABLE singer",
                     "WITH gone AS (DELETE FROM singer RETURNING *) SELECT * FROM gone"):
@@ -227,7 +236,8 @@ def test_mysql_refuses_writes_even_without_the_allow_list(
     START TRANSACTION READ ONLY, and the session whose transactions default to READ ONLY."""
     before = _mysql_fingerprint(mysql_singers)
     _without_the_allow_list(monkeypatch)
-    database = dbmod.ServerDatabase(dbmod.DatabaseTarget("mysql", url=mysql_singers))
+    database = dbmod.ServerDatabase(dbmod.DatabaseTarget("mysql", url=mysql_singers,
+                                                         allow_privileged=True))
     try:
         for sql in ("DELETE FROM singer", "UPDATE singer SET age = 0",
                     "INSERT INTO singer VALUES (9, 'x', 1)", "CREATE TABLE evil (a int)",
@@ -288,8 +298,9 @@ def test_a_query_that_would_run_for_minutes_stops_at_the_timeout(
         database.close()
 
 
-def test_postgres_results_are_capped_and_percent_signs_are_literal(postgres_singers: str) -> None:
-    target = dbmod.DatabaseTarget("postgres", url=postgres_singers)
+def test_postgres_results_are_capped_and_percent_signs_are_literal(
+        postgres_singers_reader: str) -> None:
+    target = dbmod.DatabaseTarget("postgres", url=postgres_singers_reader)
     with dbmod.Databases(target) as databases:
         database = databases.get("any")
         capped = database.execute("SELECT g FROM generate_series(1, 1000000) g", max_rows=5)

@@ -292,6 +292,18 @@ def _server_engine(target: DatabaseTarget, db_id: str, *, read_only: bool
         def _on_connect(dbapi_connection: Any, _record: Any) -> None:
             session_setup(dbapi_connection, schema, read_only)
 
+    # Least privilege (issue 14): a login too privileged for generated SQL is refused on each
+    # new connection, with the engine's message, unless db.allow_privileged.
+    if read_only and spec.privilege_problem is not None and not target.allow_privileged:
+        privilege_problem = spec.privilege_problem
+
+        @sqlalchemy.event.listens_for(engine, "connect")
+        def _refuse_privileged(dbapi_connection: Any, _record: Any) -> None:
+            problem = privilege_problem(dbapi_connection, schema)
+            if problem:
+                dbapi_connection.close()
+                raise QueryCraftError(f"{target.describe(db_id)}: {problem}")
+
     return engine
 
 

@@ -40,6 +40,8 @@ class DatabaseTarget:
     url: str | None = field(default=None, repr=False)
     schema: str | None = None
     connect_timeout_s: float = 10.0
+    # db.allow_privileged: run generated SQL even as a superuser or a login that can write.
+    allow_privileged: bool = False
 
     @property
     def engine(self) -> Engine:
@@ -124,6 +126,7 @@ def target_from_config(db_cfg: Any, fallback_location: str | None = None) -> Dat
         url = make_url(url.replace(DB_ID, "__QC_DB_ID__")).set(
             password=db_cfg.password).render_as_string(hide_password=False).replace(
             "__QC_DB_ID__", DB_ID)
-    return DatabaseTarget(kind, url=url, schema=db_cfg.get("schema"), connect_timeout_s=timeout)
+    return DatabaseTarget(kind, url=url, schema=db_cfg.get("schema"), connect_timeout_s=timeout,
+                          allow_privileged=bool(db_cfg.get("allow_privileged") or False))
 
 

@@ -54,7 +54,7 @@ def test_db2_url_and_the_real_dialect_without_a_server(tmp_path, monkeypatch) ->
                                  "db.schema=SALES"])
     target = dbmod.target_from_config(cfg.db)
     assert target.url_for().render_as_string(hide_password=False) == \
-        "db2+ibm_db://db2inst1:db2pw@db2.example.com:50000/SAMPLE"
+        "db2+ibm_db://qc_reader:db2pw@db2.example.com:50000/SAMPLE"
     assert target.dialect == "db2" and target.schema_for() == "SALES"
     database = dbmod.ServerDatabase(target)  # creating its engine does not connect
     try:

@@ -13,6 +13,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,13 @@ import sqlalchemy
 from querycraft.cli import run, secret_on_command_line
 from querycraft.errors import QueryCraftError
 from querycraft.runs import read_jsonl, read_manifest
-from tests.conftest import FIXTURE_SPIDER, PROJECT_ROOT, fresh_postgres_database, make_config
+from tests.conftest import (
+    FIXTURE_SPIDER,
+    PROJECT_ROOT,
+    fresh_postgres_database,
+    make_config,
+    postgres_read_only_role,
+)
 
 DATABASES = ("concert_singer", "pets_1")
 SPIDER_DBS = FIXTURE_SPIDER / "database"
@@ -71,6 +78,14 @@ def spider_in_postgres(tmp_path_factory: pytest.TempPathFactory):
         out = tmp_path_factory.mktemp("load")
         for db_id in DATABASES:
             load_into_postgres(url, out, db_id)
+        yield url
+
+
+@pytest.fixture(scope="module")
+def spider_reader(spider_in_postgres: str) -> Iterator[str]:
+    """``spider_in_postgres`` for a role that may only read its tables: generated SQL is
+    refused on the superuser that loaded them (least privilege, docs/DATABASES.md)."""
+    with postgres_read_only_role(spider_in_postgres) as url:
         yield url
 
 
@@ -150,15 +165,15 @@ def gold_against_gold(out: Path, kind: str, server: list[str]
 
 
 def test_gold_against_gold_scores_the_same_on_sqlite_and_on_postgres(
-        spider_in_postgres: str, tmp_path: Path) -> None:
-    server = ["db=postgres", f"db.url='{spider_in_postgres}'", "db.schema='{db_id}'"]
+        spider_reader: str, tmp_path: Path) -> None:
+    server = ["db=postgres", f"db.url='{spider_reader}'", "db.schema='{db_id}'"]
     sqlite_summary, pg_summary, failed = gold_against_gold(tmp_path / "out", "postgres", server)
     # Gold queries PostgreSQL refuses: SQLite's bare columns outside GROUP BY
     # (docs/DATABASES.md); 11 of the 87 here.
     for _, error in failed:
         assert "must appear in the GROUP BY clause" in error
     assert pg_summary["items"] >= 0.85 * sqlite_summary["items"]
-    assert pg_summary["database"].startswith("postgresql+psycopg://postgres@127.0.0.1")
+    assert pg_summary["database"].startswith("postgresql+psycopg://qc_ro_")  # read-only
 
 
 def _files_holding(folder: Path, secret: str) -> list[str]:
@@ -167,7 +182,8 @@ def _files_holding(folder: Path, secret: str) -> list[str]:
 
 
 def test_the_database_password_appears_nowhere_under_output(
-        spider_in_postgres: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        spider_in_postgres: str, spider_reader: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     secret = "Qc-Passw0rd-7f3a9c"
     # The server trusts local connections, so any password is accepted; it is still sent
     # through every layer (config, URL, engine) exactly as a real one would be.
@@ -180,12 +196,14 @@ def test_the_database_password_appears_nowhere_under_output(
                             f"ingest.load.csv={a_table}"], out / "ingest" / "load")
     assert cfg.db.password == secret
     run(cfg)
+    # Generated SQL runs as the read-only role (a superuser is refused for it).
+    monkeypatch.setenv("QC_DB_URL", spider_reader)
     predictions = gold_predictions_run(out)
     corrected = run(make_config(out, ["service=correct", f"correct.predictions_dir={predictions}",
                                       "correct.target_dialect=postgres", *server],
                                 out / "correct" / "pg"))
     # evaluate through the command line, as a user runs it: Hydra's own files and log too.
-    env = {**os.environ, "QC_DB_PASSWORD": secret, "QC_DB_URL": spider_in_postgres}
+    env = {**os.environ, "QC_DB_PASSWORD": secret, "QC_DB_URL": spider_reader}
     done = subprocess.run(
         [sys.executable, "-m", "querycraft", "service=evaluate", *server,
          f"evaluate.predictions_dir={corrected}", f"paths.output_dir={out}",

@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 import sqlalchemy
+from sqlglot import exp
 
+from querycraft.dialects import parse_statements
 from querycraft.errors import QueryCraftError
 from querycraft.sql import is_read_only_statement, split_statements
 
@@ -26,6 +28,9 @@ __all__ = [
     "QueryResult",
     "allowed_statement",
     "check_limits",
+    "function_problem",
+    "privileged_login_message",
+    "relation_problem",
 ]
 
 ErrorKind = Literal[
@@ -72,6 +77,9 @@ class QueryError(Exception):
 
 # A server session hook: (DBAPI connection, schema or None, read_only) -> None.
 SessionSetup = Callable[[Any, "str | None", bool], None]
+# The login check: (DBAPI connection, schema or None) -> why the login is too privileged to
+# run generated SQL (one paragraph naming the fix), or None.
+PrivilegeCheck = Callable[[Any, "str | None"], "str | None"]
 
 
 @dataclass(frozen=True)
@@ -97,9 +105,20 @@ class Engine:
             ``read_only``) and the schema (search path / current schema / database).
         query_setup: Run before each query on its connection: a read-only transaction, the
             statement time limit (seconds) and, where the server has one, a row cap.
-        query_teardown: Run after each query's rollback: undo session settings the query
-            setup made that would otherwise apply to the next use of the pooled connection
-            (the schema reader's catalogue queries among them).
+        query_teardown: Run after each query's rollback: reset the session so that nothing a
+            query did (settings, advisory or user locks, variables) survives into the next use
+            of the pooled connection (PostgreSQL ``DISCARD ALL``, MariaDB/MySQL a connection
+            reset), then apply the session setup again.
+        privilege_problem: Run on every new connection that will run generated SQL: why the
+            login is too privileged for it (a superuser, a role that can write, read server
+            files or signal other sessions), or None. The layer refuses to go on with that
+            message unless ``db.allow_privileged`` is true.
+        allowed_functions: The functions generated SQL may call, lower case (aggregates,
+            string, date, math, casts, conditionals): any other function, known to sqlglot or
+            not, is refused with its name. None: no function allow-list (SQLite, whose
+            authorizer allows functions one by one).
+        system_relations: A regular expression for tables generated SQL may not name
+            (``schema.table`` or ``table``, lower case): the server's catalogue and settings.
         check_statement: Compile one statement without running it (raises the DBAPI error);
             None: ``EXPLAIN <statement>``.
         refuse: An engine-specific addition to the shared allow-list: the reason a statement
@@ -131,12 +150,51 @@ class Engine:
     query_teardown: Callable[[sqlalchemy.Connection], None] | None = None
     check_statement: Callable[[sqlalchemy.Connection, str], None] | None = None
     refuse: Callable[[str], str | None] | None = None
+    privilege_problem: PrivilegeCheck | None = None
+    allowed_functions: frozenset[str] | None = None
+    system_relations: str | None = None
     is_connection_error: Callable[[BaseException], bool] | None = None
     text_type_comparable: bool = False
     keeps_name_case: bool = False
     loose_column_types: bool = False
     fetch_first: bool = False
 
+
+# Functions every SQL dialect here spells the same way and a question may need: aggregates,
+# window functions, string, date, math, casts and conditionals. Each engine's allow-list is
+# this plus its own (``allowed_functions``); sqlglot's canonical names for syntax it parses as
+# a function call (CASE, CAST, EXISTS, ...) are included.
+COMMON_FUNCTIONS: frozenset[str] = frozenset({
+    # aggregates and window functions
+    "count", "sum", "avg", "min", "max", "stddev", "stddev_pop", "stddev_samp", "variance",
+    "var_pop", "var_samp", "row_number", "rank", "dense_rank", "percent_rank", "cume_dist",
+    "ntile", "lag", "lead", "first_value", "last_value", "nth_value", "group_concat",
+    # conditionals, casts, predicates sqlglot models as calls
+    "case", "if", "coalesce", "nullif", "greatest", "least", "cast", "try_cast", "exists",
+    "any", "all", "some", "in", "between",
+    # strings
+    "length", "char_length", "character_length", "octet_length", "lower", "upper", "trim",
+    "ltrim", "rtrim", "substr", "substring", "left", "right", "concat", "concat_ws",
+    "replace", "position", "str_position", "lpad", "rpad", "pad", "reverse", "repeat",
+    "initcap", "translate", "ascii", "chr", "char", "regexp_replace", "regexp_like",
+    "regexp_substr", "regexp_extract", "regexp_instr", "split_part", "starts_with",
+    "startswith", "ends_with",
+    # dates and times
+    "current_date", "current_time", "current_timestamp", "localtime", "localtimestamp",
+    "extract", "year", "month", "day", "quarter", "week", "hour", "minute", "second",
+    "dayofweek", "dayofmonth", "dayofyear", "date", "time", "timestamp", "date_trunc",
+    "timestamp_trunc", "date_add", "date_sub", "datediff", "date_diff", "timestamp_add",
+    "timestamp_sub", "timestampdiff", "timestamp_diff", "ts_or_ds_to_date",
+    "ts_or_ds_to_timestamp", "ts_or_ds_add", "ts_or_ds_diff", "str_to_date", "str_to_time",
+    "time_to_str", "to_char", "to_date", "to_timestamp", "to_number", "last_day",
+    "date_from_parts", "make_date", "unix_to_time", "time_to_unix", "str_to_unix",
+    "date_str_to_date", "date_to_date_str", "ts_or_ds_to_date_str", "monthname", "dayname",
+    # numbers
+    "abs", "ceil", "ceiling", "floor", "round", "trunc", "truncate", "mod", "power", "pow",
+    "sqrt", "cbrt", "exp", "ln", "log", "log2", "log10", "sign", "pi", "div", "degrees",
+    "radians", "sin", "cos", "tan", "asin", "acos", "atan", "atan2", "rand", "random",
+    "safe_divide", "width_bucket",
+})
 
 # The allow-list's own refusals and wordings several engines share; each engine adds its own.
 COMMON_ERROR_PATTERNS: dict[ErrorKind, str] = {
@@ -184,4 +242,63 @@ def allowed_statement(sql: str, engine: Engine) -> str:
     ok, reason = is_read_only_statement(sql, engine.dialect)
     if not ok:
         raise QueryError("syntax" if reason.startswith("syntax error") else "refused", reason)
-    return split_statements(sql)[0]
+    statement = split_statements(sql)[0]
+    if engine.allowed_functions is not None or engine.system_relations is not None:
+        tree = parse_statements(statement, engine.dialect)[0]  # parsed above: it parses
+        why = function_problem(tree, engine) or relation_problem(tree, engine)
+        if why:
+            raise QueryError("refused", why)
+    return statement
+
+
+_HEAD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _function_names(node: exp.Func, dialect: str) -> tuple[str, ...]:
+    """The names one function call goes by: an unknown function's own name; for one sqlglot
+    knows, its canonical name and the name it is written with in ``dialect``."""
+    if isinstance(node, exp.Anonymous):
+        return (str(node.name).lower(),)
+    head = _HEAD.match(node.sql(dialect))
+    return tuple(dict.fromkeys(
+        n for n in ((head.group(0).lower() if head else ""), node.sql_name().lower()) if n))
+
+
+def function_problem(tree: exp.Expression, engine: Engine) -> str | None:
+    """Why a parsed statement calls a function that is not on the engine's allow-list, or
+    None: every call (sqlglot's known functions and ``Anonymous`` ones) is looked up."""
+    allowed = engine.allowed_functions
+    if allowed is None:
+        return None
+    for node in tree.walk():
+        # sqlglot models operators (AND, ||, %, NOT) as functions too: not calls.
+        if isinstance(node, exp.Func) and not isinstance(node, exp.Binary | exp.Unary):
+            names = _function_names(node, engine.dialect)
+            if not any(n in allowed for n in names):
+                return (f"the function {names[0]}() is not on the {engine.prompt_name} "
+                        "allow-list of functions generated SQL may call (aggregates, string, "
+                        "date, math, casts, conditionals)")
+    return None
+
+
+def relation_problem(tree: exp.Expression, engine: Engine) -> str | None:
+    """Why a parsed statement names a system table or view (the catalogue, server
+    settings), or None."""
+    if engine.system_relations is None:
+        return None
+    pattern = re.compile(engine.system_relations, re.IGNORECASE)
+    for table in tree.find_all(exp.Table):
+        name = ".".join(p for p in (table.db, table.name) if p).lower()
+        if name and pattern.search(name):
+            return (f"the system table {name} is not one generated SQL may read; only the "
+                    "database's own tables")
+    return None
+
+
+def privileged_login_message(kind: str, user: str, reasons: list[str], fix: str) -> str:
+    """The one-paragraph refusal of a login that is too privileged for generated SQL."""
+    return (f"Refusing to run model-generated SQL on {kind} as {user!r}: the login "
+            f"{'; '.join(reasons)}. Generated SQL is hostile input and must run as a role "
+            f"that can only read the tables it needs. {fix} Then set QC_DB_USER (db.user) to "
+            "that role and its password in QC_DB_PASSWORD (docs/DATABASES.md, \"Least "
+            "privilege\"). Only on a throwaway server: db.allow_privileged=true.")

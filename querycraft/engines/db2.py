@@ -3,20 +3,125 @@
 Read-only after the shared allow-list (parsed with QueryCraft's Db2 sqlglot dialect): a
 connection in read-only access mode with the CLI query timeout, each query in a transaction
 that is always rolled back. ``check`` is a prepare: Db2's EXPLAIN writes the explain tables.
+Least privilege: :func:`privilege_problem` reads the login's authorities (``SYSCAT.DBAUTH``)
+and its table privileges in the current schema (``SYSCAT.TABAUTH``), for the user, its roles
+and PUBLIC, and refuses anything beyond CONNECT and SELECT unless ``db.allow_privileged``;
+generated SQL may call only the functions of :data:`ALLOWED_FUNCTIONS` and read no ``SYS*``
+catalogue.
 No Db2 server runs on the development or CI machines: these hooks follow the ibm_db API but
-have not run against a server (docs/DATABASES.md).
+have not run against a server; the decision from the catalogue rows
+(:func:`privilege_reasons`) is tested (docs/DATABASES.md).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy
 
-from querycraft.engines.base import Engine
+from querycraft.engines.base import COMMON_FUNCTIONS, Engine, privileged_login_message
 
-__all__ = ["ENGINE"]
+__all__ = ["ALLOWED_FUNCTIONS", "ENGINE", "PRIVILEGE_QUERIES", "privilege_problem",
+           "privilege_reasons"]
+
+# What SQL questions need, in Db2's spelling; anything else is refused by name.
+ALLOWED_FUNCTIONS: frozenset[str] = COMMON_FUNCTIONS | frozenset({
+    "listagg", "value", "nvl", "decode", "posstr", "locate", "locate_in_string", "instr",
+    "varchar", "integer", "int", "bigint", "smallint", "decimal", "dec", "double", "real",
+    "float", "days", "days_between", "months_between", "add_months", "add_days",
+    "add_years", "midnight_seconds", "julian_day", "week_iso", "dayofweek_iso", "dayname",
+    "monthname", "varchar_format", "timestamp_format", "digits", "strip", "lcase", "ucase",
+    "median", "date_part", "timestampdiff", "this_month", "first_day", "next_day",
+})
+
+# The login's database authorities and its table privileges in the current schema, for the
+# user itself, the roles granted to it and PUBLIC (parameters: the grantees, as '?' markers).
+PRIVILEGE_QUERIES = {
+    "roles": "SELECT ROLENAME FROM SYSCAT.ROLEAUTH WHERE GRANTEETYPE = 'U' AND GRANTEE = "
+             "SESSION_USER",
+    "dbauth": "SELECT GRANTEE, DBADMAUTH, SECURITYADMAUTH, DATAACCESSAUTH, ACCESSCTRLAUTH, "
+              "SQLADMAUTH, WLMADMAUTH, CREATETABAUTH, BINDADDAUTH, NOFENCEAUTH, "
+              "IMPLSCHEMAAUTH, LOADAUTH, EXTERNALROUTINEAUTH, QUIESCECONNECTAUTH, "
+              "CREATESECUREAUTH FROM SYSCAT.DBAUTH WHERE GRANTEE IN ({grantees})",
+    "tabauth": "SELECT GRANTEE, TABSCHEMA, TABNAME, CONTROLAUTH, ALTERAUTH, DELETEAUTH, "
+               "INDEXAUTH, INSERTAUTH, REFAUTH, UPDATEAUTH, SELECTAUTH FROM SYSCAT.TABAUTH "
+               "WHERE TABSCHEMA = CURRENT SCHEMA AND GRANTEE IN ({grantees})",
+}
+_DB_AUTHORITIES = {
+    "DBADMAUTH": "DBADM", "SECURITYADMAUTH": "SECADM", "DATAACCESSAUTH": "DATAACCESS",
+    "ACCESSCTRLAUTH": "ACCESSCTRL", "SQLADMAUTH": "SQLADM", "WLMADMAUTH": "WLMADM",
+    "CREATETABAUTH": "CREATETAB", "BINDADDAUTH": "BINDADD", "NOFENCEAUTH": "CREATE_NOT_FENCED",
+    "IMPLSCHEMAAUTH": "IMPLICIT_SCHEMA", "LOADAUTH": "LOAD",
+    "EXTERNALROUTINEAUTH": "CREATE_EXTERNAL_ROUTINE", "QUIESCECONNECTAUTH": "QUIESCE_CONNECT",
+    "CREATESECUREAUTH": "CREATE_SECURE_OBJECT",
+}
+_TABLE_PRIVILEGES = {
+    "CONTROLAUTH": "CONTROL", "ALTERAUTH": "ALTER", "DELETEAUTH": "DELETE",
+    "INDEXAUTH": "INDEX", "INSERTAUTH": "INSERT", "REFAUTH": "REFERENCES",
+    "UPDATEAUTH": "UPDATE",
+}
+READ_ONLY_USER_SQL = ("GRANT CONNECT ON DATABASE TO USER QC_READER; GRANT SELECT ON "
+                      "<schema>.<table> TO USER QC_READER (per table; no DBADM, DATAACCESS, "
+                      "CREATETAB, IMPLICIT_SCHEMA or LOAD, for the user, its roles or PUBLIC)")
+
+
+def _held(value: Any) -> bool:
+    return str(value or "").strip().upper() in ("Y", "G")  # G: held WITH GRANT OPTION
+
+
+def privilege_reasons(dbauth: Sequence[Mapping[str, Any]],
+                      tabauth: Sequence[Mapping[str, Any]]) -> list[str]:
+    """What the login may do beyond reading, from its ``SYSCAT.DBAUTH`` and
+    ``SYSCAT.TABAUTH`` rows (column name -> value; 'Y', 'G' or 'N'); empty: read-only."""
+    reasons: list[str] = []
+    for row in dbauth:
+        held = [name for column, name in _DB_AUTHORITIES.items() if _held(row.get(column))]
+        if held:
+            reasons.append(f"has {', '.join(held)} (through {str(row.get('GRANTEE')).strip()})")
+    tables: dict[str, set[str]] = {}
+    for row in tabauth:
+        table = f"{str(row.get('TABSCHEMA')).strip()}.{str(row.get('TABNAME')).strip()}"
+        held = {name for column, name in _TABLE_PRIVILEGES.items() if _held(row.get(column))}
+        if str(row.get("SELECTAUTH") or "").strip().upper() == "G":
+            held.add("SELECT WITH GRANT OPTION")
+        if held:
+            tables.setdefault(table, set()).update(held)
+    for table, held in sorted(tables.items())[:3]:
+        reasons.append(f"holds {', '.join(sorted(held))} on {table}")
+    if len(tables) > 3:
+        reasons.append(f"and more on {len(tables) - 3} other tables")
+    return reasons
+
+
+def _rows(cursor: Any, sql: str, params: Sequence[str]) -> list[dict[str, Any]]:
+    cursor.execute(sql, tuple(params))
+    columns = [d[0].upper() for d in cursor.description]
+    return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+
+def privilege_problem(dbapi_connection: Any, _schema: str | None) -> str | None:
+    """Why this login must not run generated SQL (one paragraph with the fix), or None.
+
+    Reads the catalogue through the ibm_db DB-API connection; the schema is already the
+    current schema (session setup)."""
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("VALUES SESSION_USER")
+        user = str(cursor.fetchone()[0]).strip()
+        cursor.execute(PRIVILEGE_QUERIES["roles"])
+        grantees = [user, "PUBLIC", *(str(r[0]).strip() for r in cursor.fetchall())]
+        markers = ", ".join("?" for _ in grantees)
+        dbauth = _rows(cursor, PRIVILEGE_QUERIES["dbauth"].format(grantees=markers), grantees)
+        tabauth = _rows(cursor, PRIVILEGE_QUERIES["tabauth"].format(grantees=markers), grantees)
+    finally:
+        cursor.close()
+    reasons = privilege_reasons(dbauth, tabauth)
+    if not reasons:
+        return None
+    return privileged_login_message("Db2", user, reasons,
+                                    f"Create a user that may only read: {READ_ONLY_USER_SQL}.")
 
 _DB2_READ_ONLY_MODE = 1  # SQL_MODE_READ_ONLY in the ODBC/CLI headers
 
@@ -66,5 +171,8 @@ ENGINE = Engine(
     session_setup=_session_setup,
     query_setup=_query_setup,
     check_statement=_prepare_only,
+    privilege_problem=privilege_problem,
+    allowed_functions=ALLOWED_FUNCTIONS,
+    system_relations=r"^sys(ibm|cat|stat|ibmadm|proc|fun|tools|ibminternal)\.",
     fetch_first=True,  # ibm_db_sa's LIMIT needs Db2 LUW 11.1+; FETCH FIRST works everywhere
 )

@@ -69,7 +69,10 @@ def tokenized_dataset(rows: datasets.Dataset, template: PromptTemplate, dialect:
     tokenizer (the cache key is computed here from exactly those, so a changed template or
     tokenizer never reuses stale ids).
     """
-    key = hashlib.sha256("\0".join([rows._fingerprint, template.text, dialect,
+    # The rows' identity: the Arrow files they come from (named by datasets after the source
+    # file's path and modification time) and which rows, in which order, by id.
+    source = [f["filename"] for f in rows.cache_files] + list(rows["id"])
+    key = hashlib.sha256("\0".join([*source, template.text, dialect,
                                      _tokenizer_key(tokenizer)]).encode()).hexdigest()[:32]
     return rows.map(encode_batch, batched=True, batch_size=256,
                     fn_kwargs={"template": template, "dialect": dialect, "tokenizer": tokenizer},

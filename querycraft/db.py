@@ -19,6 +19,7 @@ targets (:mod:`querycraft.targets`).
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from pathlib import Path
@@ -38,9 +39,16 @@ from querycraft.engines.base import (
     check_limits,
 )
 from querycraft.engines.sqlite import (
+    DEFAULT_MAX_RESULT_BYTES,
+    DEFAULT_MAX_SQL_BYTES,
+    DEFAULT_MAX_VALUE_BYTES,
+    TooLarge,
+    check_sql_size,
     execute_readonly,
     explain_sqlite,
     open_sqlite_readonly,
+    result_too_large,
+    row_bytes,
     sqlite_path_for,
 )
 from querycraft.errors import QueryCraftError
@@ -49,8 +57,12 @@ from querycraft.targets import DB_ID, DatabaseTarget, hide_password, target_from
 
 __all__ = [
     "DB_ID",
+    "DEFAULT_MAX_RESULT_BYTES",
+    "DEFAULT_MAX_SQL_BYTES",
+    "DEFAULT_MAX_VALUE_BYTES",
     "ERROR_KINDS",
     "RELATIONS",
+    "ConnectionLost",
     "Database",
     "DatabaseTarget",
     "Databases",
@@ -60,6 +72,7 @@ __all__ = [
     "QueryResult",
     "ServerDatabase",
     "SqliteDatabase",
+    "TooLarge",
     "classify_error",
     "execute_readonly",
     "explain_sqlite",
@@ -74,8 +87,18 @@ __all__ = [
 ]
 
 
+class ConnectionLost(QueryError):
+    """The connection died during a query (the query ended it, or an administrator did)
+    after the database had been reached: the query's error, not the configuration's. The
+    next query opens a fresh connection. ``kind`` is "other"."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("other", message)
+
+
 class Database:
-    """One database that generated SQL may run on: read-only, time-limited, row-capped.
+    """One database that generated SQL may run on: read-only, time-limited, row-capped and
+    byte-bounded (the SQL text before parsing, each value, the whole result).
 
     Every service runs SQL through :meth:`execute` and checks SQL with :meth:`check`, whatever
     the engine; the subclasses hold what differs.
@@ -88,12 +111,18 @@ class Database:
     def dialect(self) -> str:
         return get_engine(self.kind).dialect
 
-    def execute(self, sql: str, *, timeout_s: float = 10.0, max_rows: int = 10_000
-                ) -> QueryResult:
+    def execute(self, sql: str, *, timeout_s: float = 10.0, max_rows: int = 10_000,
+                max_sql_bytes: int = DEFAULT_MAX_SQL_BYTES,
+                max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
+                max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES) -> QueryResult:
+        """Run one read-only query; a :class:`QueryError` (:class:`TooLarge` over a byte
+        bound, :class:`ConnectionLost` when a server connection died) when it cannot."""
         raise NotImplementedError
 
-    def check(self, sql: str, *, timeout_s: float = 10.0) -> str | None:
-        """Compile without running: None when the database accepts ``sql``, else why not."""
+    def check(self, sql: str, *, timeout_s: float = 10.0,
+              max_sql_bytes: int = DEFAULT_MAX_SQL_BYTES) -> str | None:
+        """Compile without running: None when the database accepts ``sql``, else why not
+        (SQL text over ``max_sql_bytes`` is not parsed)."""
         raise NotImplementedError
 
     def schema_text(self, *, tables: list[str] | None = None, sample_values: int = 0,
@@ -126,11 +155,20 @@ class SqliteDatabase(Database):
         self.name = str(self.path)
         self.connection = open_sqlite_readonly(self.path)
 
-    def execute(self, sql: str, *, timeout_s: float = 10.0, max_rows: int = 10_000
-                ) -> QueryResult:
-        return execute_readonly(self.connection, sql, timeout_s=timeout_s, max_rows=max_rows)
+    def execute(self, sql: str, *, timeout_s: float = 10.0, max_rows: int = 10_000,
+                max_sql_bytes: int = DEFAULT_MAX_SQL_BYTES,
+                max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
+                max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES) -> QueryResult:
+        return execute_readonly(self.connection, sql, timeout_s=timeout_s, max_rows=max_rows,
+                                max_sql_bytes=max_sql_bytes, max_value_bytes=max_value_bytes,
+                                max_result_bytes=max_result_bytes)
 
-    def check(self, sql: str, *, timeout_s: float = 10.0) -> str | None:
+    def check(self, sql: str, *, timeout_s: float = 10.0,
+              max_sql_bytes: int = DEFAULT_MAX_SQL_BYTES) -> str | None:
+        try:
+            check_sql_size(sql, max_sql_bytes)
+        except QueryError as err:
+            return err.message
         return explain_sqlite(self.connection, sql)
 
     def schema_text(self, *, tables: list[str] | None = None, sample_values: int = 0,
@@ -155,9 +193,18 @@ class ServerDatabase(Database):
     Read-only in layers: the engine's own refusals and the shared statement allow-list; the
     engine's session setup (read-only transactions by default) on every new connection; its
     query setup (a read-only transaction, the statement time limit) before each query; a
-    server-side cursor that fetches at most ``max_rows + 1`` rows; and a rollback after
-    every query. The per-engine details are in ``querycraft/engines/<kind>.py``.
+    server-side cursor that fetches at most ``max_rows + 1`` rows, in batches, measuring
+    every value and the running total against the byte bounds; and a rollback after every
+    query. The per-engine details are in ``querycraft/engines/<kind>.py``.
+
+    A connection that dies during a query after the database was reached (the query ended
+    it, or an administrator) is that query's :class:`ConnectionLost`, and the pool is
+    dropped so the next query connects afresh; a database never reached is the
+    configuration's error (:class:`QueryCraftError`).
     """
+
+    # Rows per round trip of the server-side cursor: a batch is measured before the next.
+    FETCH_BATCH = 500
 
     def __init__(self, target: DatabaseTarget, db_id: str = "") -> None:
         self.kind = target.kind
@@ -167,11 +214,14 @@ class ServerDatabase(Database):
         self.name = target.describe(db_id)
         self.schema = target.schema_for(db_id)
         self.engine = _server_engine(target, db_id, read_only=True)
+        self.reached = False  # a connection was made at least once
 
-    def _run(self, statement: str, timeout_s: float, max_rows: int, *, explain: bool
-             ) -> QueryResult:
+    def _run(self, statement: str, timeout_s: float, max_rows: int, *, explain: bool,
+             max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
+             max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES) -> QueryResult:
         start = time.monotonic()
         with self.engine.connect() as conn:
+            self.reached = True
             try:
                 if self.spec.query_setup is not None:
                     self.spec.query_setup(conn, timeout_s, max_rows)
@@ -182,12 +232,23 @@ class ServerDatabase(Database):
                         conn.exec_driver_sql(
                             _escape_percent(f"EXPLAIN {statement}", self.engine)).fetchall()
                     return QueryResult([], [], False, time.monotonic() - start)
-                # yield_per: a server-side cursor fetching max_rows + 1 rows in one go, so a
-                # huge result never reaches this process.
-                result = conn.execution_options(yield_per=max_rows + 1).exec_driver_sql(
+                # yield_per: a server-side cursor fetching batches of rows, each measured
+                # before the next is asked for, so a huge result never reaches this process.
+                batch = min(max_rows + 1, self.FETCH_BATCH)
+                result = conn.execution_options(yield_per=batch).exec_driver_sql(
                     _escape_percent(statement, self.engine))
                 columns = list(result.keys())
-                rows = result.fetchmany(max_rows + 1)
+                rows: list[tuple] = []
+                total = 0
+                while len(rows) <= max_rows:
+                    fetched = result.fetchmany(min(batch, max_rows + 1 - len(rows)))
+                    if not fetched:
+                        break
+                    for row in fetched:
+                        total += row_bytes(row, max_value_bytes)
+                        if total > max_result_bytes:
+                            raise result_too_large(max_result_bytes)
+                        rows.append(tuple(row))
                 result.close()
             finally:
                 conn.rollback()
@@ -196,20 +257,40 @@ class ServerDatabase(Database):
         return QueryResult(columns=columns, rows=[tuple(r) for r in rows[:max_rows]],
                            truncated=len(rows) > max_rows, elapsed_s=time.monotonic() - start)
 
-    def execute(self, sql: str, *, timeout_s: float = 10.0, max_rows: int = 10_000
-                ) -> QueryResult:
+    def execute(self, sql: str, *, timeout_s: float = 10.0, max_rows: int = 10_000,
+                max_sql_bytes: int = DEFAULT_MAX_SQL_BYTES,
+                max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
+                max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES) -> QueryResult:
         check_limits(timeout_s, max_rows)
+        check_sql_size(sql, max_sql_bytes)
         statement = allowed_statement(sql, self.spec)
+        reached_before = self.reached
         try:
-            return self._run(statement, timeout_s, max_rows, explain=False)
+            return self._run(statement, timeout_s, max_rows, explain=False,
+                             max_value_bytes=max_value_bytes,
+                             max_result_bytes=max_result_bytes)
         except sa_exc.DBAPIError as err:
             message = _driver_message(err)
             if self._is_connection_error(err):
-                raise QueryCraftError(_unreachable(self.name, message)) from err
+                self.engine.dispose()  # the next query connects afresh
+                if not (reached_before or self.reached):
+                    raise QueryCraftError(_unreachable(self.name, message)) from err
+                raise ConnectionLost(
+                    f"the connection to {self.name} was lost during this query ({message}); "
+                    "the next query opens a new one") from err
             raise QueryError(classify_error(message), message) from err
+        except sa_exc.SQLAlchemyError as err:  # a dead connection can surface outside DBAPI
+            self.engine.dispose()
+            if not (reached_before or self.reached):
+                raise QueryCraftError(_unreachable(self.name, str(err))) from err
+            raise ConnectionLost(f"the connection to {self.name} failed during this query "
+                                 f"({hide_password(str(err).splitlines()[0])}); the next "
+                                 "query opens a new one") from err
 
-    def check(self, sql: str, *, timeout_s: float = 10.0) -> str | None:
+    def check(self, sql: str, *, timeout_s: float = 10.0,
+              max_sql_bytes: int = DEFAULT_MAX_SQL_BYTES) -> str | None:
         try:
+            check_sql_size(sql, max_sql_bytes)
             statement = allowed_statement(sql, self.spec)
             self._run(statement, timeout_s, 1, explain=True)
         except QueryError as err:
@@ -370,6 +451,14 @@ class Databases:
 
     def describe(self, db_id: str | None = None) -> str:
         return self.target.describe(db_id)
+
+    def discard(self, db_id: str = "") -> None:
+        """Close the database of ``db_id``: the next :meth:`get` opens it afresh (after a
+        query lost its connection or was stopped midway)."""
+        database = self._open.pop(db_id if self.per_db_id else "", None)
+        if database is not None:
+            with contextlib.suppress(Exception):  # closing a broken connection may fail
+                database.close()
 
     def close(self) -> None:
         for database in self._open.values():

@@ -14,6 +14,7 @@ missing is left out or shown as a dash.
 from __future__ import annotations
 
 import json
+import re
 from html import escape
 from typing import Any
 
@@ -21,6 +22,26 @@ from querycraft.sql_analysis import HARDNESS_LEVELS
 
 # How many failing items the run page lists; the rest are counted.
 MAX_FAILING = 200
+# The longest result value and SQL text a page shows; longer ones are cut with a marker
+# (evaluate cuts them in items.jsonl already; older items may not be).
+VALUE_CHARS = 1_000
+TEXT_CHARS = 20_000
+CUT_MARKER = "… [cut: {total} characters in all]"
+_ALREADY_CUT = re.compile(r"… \[cut: \d+ characters in all\]\Z")
+
+
+def cut_value(value: Any, limit: int) -> Any:
+    """``value`` itself, or a string or bytes value longer than ``limit`` characters cut to
+    ``limit`` with a visible marker saying how long it was (a value cut before keeps its
+    marker)."""
+    if isinstance(value, (bytes, bytearray)) and len(value) > limit:
+        return repr(bytes(value[:limit])) + CUT_MARKER.format(total=len(value))
+    if isinstance(value, str) and len(value) > limit:
+        marker = _ALREADY_CUT.search(value, len(value) - 64)
+        if marker is not None and marker.start() <= limit:
+            return value
+        return value[:limit] + CUT_MARKER.format(total=len(value))
+    return value
 
 # What each item error kind means (the kinds: querycraft.services.evaluate.ITEM_ERROR_KINDS).
 ERROR_KIND_TEXT = {
@@ -33,6 +54,11 @@ ERROR_KIND_TEXT = {
     "other": "the database reported an error",
     "empty": "no SQL in the model's output",
     "gold_failed": "the gold SQL itself failed",
+    "too_large": "over a size bound: the SQL text (not parsed), a value or the whole result",
+    "too_complex": "nested too deeply to analyse",
+    "connection_lost": "the connection died during the query (a fresh one was opened)",
+    "budget": "stopped after the item's time budget (evaluate.item_budget_s)",
+    "crashed": "scoring failed: an exception, or the worker process died",
 }
 
 RELATIONS = {
@@ -275,8 +301,8 @@ def _cell_value(value: Any) -> str:
     if value is None:
         return "<span class=\"null\">NULL</span>"
     if isinstance(value, (list, dict)):
-        return _e(json.dumps(value, default=str))
-    return _e(value)
+        return _e(cut_value(json.dumps(value, default=str), VALUE_CHARS))
+    return _e(cut_value(value if isinstance(value, (str, bytes)) else str(value), VALUE_CHARS))
 
 
 def _preview(label: str, rows: Any, count: Any) -> str:
@@ -300,7 +326,7 @@ def _why(item: dict[str, Any]) -> str:
         text = (f"<span class=\"badge error\">{_e(kind)}</span> "
                 f"<span class=\"muted\">{_e(ERROR_KIND_TEXT.get(kind, ''))}</span>")
         if item.get("error"):
-            text += f"<pre>{_e(item['error'])}</pre>"
+            text += f"<pre>{_e(cut_value(item['error'], TEXT_CHARS))}</pre>"
         return text
     if relation:
         return (f"<span class=\"badge relation\">{_e(relation)}</span> "
@@ -315,9 +341,9 @@ def _failing_row(item: dict[str, Any]) -> str:
     return (f"<tr class=\"item\" data-id=\"{_e(item.get('id'))}\">"
             f"<td class=\"id mono\">{_e(item.get('id'))}</td>"
             f"<td>{_e(item.get('question'))}{meta}<div>{badges}</div></td>"
-            f"<td><pre>{_e(item.get('query'))}</pre>"
+            f"<td><pre>{_e(cut_value(item.get('query'), TEXT_CHARS))}</pre>"
             f"{_preview('gold', item.get('gold_preview'), item.get('gold_rows'))}</td>"
-            f"<td><pre>{_e(item.get('prediction'))}</pre>"
+            f"<td><pre>{_e(cut_value(item.get('prediction'), TEXT_CHARS))}</pre>"
             f"{_preview('predicted', item.get('pred_preview'), item.get('pred_rows'))}</td>"
             f"<td>{_why(item)}</td></tr>")
 

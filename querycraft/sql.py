@@ -7,7 +7,10 @@ tree is needed (the read-only check, ORDER BY detection, table names).
 
 from __future__ import annotations
 
+import contextlib
 import re
+import signal
+import threading
 from collections.abc import Iterator
 from typing import NamedTuple
 
@@ -19,6 +22,7 @@ from querycraft.dialects import parse_statements
 
 __all__ = [
     "QUOTED_KINDS",
+    "BudgetExceeded",
     "Token",
     "exact_match",
     "extract_sql",
@@ -32,8 +36,45 @@ __all__ = [
     "split_statements",
     "strip_comments",
     "tables_in",
+    "time_budget",
     "token_match_score",
 ]
+
+
+# --------------------------------------------------------------------------------------------
+# A wall-clock budget for work on untrusted SQL
+# --------------------------------------------------------------------------------------------
+
+
+class BudgetExceeded(Exception):
+    """The block of :func:`time_budget` ran past its seconds."""
+
+
+@contextlib.contextmanager
+def time_budget(seconds: float) -> Iterator[None]:
+    """Raise :class:`BudgetExceeded` inside the block once ``seconds`` have passed.
+
+    Parsing generated SQL is pure Python whose cost grows with the text and its nesting; a
+    SIGALRM timer stops it wherever it is. Native code (a database call) is not interrupted
+    by it: give queries their own time limit, at most the time left. Where no timer can be
+    set (not the main thread, or no SIGALRM) the block runs unbounded, and the caller's own
+    checks between steps are the only bound.
+    """
+    if threading.current_thread() is not threading.main_thread() \
+            or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def _expired(_signum: int, _frame: object) -> None:
+        raise BudgetExceeded
+
+    previous = signal.signal(signal.SIGALRM, _expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 # --------------------------------------------------------------------------------------------
 # Lexer

@@ -28,10 +28,17 @@ from querycraft.errors import QueryCraftError
 from querycraft.schema import readonly_uri
 
 __all__ = [
+    "DEFAULT_MAX_RESULT_BYTES",
+    "DEFAULT_MAX_SQL_BYTES",
+    "DEFAULT_MAX_VALUE_BYTES",
     "ENGINE",
+    "TooLarge",
+    "check_sql_size",
     "execute_readonly",
     "explain_sqlite",
     "open_sqlite_readonly",
+    "result_too_large",
+    "row_bytes",
     "sqlite_path_for",
 ]
 
@@ -74,6 +81,61 @@ _REPORTING_PRAGMAS = frozenset(
 _READABLE_SETTINGS = frozenset(
     {"user_version", "schema_version", "encoding", "page_size", "query_only"}
 )
+# The byte bounds' defaults: db.max_sql_bytes, db.max_value_bytes and db.max_result_bytes.
+DEFAULT_MAX_SQL_BYTES = 100_000
+DEFAULT_MAX_VALUE_BYTES = 65_536
+DEFAULT_MAX_RESULT_BYTES = 16_777_216
+
+
+class TooLarge(QueryError):
+    """A statement or result over a byte bound: refused before parsing (the SQL text) or
+    stopped while fetching (one value, the whole result). ``kind`` is "refused"; ``limit``
+    names the bound ("sql", "value" or "result"). Every engine raises it (the execution
+    layer, :mod:`querycraft.db`, for servers)."""
+
+    def __init__(self, limit: str, message: str) -> None:
+        super().__init__("refused", message)
+        self.limit = limit
+
+
+def check_sql_size(sql: str, max_sql_bytes: int) -> None:
+    """Refuse SQL text longer than ``max_sql_bytes`` (UTF-8) before anything parses it:
+    parsing costs time and memory in proportion to the text (seconds and gigabytes for
+    megabytes of SQL)."""
+    if len(sql) <= max_sql_bytes // 4:
+        return  # no text this short can be over the bound, whatever its characters
+    size = len(sql) if len(sql) > max_sql_bytes else len(sql.encode("utf-8", "replace"))
+    if size > max_sql_bytes:
+        raise TooLarge("sql", f"the SQL is {size} bytes, over the limit of {max_sql_bytes} "
+                              "(db.max_sql_bytes); it was not parsed or run")
+
+
+def _value_bytes(value: object) -> int:
+    if isinstance(value, str):
+        return len(value) if value.isascii() else len(value.encode("utf-8", "replace"))
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return len(value)
+    return 8 if isinstance(value, (int, float, bool)) or value is None else len(str(value))
+
+
+def row_bytes(row: tuple | list, max_value_bytes: int) -> int:
+    """The size of one fetched row in bytes; TooLarge when a value is over
+    ``max_value_bytes``."""
+    total = 0
+    for value in row:
+        size = _value_bytes(value)
+        if size > max_value_bytes:
+            raise TooLarge("value", f"a value of the result is {size} bytes, over the limit of "
+                                    f"{max_value_bytes} (db.max_value_bytes)")
+        total += size
+    return total
+
+
+def result_too_large(max_result_bytes: int) -> TooLarge:
+    return TooLarge("result", f"the result is over the limit of {max_result_bytes} bytes "
+                              "(db.max_result_bytes); fetching stopped")
+
+
 _ALLOWED_ACTIONS = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION}
 _SQLITE_RECURSIVE = getattr(sqlite3, "SQLITE_RECURSIVE", 33)  # WITH RECURSIVE
 _DENIED_SQLITE_FUNCTIONS = frozenset({"load_extension", "fts3_tokenizer", "writefile", "edit"})
@@ -153,12 +215,19 @@ def execute_readonly(
     timeout_s: float = 10.0,
     max_rows: int = 10_000,
     dialect: str = "sqlite",
+    max_sql_bytes: int = DEFAULT_MAX_SQL_BYTES,
+    max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
+    max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
 ) -> QueryResult:
-    """Run one read-only query with a time limit and a row cap.
+    """Run one read-only query with a time limit, a row cap and byte bounds.
 
     The statement must first pass :func:`querycraft.sql.is_read_only_statement`. The time
     limit is enforced inside SQLite through a progress handler, so a runaway query stops even
-    while SQLite is busy; it covers fetching the rows too.
+    while SQLite is busy; it covers fetching the rows too. The SQL text is measured before
+    it is parsed; SQLite itself refuses to build any string or BLOB longer than
+    ``max_value_bytes`` (``SQLITE_LIMIT_LENGTH``: ``zeroblob(1e9)``, ``printf`` padding and
+    ``group_concat`` stop at once, without the memory), and rows are fetched one at a time
+    until they pass ``max_result_bytes``.
 
     Args:
         conn: A connection from :func:`open_sqlite_readonly`.
@@ -166,15 +235,20 @@ def execute_readonly(
         timeout_s: Seconds the query may run.
         max_rows: The most rows to fetch; further rows set ``truncated``.
         dialect: sqlglot dialect used by the read-only check.
+        max_sql_bytes: The longest SQL text, in bytes, that is parsed at all.
+        max_value_bytes: The largest single value (string or BLOB) SQLite may build.
+        max_result_bytes: The most bytes of values fetched in all.
 
     Returns:
         The result.
 
     Raises:
-        QueryError: When the query is refused, fails or runs out of time; ``kind`` says which.
+        QueryError: When the query is refused, fails or runs out of time; ``kind`` says which
+            (a :class:`TooLarge` when over a byte bound).
         QueryCraftError: When ``timeout_s`` or ``max_rows`` is not positive.
     """
     check_limits(timeout_s, max_rows)
+    check_sql_size(sql, max_sql_bytes)
     statement = allowed_statement(sql, ENGINE if dialect == ENGINE.dialect
                                   else dataclasses.replace(ENGINE, dialect=dialect))
 
@@ -188,16 +262,31 @@ def execute_readonly(
         return 1 if timed_out else 0  # non-zero makes SQLite abort with "interrupted"
 
     conn.set_progress_handler(_past_deadline, _PROGRESS_STEPS)
+    # The engine's own bound on any one value (at least 1 KB: SQLite needs room for its
+    # own strings).
+    previous_length = conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, max(1024, max_value_bytes))
     cursor = None
+    rows: list[tuple] = []
     try:
         cursor = conn.execute(statement)
         columns = [d[0] for d in cursor.description or ()]
-        rows = cursor.fetchmany(max_rows + 1)
+        total = 0
+        for row in cursor:
+            total += row_bytes(row, max_value_bytes)
+            if total > max_result_bytes:
+                raise result_too_large(max_result_bytes)
+            rows.append(row)
+            if len(rows) > max_rows:
+                break
     except (sqlite3.Error, sqlite3.Warning) as err:
         if timed_out:
             raise QueryError("timeout", f"the query ran longer than {timeout_s:g} s") from err
+        if isinstance(err, sqlite3.DataError) or "too big" in str(err):
+            raise TooLarge("value", f"{err}: a value would be over the limit of "
+                                    f"{max_value_bytes} bytes (db.max_value_bytes)") from err
         raise QueryError(classify_error(str(err)), str(err)) from err
     finally:
+        conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, previous_length)
         conn.set_progress_handler(None, 0)
         if cursor is not None:
             cursor.close()

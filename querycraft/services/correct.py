@@ -7,7 +7,13 @@ whose ``predictions.jsonl`` has every input column plus:
 * ``rules_fired``: the rules that changed it, comma-separated;
 * ``unresolved``: what no rule could fix (a list of sentences);
 * ``valid``: whether SQLite accepts the corrected query (compiled with ``EXPLAIN``, not run;
-  null when not checked) and ``validation_error``: its message otherwise.
+  null when not checked) and ``validation_error``: its message otherwise;
+* ``correction_error``: empty, or why this row could not be corrected ("too_large: ...",
+  "too_complex: ...", "budget: ...", "crashed: ..."); the row then keeps the model's
+  extracted SQL unchanged and the run goes on.
+
+Generated SQL is hostile input: text over ``db.max_sql_bytes`` is not parsed, each row has a
+wall-clock budget (``correct.item_budget_s``), and any error in one row is that row's.
 
 The schema for the identifier rule comes from the row's ``context`` (the CREATE TABLE text
 the model saw), else from the dataset row with the same id in the infer run's dataset, else
@@ -30,6 +36,7 @@ from querycraft.db import Databases, target_from_config
 from querycraft.errors import QueryCraftError
 from querycraft.prompts import load_template
 from querycraft.runs import read_jsonl, resolve_run, start_run, write_jsonl
+from querycraft.sql import BudgetExceeded, time_budget
 
 __all__ = ["RULES", "Correction", "correct_sql", "run"]
 
@@ -60,6 +67,9 @@ class CorrectConfig:
     # 0: off. Uses the model of the infer run, with infer.* generation settings.
     self_correct_rounds: int = 0
     self_correct_template: str = "self_correct"
+    # Wall-clock seconds one row's correction and validation may take; past it the row
+    # keeps its extracted SQL and says why in correction_error.
+    item_budget_s: float = 30.0
 
 
 SETTINGS = CorrectConfig
@@ -80,6 +90,9 @@ def check(cfg: DictConfig) -> list[str]:
             problems.append(f"{key} '{value}' is not a sqlglot dialect")
     if settings.max_edit_distance < 0:
         problems.append("correct.max_edit_distance must be 0 or more")
+    if not settings.item_budget_s > 0:
+        problems.append(f"correct.item_budget_s must be positive seconds, got "
+                        f"{settings.item_budget_s}")
     if settings.self_correct_rounds < 0:
         problems.append("correct.self_correct_rounds must be 0 or more")
     if settings.self_correct_rounds:
@@ -151,6 +164,36 @@ def _validator(databases: Databases | None, target: str):
     return check
 
 
+def _guarded_correction(text: str, fallback: str, *, budget_s: float, max_sql_bytes: int,
+                        check, row: dict[str, Any], **options: Any
+                        ) -> tuple[Correction, bool | None, str, str]:
+    """``correct_sql`` and validation for one row, isolated: (correction, valid,
+    validation_error, correction_error). Text over ``max_sql_bytes`` is not parsed, the
+    row has ``budget_s`` seconds, and any failure leaves ``fallback`` (the extracted SQL)
+    unchanged with the reason in correction_error."""
+    size = len(text) if len(text) > 4 * max_sql_bytes else len(text.encode("utf-8", "replace"))
+    if size > max_sql_bytes:
+        why = (f"too_large: the model's output is {size} bytes, over the limit of "
+               f"{max_sql_bytes} (db.max_sql_bytes); it was not parsed")
+    else:
+        try:
+            with time_budget(budget_s):
+                fixed = correct_sql(text, **options)
+                valid, error = check(row, fixed.sql)
+            return fixed, valid, error, ""
+        except QueryCraftError:
+            raise
+        except BudgetExceeded:
+            why = (f"budget: correcting this row took longer than {budget_s:g} s "
+                   "(correct.item_budget_s)")
+        except RecursionError:
+            why = "too_complex: the SQL is nested too deeply to analyse"
+        except Exception as err:  # one row's failure must not end the run
+            why = f"crashed: {type(err).__name__}: {str(err)[:1000]}"
+    log.warning("correct: row %s left uncorrected (%s)", row.get("id"), why[:200])
+    return Correction(sql=fallback, fired=[], unresolved=[why]), None, "", why
+
+
 def _self_correct(cfg: DictConfig, predictions: PredictionsArtifact, out: list[dict[str, Any]],
                   schemas: _Schemas, check, rules: dict[str, bool]) -> dict[str, int]:
     """Ask the infer run's model again for each query SQLite still refuses, with the error.
@@ -199,10 +242,12 @@ def _self_correct(cfg: DictConfig, predictions: PredictionsArtifact, out: list[d
                 row = failing[i]
                 row["self_correct_attempts"] += 1
                 stats["asked"] += 1
-                fixed = correct_sql(extract_sql(generated.text), schema=schemas.for_row(row),
-                                    read_dialect=cfg.data.dialect, write_dialect=target,
-                                    rules=rules, max_edit_distance=settings.max_edit_distance)
-                valid, error = check(row, fixed.sql)
+                fixed, valid, error, _ = _guarded_correction(
+                    extract_sql(generated.text), row["corrected"], budget_s=settings.item_budget_s,
+                    max_sql_bytes=cfg.db.max_sql_bytes, check=check, row=row,
+                    schema=schemas.for_row(row), read_dialect=cfg.data.dialect,
+                    write_dialect=target, rules=rules,
+                    max_edit_distance=settings.max_edit_distance)
                 if valid:
                     stats["fixed"] += 1
                     row.update(corrected=fixed.sql, valid=True, validation_error="",
@@ -242,15 +287,17 @@ def run(cfg: DictConfig) -> Path:
         out = []
         try:
             for row in rows:
-                fixed = correct_sql(row.get("raw_output") or row.get("sql") or "",
-                                    schema=schemas.for_row(row), read_dialect=read_dialect,
-                                    write_dialect=target, rules=rules,
-                                    max_edit_distance=settings.max_edit_distance)
-                valid, error = check(row, fixed.sql)
+                text = row.get("raw_output") or row.get("sql") or ""
+                fixed, valid, error, failure = _guarded_correction(
+                    text, row.get("sql") or "", budget_s=settings.item_budget_s,
+                    max_sql_bytes=cfg.db.max_sql_bytes, check=check, row=row,
+                    schema=schemas.for_row(row), read_dialect=read_dialect,
+                    write_dialect=target, rules=rules,
+                    max_edit_distance=settings.max_edit_distance)
                 fired_counts.update(fixed.fired)
                 out.append({**row, "corrected": fixed.sql, "rules_fired": ",".join(fixed.fired),
                             "unresolved": fixed.unresolved, "valid": valid,
-                            "validation_error": error})
+                            "validation_error": error, "correction_error": failure})
             self_correction = (_self_correct(cfg, given, out, schemas, check, rules)
                                if settings.self_correct_rounds else None)
         finally:

@@ -2,20 +2,29 @@
 Spider's test-suite evaluator), by exact and exact-set match, and by token match; diagnose
 every miss; write items, a summary and an HTML report.
 
-Every query runs through the shared read-only execution layer, with a timeout and a row cap,
-in worker processes (one per core by default), so a prediction that tries to write is
-refused, one that runs forever is stopped and counted as a timeout, and the evaluation goes
-on. Raw and corrected SQL are scored side by side when the predictions carry both.
+Every query runs through the shared read-only execution layer, with a timeout, a row cap and
+byte bounds (the SQL text before it is parsed, each value, the whole result), in worker
+processes (one per core by default), so a prediction that tries to write is refused, one that
+runs forever is stopped and counted as a timeout, and the evaluation goes on. Raw and
+corrected SQL are scored side by side when the predictions carry both.
+
+Generated SQL is hostile input, so every item is isolated: it has a wall-clock budget
+(``evaluate.item_budget_s``) covering parsing, execution and scoring, and whatever goes wrong
+in it (a parser's recursion, a lost connection, a worker process that dies) becomes that
+item's ``error_kind`` while the run goes on, with a fresh connection where one died. Long SQL
+text and values are cut, with a visible marker, in ``items.jsonl`` and the report.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
 import os
 import time
 from collections import defaultdict
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,8 +35,15 @@ from tqdm.auto import tqdm
 from querycraft import db as dbmod
 from querycraft.artifacts import EvaluationArtifact, PredictionsArtifact
 from querycraft.errors import QueryCraftError
+from querycraft.report import cut_value
 from querycraft.runs import read_jsonl, resolve_run, start_run, write_jsonl
-from querycraft.sql import exact_match, has_order_by, token_match_score
+from querycraft.sql import (
+    BudgetExceeded,
+    exact_match,
+    has_order_by,
+    time_budget,
+    token_match_score,
+)
 from querycraft.sql_analysis import (
     HARDNESS_LEVELS,
     exact_set_match,
@@ -55,6 +71,14 @@ class EvaluateConfig:
     exact_set_match: bool = True
     # Rows of each result kept in items.jsonl and the HTML report.
     preview_rows: int = 5
+    # Wall-clock seconds one item may take in all: parsing, running the gold query and the
+    # prediction (each query also within db.timeout_s), and scoring. Past it the item is
+    # recorded with error_kind "budget" and the run goes on.
+    item_budget_s: float = 60.0
+    # In items.jsonl and report.html, result values longer than this many characters, and
+    # SQL text and error messages longer than max_text_chars, are cut with a marker.
+    preview_value_chars: int = 200
+    max_text_chars: int = 10_000
 
 
 # No dialect setting: gold SQL of another dialect than the database's (Spider's SQLite gold on
@@ -70,6 +94,12 @@ def check(cfg: DictConfig) -> list[str]:
                         f"'{settings.distinct}'")
     if settings.workers is not None and settings.workers < 1:
         problems.append("evaluate.workers must be at least 1 (or null for one per core)")
+    if not settings.item_budget_s > 0:
+        problems.append(f"evaluate.item_budget_s must be positive seconds, got "
+                        f"{settings.item_budget_s}")
+    for key in ("preview_value_chars", "max_text_chars"):
+        if settings[key] < 1:
+            problems.append(f"evaluate.{key} must be at least 1, got {settings[key]}")
     return problems
 
 
@@ -77,8 +107,13 @@ ITEM_COLUMNS = ["id", "db_id", "column", "question", "query", "gold_executed", "
                 "execution_match", "exact_match", "exact_set_match", "token_match",
                 "prediction_valid", "error_kind", "error", "relation", "difficulty", "features",
                 "gold_rows", "pred_rows", "seconds"]
-# An item's error_kind, when it has one: the database's kind of error, or evaluate's own.
-ITEM_ERROR_KINDS: tuple[str, ...] = (*dbmod.ERROR_KINDS, "empty", "gold_failed")
+# An item's error_kind, when it has one: the database's kind of error, or evaluate's own:
+# too_large (SQL text, a value or the result over a db.max_*_bytes bound), too_complex (too
+# deeply nested to analyse: the parser's recursion), connection_lost (the server connection
+# died during the query), budget (past evaluate.item_budget_s), crashed (scoring raised, or
+# the worker process scoring the item died).
+ITEM_ERROR_KINDS: tuple[str, ...] = (*dbmod.ERROR_KINDS, "empty", "gold_failed", "too_large",
+                                     "too_complex", "connection_lost", "budget", "crashed")
 
 
 @dataclass(frozen=True)
@@ -91,18 +126,37 @@ class Scoring:
     distinct: str
     exact_set: bool
     preview_rows: int
+    max_sql_bytes: int = dbmod.DEFAULT_MAX_SQL_BYTES
+    max_value_bytes: int = dbmod.DEFAULT_MAX_VALUE_BYTES
+    max_result_bytes: int = dbmod.DEFAULT_MAX_RESULT_BYTES
+    item_budget_s: float = 60.0
+    preview_value_chars: int = 200
+    max_text_chars: int = 10_000
 
 
-def _preview(result: dbmod.QueryResult | None, n: int) -> list[list[Any]] | None:
+def _preview(result: dbmod.QueryResult | None, n: int, chars: int = 200
+             ) -> list[list[Any]] | None:
     if result is None:
         return None
-    return [[v if isinstance(v, (int, float, str)) or v is None else repr(v) for v in row]
-            for row in result.rows[:n]]
+    return [[cut_value(v if isinstance(v, (int, float, str)) or v is None else repr(v), chars)
+             for v in row] for row in result.rows[:n]]
+
+
+def _query_error_kind(err: dbmod.QueryError) -> str:
+    if isinstance(err, dbmod.TooLarge):
+        return "too_large"
+    if isinstance(err, dbmod.ConnectionLost):
+        return "connection_lost"
+    return err.kind
 
 
 def score_execution(gold_sql: str, predicted_sql: str, database: dbmod.Database,
-                    scoring: Scoring) -> dict[str, Any]:
-    """Execution-based fields for one pair: match, validity, error and result relation."""
+                    scoring: Scoring, deadline: float | None = None) -> dict[str, Any]:
+    """Execution-based fields for one pair: match, validity, error and result relation.
+
+    Each query gets at most ``db.timeout_s`` and the time left before ``deadline`` (a
+    ``time.monotonic()`` value: the item's budget); :class:`BudgetExceeded` when none is
+    left."""
     out: dict[str, Any] = {"execution_match": False, "prediction_valid": False,
                            "error_kind": "", "error": "", "relation": "", "gold_rows": None,
                            "pred_rows": None, "gold_preview": None, "pred_preview": None}
@@ -110,85 +164,202 @@ def score_execution(gold_sql: str, predicted_sql: str, database: dbmod.Database,
         gold_sql, predicted_sql = strip_distinct(gold_sql), strip_distinct(predicted_sql)
 
     def run(sql: str) -> dbmod.QueryResult:
-        return database.execute(sql, timeout_s=scoring.timeout_s, max_rows=scoring.max_rows)
+        timeout = scoring.timeout_s
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise BudgetExceeded
+            timeout = min(timeout, left)
+        return database.execute(sql, timeout_s=timeout, max_rows=scoring.max_rows,
+                                max_sql_bytes=scoring.max_sql_bytes,
+                                max_value_bytes=scoring.max_value_bytes,
+                                max_result_bytes=scoring.max_result_bytes)
 
     try:
         gold = run(gold_sql)
+    except dbmod.ConnectionLost as err:
+        out.update(error_kind="connection_lost", error=err.message)
+        return out
     except dbmod.QueryError as err:
         # A gold query that fails cannot be scored; say so rather than count it either way.
         out.update(error_kind="gold_failed", error=err.message)
         return out
-    out.update(gold_rows=len(gold.rows), gold_preview=_preview(gold, scoring.preview_rows))
+    chars = scoring.preview_value_chars
+    out.update(gold_rows=len(gold.rows), gold_preview=_preview(gold, scoring.preview_rows, chars))
     if not predicted_sql.strip():
         out.update(error_kind="empty", error="no SQL in the model's output")
         return out
     try:
         predicted = run(predicted_sql)
     except dbmod.QueryError as err:
-        out.update(error_kind=err.kind, error=err.message)
+        out.update(error_kind=_query_error_kind(err), error=err.message)
         return out
     order_matters = has_order_by(gold_sql, database.dialect)
     relation = dbmod.result_relation(gold, predicted, order_matters=order_matters)
     out.update(prediction_valid=True, execution_match=relation == "same", relation=relation,
                pred_rows=len(predicted.rows),
-               pred_preview=_preview(predicted, scoring.preview_rows))
+               pred_preview=_preview(predicted, scoring.preview_rows, chars))
     return out
+
+
+def _failed(kind: str, message: str) -> dict[str, Any]:
+    """The fields of an item that could not be scored: no match of any kind, and why."""
+    return {"exact_match": False, "exact_set_match": False, "token_match": 0.0,
+            "execution_match": False, "prediction_valid": False, "error_kind": kind,
+            "error": message, "relation": "", "gold_rows": None, "pred_rows": None,
+            "gold_preview": None, "pred_preview": None}
+
+
+def _sql_size(sql: str) -> int:
+    return len(sql) if len(sql) > 1_000_000 else len(sql.encode("utf-8", "replace"))
 
 
 def score_item(row: dict[str, Any], column: str, database: dbmod.Database, scoring: Scoring
                ) -> dict[str, Any]:
-    """All metrics and diagnostics for one prediction against its gold query."""
+    """All metrics and diagnostics for one prediction against its gold query.
+
+    Never raises for what the prediction does: SQL text over ``db.max_sql_bytes`` is not
+    parsed (too_large), and the parser's recursion (too_complex), a lost connection
+    (connection_lost), the item's budget (budget) and any other exception (crashed) become
+    the item's error. Only a :class:`QueryCraftError` (the configuration: a database that
+    cannot be reached at all) propagates."""
     began = time.perf_counter()
     prediction = row.get(column) or ""
     gold = row["query"]
-    item = {"id": row["id"], "db_id": row.get("db_id", ""), "column": column,
-            "question": row["question"], "query": gold, "prediction": prediction,
-            "exact_match": exact_match(gold, prediction),
-            "exact_set_match": (exact_set_match(gold, prediction) if scoring.exact_set
-                                else None),
-            "token_match": round(token_match_score(gold, prediction), 4),
-            "difficulty": spider_hardness(gold), "features": sql_features(gold)}
+    text = scoring.max_text_chars
+    item: dict[str, Any] = {
+        "id": row["id"], "db_id": row.get("db_id", ""), "column": column,
+        "question": row["question"], "query": cut_value(gold, text),
+        "prediction": cut_value(prediction, text), "difficulty": None, "features": []}
     gold_to_run = row.get("query_for_database") or gold
     if gold_to_run != gold:
-        item["gold_executed"] = gold_to_run
-    item.update(score_execution(gold_to_run, prediction, database, scoring))
+        item["gold_executed"] = cut_value(gold_to_run, text)
+    size = _sql_size(prediction)
+    if size > scoring.max_sql_bytes:
+        item.update(_failed("too_large", f"the prediction is {size} bytes, over the limit of "
+                                         f"{scoring.max_sql_bytes} (db.max_sql_bytes); it "
+                                         "was not parsed or run"))
+        with contextlib.suppress(Exception):  # the gold query's own analysis, if it can
+            item.update(difficulty=spider_hardness(gold), features=sql_features(gold))
+    else:
+        deadline = time.monotonic() + scoring.item_budget_s
+        try:
+            with time_budget(scoring.item_budget_s):
+                item.update(difficulty=spider_hardness(gold), features=sql_features(gold))
+                item.update(
+                    exact_match=exact_match(gold, prediction),
+                    exact_set_match=(exact_set_match(gold, prediction) if scoring.exact_set
+                                     else None),
+                    token_match=round(token_match_score(gold, prediction), 4))
+                item.update(score_execution(gold_to_run, prediction, database, scoring,
+                                            deadline))
+        except QueryCraftError:
+            raise
+        except BudgetExceeded:
+            item.update(_failed("budget", f"scoring this item took longer than "
+                                          f"{scoring.item_budget_s:g} s "
+                                          "(evaluate.item_budget_s); it was stopped"))
+        except RecursionError:
+            item.update(_failed("too_complex", "the SQL is nested too deeply to analyse "
+                                               "(the parser ran out of recursion depth)"))
+        except Exception as err:
+            item.update(_failed("crashed", f"scoring this item failed: "
+                                           f"{type(err).__name__}: {err}"))
+    if not scoring.exact_set:
+        item["exact_set_match"] = None
+    item["error"] = cut_value(item["error"], text)
     item["seconds"] = round(time.perf_counter() - began, 4)
     return item
 
 
-def _score_chunk(rows: list[dict[str, Any]], columns: list[str], scoring: Scoring
-                 ) -> list[dict[str, Any]]:
-    """Worker: score rows (of one database, mostly) with its own read-only connections."""
-    with dbmod.Databases(scoring.target) as databases:
-        return [score_item(row, column, databases.get(row.get("db_id", "")), scoring)
-                for row in rows for column in columns]
+# An item whose connection may be unusable afterwards: its database is opened afresh.
+_RESET_AFTER = frozenset({"connection_lost", "budget", "crashed"})
+
+# A worker process's databases, opened on first use and kept for the worker's life.
+_WORKER_DATABASES: dict[dbmod.DatabaseTarget, dbmod.Databases] = {}
 
 
-def _chunks(rows: list[dict[str, Any]], workers: int) -> list[list[dict[str, Any]]]:
-    """Rows grouped by database, then cut so every worker gets several pieces of work."""
-    by_db: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in rows:
-        by_db[row.get("db_id", "")].append(row)
-    size = max(8, len(rows) // (workers * 4) + 1)
-    return [group[i: i + size] for group in by_db.values() for i in range(0, len(group), size)]
+def _score_row(row: dict[str, Any], columns: list[str], scoring: Scoring,
+               databases: dbmod.Databases | None = None) -> list[dict[str, Any]]:
+    """Score one row for every column, on ``databases`` (a worker's own when None)."""
+    if databases is None:
+        if scoring.target not in _WORKER_DATABASES:
+            _WORKER_DATABASES[scoring.target] = dbmod.Databases(scoring.target)
+        databases = _WORKER_DATABASES[scoring.target]
+    db_id = row.get("db_id", "")
+    items = []
+    for column in columns:
+        item = score_item(row, column, databases.get(db_id), scoring)
+        if item["error_kind"] in _RESET_AFTER:
+            databases.discard(db_id)
+        items.append(item)
+    return items
+
+
+def _crashed(row: dict[str, Any], columns: list[str], scoring: Scoring, why: str
+             ) -> list[dict[str, Any]]:
+    text = scoring.max_text_chars
+    return [{"id": row["id"], "db_id": row.get("db_id", ""), "column": column,
+             "question": row["question"], "query": cut_value(row["query"], text),
+             "prediction": cut_value(row.get(column) or "", text), "difficulty": None,
+             "features": [], **_failed("crashed", why), "seconds": None} for column in columns]
+
+
+def _by_database(rows: list[dict[str, Any]]) -> list[int]:
+    """Row indices grouped by database (a worker then mostly stays on one), in input order
+    within each."""
+    by_db: dict[str, list[int]] = defaultdict(list)
+    for i, row in enumerate(rows):
+        by_db[row.get("db_id", "")].append(i)
+    return [i for group in by_db.values() for i in group]
 
 
 def score_all(rows: list[dict[str, Any]], columns: list[str], scoring: Scoring,
               workers: int) -> list[dict[str, Any]]:
-    """Score every row for every column; in ``workers`` processes when more than one."""
+    """Score every row for every column; in ``workers`` processes when more than one.
+
+    Each row is its own task. When a worker process dies, the rows it may have been
+    scoring (every row not finished when the pool broke) are scored again one at a time in
+    a fresh single-worker pool; a row whose worker dies again is recorded as crashed.
+    Returns the items in input order (rows, then columns)."""
     if workers <= 1 or len(rows) < 16:
-        return _score_chunk(rows, columns, scoring)
-    items: list[dict[str, Any]] = []
-    chunks = _chunks(rows, workers)
-    with ProcessPoolExecutor(max_workers=workers) as pool, \
-            tqdm(total=len(rows), desc="scoring", unit="q") as bar:
-        for chunk, scored in zip(chunks, pool.map(_score_chunk, chunks,
-                                                  [columns] * len(chunks),
-                                                  [scoring] * len(chunks)), strict=True):
-            items.extend(scored)
-            bar.update(len(chunk))
-    order = {row["id"]: i for i, row in enumerate(rows)}
-    return sorted(items, key=lambda item: (order[item["id"]], columns.index(item["column"])))
+        with dbmod.Databases(scoring.target) as databases:
+            return [item for row in rows for item in _score_row(row, columns, scoring,
+                                                                 databases)]
+    scored: dict[int, list[dict[str, Any]]] = {}
+    with tqdm(total=len(rows), desc="scoring", unit="q") as bar:
+        lost: list[int] = []
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futures: dict[Future, int] = {
+                pool.submit(_score_row, rows[i], columns, scoring): i
+                for i in _by_database(rows)}
+            for future, i in futures.items():
+                try:
+                    scored[i] = future.result()
+                    bar.update(1)
+                except BrokenProcessPool:
+                    lost.append(i)
+        if lost:
+            log.warning("evaluate: a worker process died; scoring the %d rows it may have "
+                        "been scoring again, one at a time", len(lost))
+        pool = None
+        try:
+            for i in lost:
+                pool = pool or ProcessPoolExecutor(max_workers=1)
+                try:
+                    scored[i] = pool.submit(_score_row, rows[i], columns, scoring).result()
+                except BrokenProcessPool:
+                    pool.shutdown(wait=False)
+                    pool = None
+                    scored[i] = _crashed(rows[i], columns, scoring,
+                                         "the worker process scoring this item died (killed, "
+                                         "out of memory or a crash in native code), twice; "
+                                         "the other items were scored")
+                bar.update(1)
+        finally:
+            if pool is not None:
+                pool.shutdown()
+    return [item for i in range(len(rows)) for item in scored[i]]
 
 
 def _rate(items: list[dict[str, Any]], key: str) -> float:
@@ -265,10 +436,17 @@ def run(cfg: DictConfig) -> Path:
             raise QueryCraftError("No database to run the SQL on: the dataset was ingested "
                                   "without one. Set db.path to a SQLite file or folder, or "
                                   "use a server (db=postgres).")
+        settings = cfg.evaluate
         scoring = Scoring(target=target, timeout_s=cfg.db.timeout_s,
-                          max_rows=cfg.db.max_rows, distinct=cfg.evaluate.distinct,
-                          exact_set=cfg.evaluate.exact_set_match,
-                          preview_rows=cfg.evaluate.preview_rows)
+                          max_rows=cfg.db.max_rows, distinct=settings.distinct,
+                          exact_set=settings.exact_set_match,
+                          preview_rows=settings.preview_rows,
+                          max_sql_bytes=cfg.db.max_sql_bytes,
+                          max_value_bytes=cfg.db.max_value_bytes,
+                          max_result_bytes=cfg.db.max_result_bytes,
+                          item_budget_s=settings.item_budget_s,
+                          preview_value_chars=settings.preview_value_chars,
+                          max_text_chars=settings.max_text_chars)
         gold_dialect = _dataset_dialect(given, cfg.data.dialect)
         if gold_dialect != target.dialect:
             rows = fit_gold_to_database(rows, target, gold_dialect)

@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 
 from querycraft.config import CONFIG_DIR, check_config, register_configs
 from querycraft.errors import QueryCraftError
+from querycraft.runs import file_system_problem, folder_problem
 from querycraft.services import get_service
 
 log = logging.getLogger("querycraft")
@@ -101,14 +102,35 @@ def explain_override_error(err: Exception, overrides: list[str]) -> str:
 
 
 def diagnose_overrides(overrides: list[str]) -> str | None:
-    """Compose the config with ``overrides``; a message if that fails, else None."""
+    """Compose the config with ``overrides``; a message if that fails, or if the run folder
+    cannot be written (:func:`output_problem`), else None."""
     from hydra import compose, initialize_config_dir
 
     try:
         with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
-            compose("config", overrides=overrides)
+            cfg = compose("config", overrides=overrides)
     except Exception as err:  # every composition failure becomes a message, never a traceback
         return explain_override_error(err, overrides)
+    return output_problem(cfg, overrides)
+
+
+def output_problem(cfg: DictConfig, overrides: list[str]) -> str | None:
+    """Why a run folder cannot be made: Hydra creates it before QueryCraft's code runs, and
+    a read-only or misplaced folder would end in its traceback. Checked: the folder Hydra
+    makes (``hydra.run.dir`` when given, else under ``paths.output_dir``) and ``paths.run_dir``
+    when given."""
+    given = {key: value for key, _, value in (o.partition("=") for o in overrides)}
+    folders = [("hydra.run.dir", given.get("hydra.run.dir"))]
+    if not folders[0][1]:
+        try:
+            folders = [("paths.output_dir", cfg.paths.output_dir)]
+        except Exception:  # an interpolation that cannot resolve here: Hydra will say so
+            folders = []
+    folders.append(("paths.run_dir", given.get("paths.run_dir")))
+    for setting, folder in folders:
+        problem = folder and folder_problem(folder, setting)
+        if problem:
+            return problem
     return None
 
 
@@ -145,10 +167,21 @@ def secret_on_command_line(argv: list[str]) -> str | None:
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
 def _hydra_entry(cfg: DictConfig) -> None:
+    # Hydra's log file is in the run folder: on a full disk its every line would print a
+    # logging traceback; the run's own error says what happened.
+    logging.raiseExceptions = False
     try:
         run(cfg)
     except QueryCraftError as err:
         log.error("%s", err)
+        sys.exit(2)
+    except OSError as err:
+        # A file or folder outside any run (a model folder, a file setting): explained when
+        # a user can act on it; anything else keeps its traceback.
+        problem = file_system_problem(err, "the setting that names it")
+        if problem is None:
+            raise
+        log.error("%s", problem)
         sys.exit(2)
     except KeyboardInterrupt:
         log.error("Interrupted. Finished outputs were kept; run again to continue.")

@@ -412,6 +412,13 @@ def shared_problems(cfg: DictConfig) -> list[str]:
     if cfg.model.builder is not None and cfg.model.builder not in MODEL_BUILDERS:
         problems.append(f"model.builder '{cfg.model.builder}' is not one of "
                         f"{', '.join(MODEL_BUILDERS)}")
+    elif cfg.model.builder is not None and cfg.model.name != cfg.model.builder:
+        # The builder makes its own model; another name would be recorded as the model trained.
+        problems.append(f"model.name '{cfg.model.name}' is set with the builder preset "
+                        f"model={cfg.model.builder} (model.builder={cfg.model.builder}), which "
+                        f"builds its own model and would only record that name: drop "
+                        f"model.name, or to fine-tune that model choose model=local "
+                        f"model.name_or_path=<folder> or a hub preset (e.g. model=smollm2-135m)")
     if cfg.peft.target_modules is None and cfg.peft.targets not in cfg.model.target_modules:
         problems.append(f"peft.targets '{cfg.peft.targets}' is not a target set of model "
                         f"'{cfg.model.name}'; choose one of "

@@ -7,13 +7,15 @@ and a failed run is never mistaken for a finished one.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
 import socket
+import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -54,9 +56,86 @@ class Run:
             return
         manifest = {"service": self.service, **self.info, **facts}
         tmp = self.dir / (MANIFEST + ".tmp")
-        tmp.write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
+        try:
+            tmp.write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
+        except OSError as err:
+            raise _named(err, self.dir / MANIFEST) from err
         tmp.replace(self.dir / MANIFEST)  # atomic: a crash never leaves half a manifest
         self.info = {k: v for k, v in manifest.items() if k != "service"}
+
+
+def _named(err: OSError, path: Path) -> OSError:
+    """``err`` naming ``path`` when it names no file: a write that fails when its buffer is
+    flushed (on a full disk, at close) says which file it was. The same subclass
+    (``OSError(errno.ENOSPC, ...)`` is built as the class Python gives that errno)."""
+    if err.filename is not None or err.errno is None:
+        return err
+    return OSError(err.errno, err.strerror, str(path))
+
+
+def _write_in_place(path: Path, text: str) -> None:
+    """Overwrite ``path`` without a temporary file: on a full disk the old content's blocks
+    are freed by the truncation and reused. Not atomic; only for marking a run failed."""
+    with path.open("w", encoding="utf-8") as out:
+        out.write(text)
+
+
+# ---------------------------------------------------------------- file-system problems
+
+# The errors of the file system a user can act on, explained by :func:`file_system_problem`.
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+NOT_WRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM)
+NOT_A_FOLDER = (errno.ENOTDIR, errno.EEXIST)
+
+
+def file_system_problem(err: OSError, setting: str = "paths.output_dir") -> str | None:
+    """One paragraph saying what went wrong with a file or folder and what to do, for the
+    file-system errors a user can fix (disk full, read-only, a folder where a file belongs and
+    the reverse, a missing path); None for any other ``OSError``.
+
+    Args:
+        setting: the config key that names the path, for "point <setting> elsewhere".
+    """
+    code = err.errno
+    where = err.filename if err.filename is not None else "a file QueryCraft was writing"
+    reason = err.strerror or str(err)
+    if code in DISK_FULL:
+        return (f"The disk is full: writing {where} failed ({reason}). Free space on that "
+                f"disk (delete old runs you no longer need under paths.output_dir, or caches), "
+                f"or point {setting} at a disk with room, then run again.")
+    if code in NOT_WRITABLE:
+        what = ("is on a read-only file system" if code == errno.EROFS else
+                "may not be written or read by this user (permission denied)")
+        return (f"{where} {what}. Make it writable (mount it read-write, or give your user "
+                f"access with chmod/chown), or point {setting} at a folder you can write, then "
+                f"run again.")
+    if code == errno.EISDIR:
+        return (f"{where} is a folder, but a file is needed there. Point {setting} at a file "
+                f"(e.g. a file inside that folder), then run again.")
+    if code in NOT_A_FOLDER:
+        return (f"{where} (or a folder above it) is a file, but a folder is needed there. Move "
+                f"the file away, or point {setting} at another folder, then run again.")
+    if code == errno.ENOENT:
+        return (f"{where} does not exist ({reason}): it, or a folder above it, is missing or "
+                f"was moved or deleted while QueryCraft ran. Restore it, or point {setting} at "
+                f"an existing path, then run again.")
+    return None
+
+
+def folder_problem(folder: str | Path, setting: str = "paths.output_dir") -> str | None:
+    """Why runs cannot be written under ``folder`` (created if missing, as a run would),
+    or None. Tried for real, with a probe folder made and removed inside it: a permission
+    check alone says yes to root on a read-only file system."""
+    path = Path(folder)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        try:
+            Path(tempfile.mkdtemp(prefix=".qc-probe-", dir=path)).rmdir()
+        except OSError as err:  # named by the folder, not by the probe inside it
+            raise OSError(err.errno, err.strerror, str(path)) from err
+    except OSError as err:
+        return file_system_problem(err, setting) or f"{path} cannot be written: {err}."
+    return None
 
 
 REDACTED = "***"
@@ -135,8 +214,14 @@ def start_run(cfg: DictConfig, service: str, *, resumable: bool = False) -> Iter
     In a data-parallel launch only rank 0 writes the manifest; the other ranks share the
     folder.
 
+    A file-system failure (disk full, read-only or missing folder...), while the folder is
+    made or inside the block, becomes a one-paragraph ``QueryCraftError`` saying what to do,
+    after the run is marked failed (on a full disk too: a half-written JSONL file is removed
+    and the manifest is then rewritten in place).
+
     Raises:
-        QueryCraftError: if the folder already holds another run's results.
+        QueryCraftError: if the folder already holds another run's results, or cannot be
+            written.
     """
     run_dir = Path(cfg.paths.run_dir)
     is_main = process_rank() == 0
@@ -155,26 +240,75 @@ def start_run(cfg: DictConfig, service: str, *, resumable: bool = False) -> Iter
         for stale in ("service", "error", "pid"):
             info.pop(stale, None)
         resumed = True
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise _fs_error(err, None) from err
     run = Run(service=service, dir=run_dir, info=info, resumed=resumed, is_main=is_main)
     started = time.time()
     if is_main:
-        run.record(status="running", pid=os.getpid(), host=socket.gethostname(),
-                   **({"resumed": info.get("resumed", 0) + 1} if resumed else
-                      {"started": datetime.now().isoformat(timespec="seconds")}))
-        if not resumed:
-            save_config(cfg, run_dir / CONFIG_FILE)
+        try:
+            run.record(status="running", pid=os.getpid(), host=socket.gethostname(),
+                       **({"resumed": info.get("resumed", 0) + 1} if resumed else
+                          {"started": datetime.now().isoformat(timespec="seconds")}))
+            if not resumed:
+                save_config(cfg, run_dir / CONFIG_FILE)
+        except OSError as err:
+            raise _fs_error(err, run_dir, _mark_failed(run, err, started)) from err
     log.info("%s: %s %s", service, "resuming in" if resumed else "writing to", run_dir)
     try:
         yield run
     except BaseException as err:
-        if is_main:
-            run.record(status="failed", error=f"{type(err).__name__}: {err}",
-                       seconds=round(time.time() - started, 1))
+        marked = _mark_failed(run, err, started) if is_main else False
+        if isinstance(err, OSError) and file_system_problem(err) is not None:
+            raise _fs_error(err, run_dir if is_main else None, marked) from err
         raise
     if is_main:
-        run.record(status="completed", finished=datetime.now().isoformat(timespec="seconds"),
-                   seconds=round(time.time() - started, 1))
+        try:
+            run.record(status="completed",
+                       finished=datetime.now().isoformat(timespec="seconds"),
+                       seconds=round(time.time() - started, 1))
+        except OSError as err:
+            raise _fs_error(err, run_dir, _mark_failed(run, err, started)) from err
+
+
+def _mark_failed(run: Run, err: BaseException, started: float) -> bool:
+    """Record the failure in the run's manifest, even on a full disk (then in place, after
+    the temporary manifest is removed); never hides ``err``. Whether it could."""
+    facts = {"status": "failed", "error": f"{type(err).__name__}: {err}",
+             "seconds": round(time.time() - started, 1)}
+    try:
+        run.record(**facts)
+        return True
+    except OSError:
+        pass
+    manifest = {"service": run.service, **run.info, **facts}
+    try:
+        (run.dir / (MANIFEST + ".tmp")).unlink(missing_ok=True)
+        _write_in_place(run.dir / MANIFEST, json.dumps(manifest, indent=2, default=str))
+        run.info = {k: v for k, v in manifest.items() if k != "service"}
+        return True
+    except OSError:
+        # Half a manifest would break every reader of the output folder: none is better.
+        with suppress(OSError):
+            (run.dir / MANIFEST).unlink(missing_ok=True)
+        return False
+
+
+def _fs_error(err: OSError, run_dir: Path | None, marked: bool = False) -> QueryCraftError:
+    """The one-paragraph error for a file-system failure of a run (``marked``: the run's
+    manifest says it failed)."""
+    setting = "paths.output_dir"
+    if isinstance(err.filename, (str, os.PathLike)) and run_dir is not None:
+        inside = Path(os.path.abspath(err.filename)).is_relative_to(run_dir.absolute())
+        setting = setting if inside else "the setting that names it"
+    text = file_system_problem(err, setting) or f"{type(err).__name__}: {err}."
+    if run_dir is not None:
+        text += (f" This run ({run_dir}) is marked failed in its {MANIFEST}" if marked else
+                 f" This run ({run_dir}) could not even record that it failed (it has no "
+                 f"{MANIFEST}, so no later stage will read it): delete that folder")
+        text += "; no earlier run was changed."
+    return QueryCraftError(text)
 
 
 def read_manifest(run_dir: Path) -> dict[str, Any]:
@@ -252,9 +386,15 @@ def resolve_run(path: str | None, output_dir: str | Path, service: str | tuple[s
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     """Write rows atomically: readers never see half a file."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", encoding="utf-8") as out:
-        for row in rows:
-            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+    try:
+        with tmp.open("w", encoding="utf-8") as out:
+            for row in rows:
+                out.write(json.dumps(row, ensure_ascii=False) + "\n")
+    except BaseException as err:
+        tmp.unlink(missing_ok=True)  # a full disk gets its space back; no half file is left
+        if isinstance(err, OSError):
+            raise _named(err, path) from err
+        raise
     tmp.replace(path)
 
 

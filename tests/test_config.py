@@ -152,3 +152,18 @@ def test_only_the_two_dialects_a_user_must_say_are_settings(tmp_path):
     cfg = make_config(tmp_path, ["service=correct", "data.dialect=klingon"])
     with pytest.raises(QueryCraftError, match=r"data\.dialect 'klingon' is not a sqlglot"):
         check_config(cfg)
+
+
+def test_a_model_name_with_a_builder_preset_is_refused(tmp_path):
+    # The tiny preset builds its own model: another name would train it anyway and record
+    # the bogus name as the model trained.
+    cfg = make_config(tmp_path, ["model.name=does/not-exist"])
+    assert cfg.model.builder == "tiny"
+    with pytest.raises(QueryCraftError) as caught:
+        check_config(cfg)
+    message = str(caught.value)
+    assert "model.name 'does/not-exist' is set with the builder preset model=tiny" in message
+    assert "drop model.name" in message and "model=local" in message
+    check_config(make_config(tmp_path, ["model.name=tiny"]))  # the preset's own name is fine
+    check_config(make_config(tmp_path, ["model=local", "model.name=mine",
+                                        f"model.name_or_path={tmp_path}"]))

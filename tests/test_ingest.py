@@ -315,3 +315,113 @@ def test_token_lengths_come_from_a_seeded_sample_of_a_large_split(config_factory
     lengths = json.loads((run_dir / "report.json").read_text())["token_lengths"]
     assert lengths["sampled"] == 25 and lengths["of"] > 25
     assert "from a sample of 25 of" in (run_dir / "report.md").read_text()
+
+
+# ---------------------------------------------------------------- hostile input (issue 14)
+
+
+LIST_CONTEXT = str(["CREATE TABLE customer (customer_id INTEGER PRIMARY KEY, first_name TEXT)",
+                    "CREATE TABLE product (product_id INTEGER, name TEXT DEFAULT 'n/a')"])
+UNWRAPPED = ("CREATE TABLE customer (customer_id INTEGER PRIMARY KEY, first_name TEXT)\n"
+             "CREATE TABLE product (product_id INTEGER, name TEXT DEFAULT 'n/a')")
+
+
+def customer_rows(count, context=CONTEXT):
+    return [[f"Name of customer {i}?",
+             f"SELECT first_name FROM customer WHERE customer_id = {i}", context]
+            for i in range(1, count + 1)]
+
+
+def test_a_folder_as_data_path_is_refused_by_the_check_and_by_the_run(config_factory,
+                                                                      tmp_path):
+    from querycraft.config import check_config
+
+    folder = tmp_path / "examples"
+    folder.mkdir()
+    cfg = config_factory(["service=ingest", f"data.path={folder}", "data.database=null"])
+    with pytest.raises(QueryCraftError) as caught:
+        check_config(cfg)
+    assert f"data.path '{folder}' is a folder, not a file" in str(caught.value)
+    assert f"data.path={folder / 'examples.csv'}" in str(caught.value)
+    with pytest.raises(QueryCraftError, match="is a folder, not a file") as caught:
+        ingest.run(cfg)  # without the check: the same words, no IsADirectoryError
+    assert "Traceback" not in str(caught.value)
+    load = config_factory(["service=ingest", f"ingest.load.csv={folder}"])
+    with pytest.raises(QueryCraftError, match=r"ingest\.load\.csv '.*' is a folder, not a file"):
+        check_config(load)
+
+
+def test_a_list_context_is_unwrapped_with_a_warning(config_factory, tmp_path, caplog):
+    rows = customer_rows(2, LIST_CONTEXT) + customer_rows(4)[2:]
+    path = write_csv(tmp_path / "ibm.csv", ["question", "query", "context"], rows)
+    with caplog.at_level("WARNING", logger="querycraft"):
+        run_dir = ingest_csv(config_factory, path)
+    kept = read_jsonl(run_dir / "dataset" / "train.jsonl") + \
+        read_jsonl(run_dir / "dataset" / "eval.jsonl")
+    contexts = {r["question"]: r["context"] for r in kept}
+    assert contexts["Name of customer 1?"] == contexts["Name of customer 2?"] == UNWRAPPED
+    assert contexts["Name of customer 3?"] == CONTEXT  # plain text is left alone
+    assert not any(c.startswith("[") for c in contexts.values())
+    warning = " ".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert "the context of 2 row(s)" in warning and "(rows 2, 3)" in warning
+    assert "Python list of strings" in warning and "ingest.list_context=refuse" in warning
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["list_context_unwrapped"] == 2 and report["dropped"] == 0
+    assert "context given as a Python list, unwrapped: 2 row(s)" in \
+        (run_dir / "report.md").read_text()
+
+
+def test_a_list_context_is_refused_when_configured(config_factory, tmp_path):
+    rows = customer_rows(2, LIST_CONTEXT) + customer_rows(4)[2:]
+    path = write_csv(tmp_path / "ibm.csv", ["question", "query", "context"], rows)
+    run_dir = ingest_csv(config_factory, path, "ingest.list_context=refuse")
+    dropped = {int(r["row"]): r["reason"] for r in dropped_rows(run_dir)}
+    assert dropped.keys() == {2, 3}
+    assert dropped[2].startswith("context is a Python list: the cell holds ['...', ...]")
+    assert "ingest.list_context=unwrap" in dropped[2]
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["drop_reasons"] == {"context is a Python list": 2}
+    assert report["list_context_unwrapped"] == 0
+
+
+@pytest.mark.parametrize("cell", [
+    "[1, 2]",                                   # not strings
+    "['CREATE TABLE t (x)', __import__('os')]",  # not a literal: never evaluated
+    "[dbo].[customer] (id INT)",                # T-SQL brackets
+    "['a'] + ['b']",                            # an expression
+    "[" * 50_000 + "]" * 50_000,                # too deep to parse
+])
+def test_only_a_plain_list_of_strings_is_unwrapped(cell):
+    assert ingest.unwrap_list_context(cell) is None
+
+
+def test_list_context_setting_is_checked(config_factory):
+    from querycraft.config import check_config
+
+    with pytest.raises(QueryCraftError,
+                       match=r"ingest\.list_context must be 'unwrap' or 'refuse', got 'maybe'"):
+        check_config(config_factory(["ingest.list_context=maybe"]))
+
+
+def test_a_repeated_question_with_another_query_is_a_conflicting_duplicate(config_factory,
+                                                                           tmp_path):
+    query = "SELECT first_name FROM customer WHERE customer_id = 1"
+    rows = [
+        *customer_rows(3),
+        ["name of  CUSTOMER 1?", f"  {query.replace(' WHERE', chr(10) + 'WHERE')} ;", CONTEXT],
+        ["Name of customer 1?", query.replace("= 1", "= 7"), CONTEXT],
+        ["Name of customer 2?", "SELECT customer_id FROM customer", CONTEXT],
+    ]
+    run_dir = ingest_csv(config_factory, write_csv(tmp_path / "dups.csv",
+                                                   ["question", "query", "context"], rows))
+    dropped = {int(r["row"]): r["reason"] for r in dropped_rows(run_dir)}
+    assert dropped == {5: "duplicate of row 2",  # the same query, laid out differently
+                       6: "conflicting duplicate of row 2: a different query",
+                       7: "conflicting duplicate of row 3: a different query"}
+    kept = read_jsonl(run_dir / "dataset" / "train.jsonl") + \
+        read_jsonl(run_dir / "dataset" / "eval.jsonl")
+    first = next(r for r in kept if r["question"] == "Name of customer 1?")
+    assert first["query"] == query and first["source_row"] == 2  # the first row is kept
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["drop_reasons"] == {"duplicate": 1, "conflicting duplicate": 2}
+    assert "| conflicting duplicate | 2 |" in (run_dir / "report.md").read_text()

@@ -14,12 +14,14 @@ lines, rows are counted, not lines). JSON rows are numbered from 1.
 
 from __future__ import annotations
 
+import ast
 import codecs
 import csv
 import functools
 import json
 import logging
 import random
+import re
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -63,6 +65,10 @@ class IngestConfig:
     deduplicate: bool = True
     # Schema context read from the database: all tables, or only those a question needs.
     context_tables: str = "all"
+    # A context cell holding a Python list of strings ("['CREATE TABLE ...', ...]", IBM
+    # QueryCraft's own output): "unwrap" joins the strings with newlines (and warns),
+    # "refuse" drops the row.
+    list_context: str = "unwrap"
     load: LoadConfig = field(default_factory=LoadConfig)
     # Token lengths in the report are measured against this.
     max_seq_length: int = "${train.max_seq_length}"  # type: ignore[assignment]
@@ -75,12 +81,20 @@ def _exists(path: str | None) -> bool:
     return path is not None and Path(path).exists()
 
 
+def _folder_not_file(setting: str, path: str) -> str:
+    return (f"{setting} '{path}' is a folder, not a file: point {setting} at the file "
+            f"inside it (e.g. {setting}={Path(path) / 'examples.csv'})")
+
+
 def data_problems(cfg: DictConfig) -> list[str]:
-    """The data files a stage that prepares the dataset reads, where they are missing."""
+    """The data files a stage that prepares the dataset reads, where they are missing or
+    are folders."""
     problems = []
     if not _exists(cfg.data.path):
         problems.append(f"data.path '{cfg.data.path}' does not exist: put your file in "
                         f"input/ and point data.path at it")
+    elif Path(cfg.data.path).is_dir():
+        problems.append(_folder_not_file("data.path", cfg.data.path))
     if cfg.data.database is not None and not _exists(cfg.data.database):
         problems.append(f"data.database '{cfg.data.database}' does not exist")
     return problems
@@ -98,6 +112,9 @@ def check(cfg: DictConfig) -> list[str]:
     if settings.context_tables not in ("all", "question"):
         problems.append(f"ingest.context_tables must be 'all' or 'question', got "
                         f"'{settings.context_tables}'")
+    if settings.list_context not in LIST_CONTEXT_MODES:
+        problems.append(f"ingest.list_context must be 'unwrap' or 'refuse', got "
+                        f"'{settings.list_context}'")
     load = settings.load
     if load.if_exists not in ("fail", "append", "replace"):
         problems.append(f"ingest.load.if_exists must be fail, append or replace, got "
@@ -108,12 +125,15 @@ def check(cfg: DictConfig) -> list[str]:
         if load.csv:
             if not _exists(load.csv):
                 problems.append(f"ingest.load.csv '{load.csv}' does not exist")
+            elif Path(load.csv).is_dir():
+                problems.append(_folder_not_file("ingest.load.csv", load.csv))
         else:
             problems += data_problems(cfg)
     return problems
 
 
 FIELDS = ("question", "query", "context", "db_id")
+LIST_CONTEXT_MODES = ("unwrap", "refuse")
 
 
 @dataclass
@@ -356,10 +376,40 @@ class _Checks:
     mapping: dict[str, str]
     dialect: str
     validate_execution: bool
+    list_context: str = "unwrap"
+    # The rows whose list context was unwrapped (their count and the first few, for the report).
+    unwrapped: int = 0
+    unwrapped_rows: list[int] = field(default_factory=list)
 
     @classmethod
     def of(cls, cfg: DictConfig) -> _Checks:
-        return cls(_mapping(cfg), cfg.data.dialect, bool(cfg.ingest.validate_execution))
+        return cls(_mapping(cfg), cfg.data.dialect, bool(cfg.ingest.validate_execution),
+                   str(cfg.ingest.list_context))
+
+
+# A list of string literals, nothing else: "['...', \"...\"]" (prefixes r, u, b excluded).
+_LIST_OF_STRINGS = re.compile(r"""\[\s*(?:'|"|\])""")
+
+
+@functools.lru_cache(maxsize=1024)
+def unwrap_list_context(text: str) -> str | None:
+    """The strings of a context cell that is a Python list of strings (``str(list)``, as IBM
+    QueryCraft writes its context column), joined with newlines; None for any other text.
+
+    Parsed with :func:`ast.literal_eval` (literals only, never code), and only when the cell
+    starts like a list of string literals and ends with ``]``. Cached: rows about one
+    database repeat one context.
+    """
+    stripped = text.strip()
+    if not (stripped.endswith("]") and _LIST_OF_STRINGS.match(stripped)):
+        return None
+    try:
+        value = ast.literal_eval(stripped)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        return None
+    return "\n".join(v.strip() for v in value if v.strip())
 
 
 # Parse results of recent gold queries: datasets repeat SQL across paraphrased questions.
@@ -378,6 +428,17 @@ def _validate(number: int, record: dict[str, str], checks: _Checks, databases: E
         return Dropped(number, f"gold SQL does not parse: {problem}")
     db_id = value["db_id"] or (databases.default_db_id() if databases.available else "")
     context = value["context"]
+    if context.startswith("["):
+        unwrapped = unwrap_list_context(context)
+        if unwrapped is not None:
+            if checks.list_context == "refuse":
+                return Dropped(number, "context is a Python list: the cell holds "
+                               "['...', ...] (IBM QueryCraft's format), not schema text; write "
+                               "the statements as plain text, or set ingest.list_context=unwrap")
+            checks.unwrapped += 1
+            if len(checks.unwrapped_rows) < 5:
+                checks.unwrapped_rows.append(number)
+            context = unwrapped
     if databases.available:
         try:
             if not context:
@@ -397,6 +458,18 @@ def _validate(number: int, record: dict[str, str], checks: _Checks, databases: E
 
 def _dedupe_key(example: Example) -> tuple[str, str]:
     return (" ".join(example.question.lower().split()), example.db_id or example.context)
+
+
+def _same_query(sql: str) -> str:
+    """A query with its layout (spacing, line breaks, a final semicolon) left out: two gold
+    queries that differ only there are the same query."""
+    return " ".join(sql.strip().rstrip(";").split())
+
+
+def drop_kind(reason: str) -> str:
+    """The kind of a drop reason, as counted in the report: its text before any colon, with
+    "of row N" left out ("duplicate", "conflicting duplicate")."""
+    return re.sub(r" of row \d+$", "", reason.split(":")[0])
 
 
 def split(examples: list[Example], eval_fraction: float, seed: int, by: str = "random"
@@ -487,16 +560,25 @@ def token_length_report(cfg: DictConfig, train: list[Example]) -> dict[str, Any]
 # ---------------------------------------------------------------- the service
 
 
-def read_examples(cfg: DictConfig) -> tuple[list[Example], list[Dropped]]:
-    """Read, validate and deduplicate the configured input."""
+def read_examples(cfg: DictConfig, stats: dict[str, Any] | None = None
+                  ) -> tuple[list[Example], list[Dropped]]:
+    """Read, validate and deduplicate the configured input.
+
+    Args:
+        stats: filled with what the report tells besides the rows
+            (``list_context_unwrapped``: the rows whose list context was unwrapped).
+    """
     path = Path(cfg.data.path)
     if not path.exists():
         raise QueryCraftError(f"data.path {path} does not exist. Put your file in input/ and "
                               f"set data.path to it.")
+    if path.is_dir():
+        raise QueryCraftError(_folder_not_file("data.path", str(path)) + ", then ingest "
+                              "again.")
     databases = ExampleDatabases(cfg)
     examples: list[Example] = []
     dropped: list[Dropped] = []
-    seen: dict[tuple[str, str], int] = {}
+    seen: dict[tuple[str, str], tuple[int, str]] = {}
     checks, deduplicate = _Checks.of(cfg), bool(cfg.ingest.deduplicate)
     parse = functools.lru_cache(maxsize=PARSE_CACHE_SIZE)(parses)
     try:
@@ -508,12 +590,29 @@ def read_examples(cfg: DictConfig) -> tuple[list[Example], list[Dropped]]:
                 continue
             key = _dedupe_key(outcome)
             if deduplicate and key in seen:
-                dropped.append(Dropped(number, f"duplicate of row {seen[key]}"))
+                # The first row is kept; a later one with another query is reported apart:
+                # one of the two answers is wrong, and only the user can say which.
+                first, query = seen[key]
+                dropped.append(Dropped(number, f"duplicate of row {first}"
+                                       if _same_query(outcome.query) == query else
+                                       f"conflicting duplicate of row {first}: a different "
+                                       f"query"))
                 continue
-            seen[key] = number
+            if deduplicate:
+                seen[key] = (number, _same_query(outcome.query))
             examples.append(outcome)
     finally:
         databases.close()
+    if checks.unwrapped:
+        rows = ", ".join(map(str, checks.unwrapped_rows)) + \
+            (", ..." if checks.unwrapped > len(checks.unwrapped_rows) else "")
+        log.warning(
+            "ingest: the context of %d row(s) of %s (rows %s) was a Python list of "
+            "strings (IBM QueryCraft's format); each was unwrapped into its statements, one "
+            "per line. Set ingest.list_context=refuse to drop such rows instead.",
+            checks.unwrapped, path, rows)
+    if stats is not None:
+        stats["list_context_unwrapped"] = checks.unwrapped
     if not examples:
         reasons = "; ".join(f"row {d.source_row}: {d.reason}" for d in dropped[:5])
         raise QueryCraftError(
@@ -536,6 +635,9 @@ def _write_report(run_dir: Path, report: dict[str, Any], dropped: list[Dropped])
         f"- rows read: {report['rows_read']}",
         f"- kept: {report['kept']} (train {report['train']}, eval {report['eval']})",
         f"- dropped: {report['dropped']} (see dropped.csv)",
+        *([f"- context given as a Python list, unwrapped: {report['list_context_unwrapped']} "
+           f"row(s) (ingest.list_context=refuse drops them instead)"]
+          if report.get("list_context_unwrapped") else []),
         f"- token lengths ({lengths['measured_with']}): p50 {lengths['p50']}, "
         f"p90 {lengths['p90']}, p99 {lengths['p99']}, max {lengths['max']}; "
         f"{lengths['over_max_seq_length']} over max_seq_length {lengths['max_seq_length']}"
@@ -562,6 +664,9 @@ def load_table(cfg: DictConfig) -> Path:
     load = cfg.ingest.load
     csv_path = Path(load.csv)
     table = load.table or csv_path.stem
+    if csv_path.is_dir():
+        raise QueryCraftError(_folder_not_file("ingest.load.csv", load.csv) + ", then load "
+                              "again.")
     with start_run(cfg, "ingest") as run_:
         target = dbmod.target_from_config(cfg.db)
         db_id = load.db_id or ""
@@ -594,7 +699,8 @@ def run(cfg: DictConfig) -> Path:
     if cfg.ingest.load.csv:
         return load_table(cfg)
     with start_run(cfg, "ingest") as run_:
-        examples, dropped = read_examples(cfg)
+        stats: dict[str, Any] = {}
+        examples, dropped = read_examples(cfg, stats)
         if cfg.ingest.max_rows:
             examples = examples[: cfg.ingest.max_rows]
         train, evaluation = split(examples, cfg.ingest.eval_fraction, cfg.seed,
@@ -608,13 +714,14 @@ def run(cfg: DictConfig) -> Path:
                          for i, e in enumerate(part)))
         reasons: dict[str, int] = {}
         for d in dropped:
-            kind = d.reason.split(":")[0]
+            kind = drop_kind(d.reason)
             reasons[kind] = reasons.get(kind, 0) + 1
         report = {
             "source": str(cfg.data.path),
             "rows_read": len(examples) + len(dropped),
             "kept": len(examples), "train": len(train), "eval": len(evaluation),
             "dropped": len(dropped), "drop_reasons": reasons,
+            "list_context_unwrapped": stats.get("list_context_unwrapped", 0),
             "token_lengths": token_length_report(cfg, train),
         }
         _write_report(run_.dir, report, dropped)

@@ -548,3 +548,57 @@ def test_the_docs_hold_the_read_only_role_sql_for_every_server() -> None:
                    "GRANT CONNECT ON DATABASE TO USER QC_READER", "db.allow_privileged",
                    "DISCARD ALL"):
         assert needle in doc, needle
+
+
+# --- SQLite: the authorizer's function allow-list ----------------------------------------------
+
+def _spider_gold() -> list[tuple[Path, str]]:
+    """(database file, gold query) for the Spider dev set when it is here, else the fixtures."""
+    from tests.conftest import SHARED_SPIDER
+
+    root = SHARED_SPIDER if (SHARED_SPIDER / "dev.json").is_file() else FIXTURE_SPIDER
+    dev = json.loads((root / "dev.json").read_text())
+    return [(root / "database" / i["db_id"] / f"{i['db_id']}.sqlite", i["query"]) for i in dev]
+
+
+def test_every_spider_gold_query_runs_under_the_sqlite_function_allow_list() -> None:
+    from querycraft.engines.sqlite import execute_readonly, open_sqlite_readonly
+
+    connections: dict[Path, object] = {}
+    refused = []
+    for path, query in _spider_gold():
+        if path not in connections:
+            connections[path] = open_sqlite_readonly(path)
+        try:
+            execute_readonly(connections[path], query, timeout_s=30, max_rows=100_000)
+        except dbmod.QueryError as err:
+            if err.kind == "refused":
+                refused.append((query, err.message))
+    for conn in connections.values():
+        conn.close()
+    assert not refused, refused[:5]
+
+
+@pytest.mark.parametrize(("sql", "named"), [
+    ("SELECT randomblob(16)", "randomblob()"),
+    ("SELECT sqlite_version()", "sqlite_version()"),
+    ("SELECT name FROM singer WHERE load_extension('/tmp/x.so') IS NULL", "load_extension()"),
+    ("SELECT fts3_tokenizer('simple')", "fts3_tokenizer()"),
+    ("SELECT sqlite_compileoption_get(0)", "sqlite_compileoption_get()"),
+    ("SELECT app_secret(name) FROM singer", "app_secret()"),  # defined by the application
+])
+def test_sqlite_functions_off_the_allow_list_are_refused_by_name(sql: str, named: str) -> None:
+    from querycraft.engines.sqlite import execute_readonly, open_sqlite_readonly
+
+    conn = open_sqlite_readonly(FIXTURE_SPIDER / "database" / "concert_singer"
+                                / "concert_singer.sqlite")
+    # A function the embedding process registered is as reachable as a built-in one.
+    conn.create_function("app_secret", 1, lambda _value: "secret")
+    try:
+        with pytest.raises(dbmod.QueryError) as err:
+            execute_readonly(conn, sql)
+        assert err.value.kind == "refused" and named in err.value.message, err.value.message
+        # The connection stays usable and allowed functions still run.
+        assert execute_readonly(conn, "SELECT count(*), max(age) FROM singer").rows
+    finally:
+        conn.close()

@@ -29,6 +29,7 @@ __all__ = [
     "allowed_statement",
     "check_limits",
     "function_problem",
+    "function_refusal",
     "privileged_login_message",
     "relation_problem",
 ]
@@ -275,10 +276,14 @@ def function_problem(tree: exp.Expression, engine: Engine) -> str | None:
         if isinstance(node, exp.Func) and not isinstance(node, exp.Binary | exp.Unary):
             names = _function_names(node, engine.dialect)
             if not any(n in allowed for n in names):
-                return (f"the function {names[0]}() is not on the {engine.prompt_name} "
-                        "allow-list of functions generated SQL may call (aggregates, string, "
-                        "date, math, casts, conditionals)")
+                return function_refusal(names[0], engine.prompt_name)
     return None
+
+
+def function_refusal(name: str, engine_name: str) -> str:
+    """Why a call of ``name`` is refused: it is not on the engine's function allow-list."""
+    return (f"the function {name}() is not on the {engine_name} allow-list of functions "
+            "generated SQL may call (aggregates, string, date, math, casts, conditionals)")
 
 
 def relation_problem(tree: exp.Expression, engine: Engine) -> str | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -23,11 +24,13 @@ from querycraft.engines.base import (
     QueryResult,
     allowed_statement,
     check_limits,
+    function_refusal,
 )
 from querycraft.errors import QueryCraftError
 from querycraft.schema import readonly_uri
 
 __all__ = [
+    "ALLOWED_FUNCTIONS",
     "DEFAULT_MAX_RESULT_BYTES",
     "DEFAULT_MAX_SQL_BYTES",
     "DEFAULT_MAX_VALUE_BYTES",
@@ -136,18 +139,53 @@ def result_too_large(max_result_bytes: int) -> TooLarge:
                               "(db.max_result_bytes); fetching stopped")
 
 
-_ALLOWED_ACTIONS = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION}
+_ALLOWED_ACTIONS = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ}
 _SQLITE_RECURSIVE = getattr(sqlite3, "SQLITE_RECURSIVE", 33)  # WITH RECURSIVE
-_DENIED_SQLITE_FUNCTIONS = frozenset({"load_extension", "fts3_tokenizer", "writefile", "edit"})
+
+# The functions SQLite lets generated SQL call, by the name SQLite itself reports to the
+# authorizer at prepare time (operators included: LIKE is "like", -> is "->"): what SQL
+# questions need. An allow-list, so a function this list does not know (load_extension,
+# fts3_tokenizer, randomblob, the sqlite_* introspection, an application-defined one) is
+# refused, whatever sqlglot made of the text.
+ALLOWED_FUNCTIONS: frozenset[str] = frozenset({
+    # aggregates and window functions
+    "avg", "count", "group_concat", "string_agg", "max", "min", "sum", "total",
+    "row_number", "rank", "dense_rank", "percent_rank", "cume_dist", "ntile", "lag", "lead",
+    "first_value", "last_value", "nth_value",
+    # operators SQLite runs as functions
+    "like", "glob", "->", "->>",
+    # scalars: strings, conditionals, types
+    "abs", "char", "coalesce", "concat", "concat_ws", "format", "printf", "hex", "ifnull",
+    "iif", "instr", "length", "octet_length", "lower", "upper", "ltrim", "rtrim", "trim",
+    "nullif", "quote", "replace", "round", "sign", "soundex", "substr", "substring",
+    "typeof", "unicode", "unhex", "likely", "unlikely", "likelihood", "zeroblob",
+    # dates and times
+    "date", "time", "datetime", "julianday", "unixepoch", "strftime", "timediff",
+    "current_date", "current_time", "current_timestamp",
+    # math
+    "acos", "acosh", "asin", "asinh", "atan", "atan2", "atanh", "ceil", "ceiling", "cos",
+    "cosh", "degrees", "exp", "floor", "ln", "log", "log10", "log2", "mod", "pi", "pow",
+    "power", "radians", "sin", "sinh", "sqrt", "tan", "tanh", "trunc",
+    # JSON values stored in a column
+    "json", "json_extract", "json_array_length", "json_type", "json_valid", "json_quote",
+})
+
+# The function the authorizer last refused, per thread (a query is prepared in the thread
+# that runs it), so the error can name it: SQLite itself only says "not authorized".
+_refused = threading.local()
 
 
 def _read_only_authorizer(
     action: int, arg1: str | None, arg2: str | None, _db: str | None, _trigger: str | None
 ) -> int:
     if action in _ALLOWED_ACTIONS:
-        if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() in _DENIED_SQLITE_FUNCTIONS:
-            return sqlite3.SQLITE_DENY
         return sqlite3.SQLITE_OK
+    if action == sqlite3.SQLITE_FUNCTION:
+        name = (arg2 or "").lower()
+        if name in ALLOWED_FUNCTIONS:
+            return sqlite3.SQLITE_OK
+        _refused.function = name
+        return sqlite3.SQLITE_DENY
     if action == _SQLITE_RECURSIVE:
         return sqlite3.SQLITE_OK
     if action == sqlite3.SQLITE_PRAGMA:
@@ -267,6 +305,7 @@ def execute_readonly(
     previous_length = conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, max(1024, max_value_bytes))
     cursor = None
     rows: list[tuple] = []
+    _refused.function = None
     try:
         cursor = conn.execute(statement)
         columns = [d[0] for d in cursor.description or ()]
@@ -284,6 +323,8 @@ def execute_readonly(
         if isinstance(err, sqlite3.DataError) or "too big" in str(err):
             raise TooLarge("value", f"{err}: a value would be over the limit of "
                                     f"{max_value_bytes} bytes (db.max_value_bytes)") from err
+        if _refused.function and "not authorized" in str(err):
+            raise QueryError("refused", function_refusal(_refused.function, "SQLite")) from err
         raise QueryError(classify_error(str(err)), str(err)) from err
     finally:
         conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, previous_length)

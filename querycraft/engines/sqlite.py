@@ -157,7 +157,7 @@ ALLOWED_FUNCTIONS: frozenset[str] = frozenset({
     # scalars: strings, conditionals, types
     "abs", "char", "coalesce", "concat", "concat_ws", "format", "printf", "hex", "ifnull",
     "iif", "instr", "length", "octet_length", "lower", "upper", "ltrim", "rtrim", "trim",
-    "nullif", "quote", "replace", "round", "sign", "soundex", "substr", "substring",
+    "nullif", "quote", "random", "replace", "round", "sign", "soundex", "substr", "substring",
     "typeof", "unicode", "unhex", "likely", "unlikely", "likelihood", "zeroblob",
     # dates and times
     "date", "time", "datetime", "julianday", "unixepoch", "strftime", "timediff",

@@ -14,7 +14,7 @@ import os
 import socket
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -332,11 +332,14 @@ def iter_runs(output_dir: str | Path, service: str) -> Iterator[tuple[Path, dict
             yield manifest.parent, info
 
 
-def latest_run(output_dir: str | Path, service: str) -> Path | None:
-    """The newest completed run of ``service`` anywhere under ``output_dir``."""
+def latest_run(output_dir: str | Path, service: str | tuple[str, ...],
+               accept: Callable[[dict[str, Any]], bool] | None = None) -> Path | None:
+    """The newest completed run of ``service`` (or of any of several) anywhere under
+    ``output_dir``; with ``accept``, the newest whose manifest it accepts."""
+    services = (service,) if isinstance(service, str) else service
     finished = [(info.get("finished", ""), str(folder))
-                for folder, info in iter_runs(output_dir, service)
-                if info.get("status") == "completed"]
+                for name in services for folder, info in iter_runs(output_dir, name)
+                if info.get("status") == "completed" and (accept is None or accept(info))]
     return Path(max(finished)[1]) if finished else None
 
 
@@ -349,19 +352,33 @@ def latest_unfinished_run(output_dir: str | Path, service: str) -> Path | None:
 
 
 def resolve_run(path: str | None, output_dir: str | Path, service: str | tuple[str, ...],
-                setting: str) -> Path:
+                setting: str, *, accept: Callable[[dict[str, Any]], bool] | None = None,
+                wanted: str | None = None) -> Path:
     """The run folder the user named in ``setting``, or the newest finished one.
 
     Args:
         path: the folder the user gave, or None for the newest finished run.
         output_dir: where to look for runs.
-        service: the stage (or stages) whose output is wanted; the first is searched for.
+        service: the stage (or stages) whose output is wanted; the first is searched for,
+            or all of them when ``accept`` is given.
         setting: the config key that names the folder, for messages.
+        accept: when set, the default is the newest finished run of any of the stages whose
+            manifest it accepts (the user's own ``path`` is not filtered).
+        wanted: what ``accept`` asks for, in words, for messages ("over a dataset").
 
     Raises:
         QueryCraftError: if the folder is missing, unfinished, of another stage, or none exists.
     """
     services = (service,) if isinstance(service, str) else service
+    if path is None and accept is not None:
+        found = latest_run(output_dir, services, accept)
+        what = f"{' or '.join(services)} run {wanted or ''}".strip()
+        if found is None:
+            raise QueryCraftError(
+                f"No finished {what} found under {output_dir}. Run `python -m querycraft "
+                f"service={services[0]}` first, or set {setting} to the run folder to read.")
+        log.info("%s not set: using the newest %s, %s", setting, what, found)
+        return found
     if path is None:
         found = latest_run(output_dir, services[0])
         if found is None:

@@ -11,6 +11,7 @@ import pytest
 
 from querycraft import db as dbmod
 from querycraft.cli import run
+from querycraft.errors import QueryCraftError
 from querycraft.runs import read_jsonl
 from querycraft.services.evaluate import Scoring, score_all, score_execution, summarize
 from tests.conftest import SHARED_SPIDER, make_config
@@ -219,3 +220,59 @@ def test_spider_dev_gold_against_itself_scores_one_with_parallel_workers(tmp_pat
     assert [i["id"] for i in parallel] == [r["id"] for r in rows]  # input order kept
     serial = score_all(rows[:60], ["sql"], scoring(database, timeout_s=30), workers=1)
     assert [i["relation"] for i in serial] == [i["relation"] for i in parallel[:60]]
+
+
+# ------------------------------------------------- which predictions run evaluate scores
+
+
+def _finished_predictions_run(folder: Path, database: Path, rows: list[dict], finished: str,
+                              dataset: Path | None) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (folder / "run.json").write_text(json.dumps({
+        "service": "infer", "status": "completed", "database": str(database),
+        "finished": finished, "base_model": "tiny", "adapter": None,
+        "dataset_dir": str(dataset) if dataset else None}))
+    return folder
+
+
+def test_default_predictions_run_is_the_newest_over_a_dataset_not_a_one_question_run(
+        tmp_path, shop):
+    out = tmp_path / "out"
+    dataset = tmp_path / "dataset"  # only its path is recorded
+    over_dataset = _finished_predictions_run(
+        out / "infer" / "a", shop,
+        [{"id": "0", "db_id": "shop", "question": "q", "query": "SELECT name FROM customer",
+          "raw_output": "SELECT name FROM customer", "sql": "SELECT name FROM customer"}],
+        "2026-01-01T10:00:00", dataset)
+    _finished_predictions_run(  # newer, but service=infer question=...
+        out / "infer" / "b", shop,
+        [{"id": "question", "question": "how many?", "query": "", "raw_output": "SELECT 1",
+          "sql": "SELECT 1"}], "2026-01-02T10:00:00", None)
+    evaluate_dir = run(make_config(out, ["service=evaluate", "evaluate.workers=1"],
+                                   out / "evaluate"))
+    summary = json.loads((evaluate_dir / "summary.json").read_text())
+    assert summary["predictions"] == str(over_dataset)
+    assert summary["items"] == 1 and summary["dataset"] == str(dataset)
+
+
+def test_a_one_question_run_given_to_evaluate_is_a_one_paragraph_error(tmp_path, shop):
+    out = tmp_path / "out"
+    one = _finished_predictions_run(
+        out / "infer" / "b", shop,
+        [{"id": "question", "question": "how many?", "query": "", "raw_output": "SELECT 1",
+          "sql": "SELECT 1"}], "2026-01-02T10:00:00", None)
+    with pytest.raises(QueryCraftError, match="one-question run") as err:
+        _evaluate(out, one)
+    assert "\n" not in str(err.value)
+    with pytest.raises(QueryCraftError, match="No finished infer or correct run over a "
+                                              "dataset"):
+        run(make_config(out, ["service=evaluate"], out / "evaluate-default"))
+
+
+def test_evaluating_zero_items_is_an_error(tmp_path, shop):
+    out = tmp_path / "out"
+    empty = _finished_predictions_run(out / "infer" / "e", shop, [], "2026-01-02T10:00:00",
+                                      tmp_path / "dataset")
+    with pytest.raises(QueryCraftError, match="nothing to evaluate"):
+        _evaluate(out, empty)

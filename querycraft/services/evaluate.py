@@ -57,7 +57,8 @@ log = logging.getLogger("querycraft")
 
 @dataclass
 class EvaluateConfig:
-    # An infer or correct run folder; null: the newest completed infer run under output/.
+    # An infer or correct run folder; null: the newest completed infer or correct run under
+    # output/ that answered a dataset's questions (one-question runs are passed over).
     predictions_dir: str | None = None
     # The headline column: "sql" (raw, extracted), "corrected", or "auto" (corrected when the
     # predictions have it, else sql). Both are scored side by side when both exist.
@@ -426,10 +427,13 @@ def run(cfg: DictConfig) -> Path:
 
     with start_run(cfg, "evaluate") as run_:
         began = time.perf_counter()
-        source = resolve_run(cfg.evaluate.predictions_dir, cfg.paths.output_dir,
-                             ("infer", "correct"), "evaluate.predictions_dir")
-        given = PredictionsArtifact.read(source)
+        source, given = predictions_run(cfg.evaluate.predictions_dir, cfg.paths.output_dir)
         rows = read_jsonl(given.predictions)
+        if not rows:
+            raise QueryCraftError(
+                f"{source} holds no predictions ({given.predictions} is empty), so there is "
+                f"nothing to evaluate; run infer again on a dataset split with questions "
+                f"(infer.split, infer.limit) or set evaluate.predictions_dir to another run.")
         columns, headline = _columns(rows, cfg.evaluate.prediction_column, source)
         target = dbmod.target_from_config(cfg.db, given.sqlite_database())
         if not target.is_server and not target.location:
@@ -478,6 +482,37 @@ def run(cfg: DictConfig) -> Path:
                      s["exact_match"], s["token_match"], s["valid_sql_rate"], s["items"])
         log.info("evaluate: report in %s", run_.path("report.html"))
     return run_.dir
+
+
+def _one_question(rows: list[dict[str, Any]]) -> bool:
+    """Predictions of ``service=infer question=...``: no gold SQL to score against."""
+    return bool(rows) and all(not str(r.get("query") or "").strip() for r in rows)
+
+
+def predictions_run(path: str | None, output_dir: str | Path
+                    ) -> tuple[Path, PredictionsArtifact]:
+    """The predictions run to score: the one ``evaluate.predictions_dir`` names or, when it
+    is unset, the newest finished infer or correct run that answered a dataset's questions
+    (a one-question run, ``service=infer question=...``, has no gold SQL and is passed over).
+
+    Raises:
+        QueryCraftError: the named run is not a finished predictions run, or is a
+            one-question run; or no run with a dataset exists.
+    """
+    source = resolve_run(path, output_dir, ("infer", "correct"), "evaluate.predictions_dir",
+                         accept=lambda info: bool(info.get("dataset_dir")),
+                         wanted="over a dataset (one-question runs, service=infer "
+                                "question=..., have no gold SQL to score)")
+    given = PredictionsArtifact.read(source)
+    if given.dataset_run is None and _one_question(read_jsonl(given.predictions)):
+        raise QueryCraftError(
+            f"evaluate.predictions_dir={source} is a one-question run (service=infer "
+            f"question=...): it answers a question typed on the command line, with no "
+            f"gold SQL to compare against, so it cannot be scored. Evaluate a run that "
+            f"answered a dataset's questions (python -m querycraft service=infer, which "
+            f"reads the newest ingest run's eval split), or leave "
+            f"evaluate.predictions_dir unset to use the newest such run.")
+    return source, given
 
 
 def _dataset_dialect(predictions: PredictionsArtifact, default: str) -> str:

@@ -1,7 +1,8 @@
 """HTML pages for evaluation results: one page per evaluation run and a leaderboard.
 
 Pages are self-contained, so they can be mailed, archived or opened from a file share: the
-CSS is inline, charts are inline SVG, and nothing is fetched (no scripts, fonts or CDNs).
+CSS is inline, charts are inline SVG, the leaderboard's column sorting is a few lines of
+inline script, and nothing is fetched (no external scripts, fonts or CDNs).
 Every string that comes from a run (questions, SQL, model names, error messages, result
 values) is HTML-escaped. Only the standard library is used for the HTML; the lists of
 difficulty buckets and error kinds come from the modules that produce them.
@@ -28,6 +29,9 @@ VALUE_CHARS = 1_000
 TEXT_CHARS = 20_000
 CUT_MARKER = "… [cut: {total} characters in all]"
 _ALREADY_CUT = re.compile(r"… \[cut: \d+ characters in all\]\Z")
+# A bucket (difficulty, feature) or a run with fewer items than this is marked as a small
+# sample: its accuracy says little.
+SMALL_SAMPLE = 10
 
 
 def cut_value(value: Any, limit: int) -> Any:
@@ -53,6 +57,7 @@ ERROR_KIND_TEXT = {
     "refused": "refused: not a read-only query",
     "other": "the database reported an error",
     "empty": "no SQL in the model's output",
+    "not_sql": "not SQL: the output does not begin with an SQL statement",
     "gold_failed": "the gold SQL itself failed",
     "too_large": "over a size bound: the SQL text (not parsed), a value or the whole result",
     "too_complex": "nested too deeply to analyse",
@@ -113,6 +118,13 @@ table.grid { border-collapse:collapse; width:100%; background:var(--card);
 table.grid th, table.grid td { border-bottom:1px solid var(--line); padding:6px 8px;
                                text-align:left; vertical-align:top; }
 table.grid th { background:#eef1f7; font-weight:600; white-space:nowrap; }
+table.leaderboard { table-layout:fixed; }
+table.leaderboard td, table.leaderboard th { overflow-wrap:anywhere; word-break:break-word; }
+table.leaderboard th { white-space:normal; cursor:pointer; user-select:none; }
+table.leaderboard th[aria-sort=ascending]::after { content:" ▲"; }
+table.leaderboard th[aria-sort=descending]::after { content:" ▼"; }
+table.leaderboard col.narrow { width:4.5em; } table.leaderboard col.when { width:8.5em; }
+table.leaderboard col.wide { width:16%; }
 table.grid td.num, table.grid th.num { text-align:right; font-variant-numeric:tabular-nums;
                                        white-space:nowrap; }
 table.grid tr.headline td { font-weight:600; }
@@ -154,9 +166,39 @@ def _page(title: str, body: str) -> str:
             f"<body>\n<main>\n{body}\n</main>\n</body>\n</html>\n")
 
 
+def short_name(value: Any) -> str:
+    """A path's last part (``/data/models/qwen`` -> ``qwen``); a hub id (``org/name``) and
+    anything else as it is."""
+    text = str(value or "").rstrip("/\\").replace("\\", "/")
+    is_path = text.startswith(("/", "./", "../", "~")) or re.match(r"[A-Za-z]:/", text) \
+        or text.count("/") > 1
+    return text.rsplit("/", 1)[-1] if is_path else text
+
+
+def model_label(summary: dict[str, Any]) -> str:
+    """The model: its preset (``model=...``) when the run recorded one, else the hub id or
+    the model folder's name, never an absolute path."""
+    return str(summary.get("preset") or short_name(summary.get("model")) or "unknown model")
+
+
+def dataset_label(summary: dict[str, Any]) -> str:
+    """The dataset: the ingest run folder's name."""
+    return short_name(summary.get("dataset")) or "—"
+
+
+def run_label(summary: dict[str, Any], run_name: str | None = None) -> str:
+    """A run in words: model preset, adapter (or base model) and dataset, then the run
+    folder's name, e.g. ``tiny · lora r=8 α=16 · 1-ingest (6-evaluate)``."""
+    label = " · ".join((model_label(summary), adapter_label(summary), dataset_label(summary)))
+    return f"{label} ({run_name})" if run_name else label
+
+
 def adapter_label(summary: dict[str, Any]) -> str:
-    """The adapter in a few words: ``qlora r=16 α=32``, the adapter's name, or base model."""
+    """The adapter in a few words: ``qlora r=16 α=32``, the adapter's name, or base model
+    (when no adapter wrote the predictions, whatever the finetune run's settings)."""
     peft = summary.get("peft")
+    if not summary.get("adapter"):
+        return "base model"
     if isinstance(peft, dict) and peft:
         parts = [str(peft.get("method") or "adapter")]
         if peft.get("r") is not None:
@@ -216,14 +258,21 @@ def bar_chart(title: str, bars: list[tuple[str, float, str]], *, percent: bool,
 
 
 def _accuracy_bars(groups: dict[str, Any], order: list[str]) -> list[tuple[str, float, str]]:
+    """One bar per bucket; a bucket under SMALL_SAMPLE items is marked with an asterisk."""
     bars = []
     for name in order:
         group = groups.get(name) or {}
         if not group.get("count"):
             continue
         accuracy = group.get("execution_accuracy") or 0.0
-        bars.append((f"{name} ({group['count']})", float(accuracy), _pct(accuracy)))
+        small = "*" if group["count"] < SMALL_SAMPLE else ""
+        bars.append((f"{name} ({group['count']}){small}", float(accuracy), _pct(accuracy)))
     return bars
+
+
+def _small_buckets(*groups: dict[str, Any]) -> bool:
+    return any(0 < int((g or {}).get("count") or 0) < SMALL_SAMPLE
+               for group in groups for g in (group or {}).values())
 
 
 def _count_bars(counts: dict[str, Any]) -> list[tuple[str, float, str]]:
@@ -246,8 +295,11 @@ def _cards(summary: dict[str, Any]) -> str:
 
 
 def _meta(summary: dict[str, Any]) -> str:
-    rows = [("Model", summary.get("model")), ("Adapter", summary.get("adapter")),
-            ("Adapter settings", adapter_label(summary) if summary.get("peft") else None),
+    adapter = summary.get("adapter")
+    rows = [("Model", summary.get("model")), ("Preset", summary.get("preset")),
+            ("Adapter", adapter or "none (base model)"),
+            ("Adapter settings",
+             adapter_label(summary) if adapter and summary.get("peft") else None),
             ("Dataset", summary.get("dataset")), ("Database", summary.get("database")),
             ("Predictions", summary.get("predictions")),
             ("Headline column", summary.get("column")),
@@ -255,7 +307,7 @@ def _meta(summary: dict[str, Any]) -> str:
             ("Gold queries that failed", summary.get("gold_failed") or None),
             ("Seconds", summary.get("seconds"))]
     peft = summary.get("peft")
-    if isinstance(peft, dict) and peft:
+    if adapter and isinstance(peft, dict) and peft:
         rows.append(("PEFT", json.dumps(peft, sort_keys=True, default=str)))
     return "<dl class=\"meta\">" + "".join(
         f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in rows if v not in (None, "")) + "</dl>"
@@ -374,19 +426,22 @@ def _failing(summary: dict[str, Any], items: list[dict[str, Any]], limit: int) -
 
 
 def render_run_report(summary: dict[str, Any], items: list[dict[str, Any]], *,
-                      title: str | None = None, max_failing: int = MAX_FAILING) -> str:
+                      title: str | None = None, run_name: str | None = None,
+                      max_failing: int = MAX_FAILING) -> str:
     """One evaluation run as a self-contained HTML page.
 
     Args:
         summary: the run's summary dict (``summary.json``).
         items: the per-item results (``items.jsonl``), of every scored column.
-        title: the page heading; by default from the model and dataset.
+        title: the page heading; by default the model preset, adapter (or base model),
+            dataset and ``run_name`` (the run folder's name).
         max_failing: how many failing items to list; the rest are counted.
     """
-    model = summary.get("model") or "unknown model"
-    heading = title or f"Evaluation: {model}"
-    subtitle = " · ".join(_e(x) for x in (adapter_label(summary), summary.get("dataset"),
-                                          f"column {summary.get('column') or '?'}") if x)
+    heading = title or f"Evaluation: {run_label(summary, run_name)}"
+    subtitle = " · ".join(_e(x) for x in (f"column {summary.get('column') or '?'}",
+                                          summary.get("predictions") and
+                                          f"predictions {short_name(summary['predictions'])}")
+                          if x)
     by_difficulty = summary.get("by_difficulty") or {}
     by_feature = summary.get("by_feature") or {}
     feature_order = sorted(by_feature, key=lambda f: (-(by_feature[f] or {}).get("count", 0), f))
@@ -400,13 +455,18 @@ def render_run_report(summary: dict[str, Any], items: list[dict[str, Any]], *,
                   percent=True, chart_id="feature"),
         bar_chart("Errors by kind", _count_bars(summary.get("errors") or {}), percent=False,
                   chart_id="errors"),
+        # Wrong results only: "same" is a correct item (older summaries counted it).
         bar_chart("Results of valid but wrong SQL, by relation to the gold result",
-                  _count_bars(summary.get("relations") or {}), percent=False,
-                  chart_id="relations"),
+                  _count_bars({k: v for k, v in (summary.get("relations") or {}).items()
+                               if k != "same"}), percent=False, chart_id="relations"),
     ])
+    caveat = ""
+    if _small_buckets(by_difficulty, by_feature):
+        caveat = (f"<p class=\"muted caveat\">* fewer than {SMALL_SAMPLE} items: a small "
+                   "sample, its accuracy says little.</p>")
     body = (f"<h1>{_e(heading)}</h1><p class=\"sub\">{subtitle}</p>"
             f"{_cards(summary)}{_meta(summary)}{_columns_table(summary)}"
-            f"<h2>Breakdown</h2><div class=\"charts\">{charts}</div>"
+            f"<h2>Breakdown</h2><div class=\"charts\">{charts}</div>{caveat}"
             f"{_failing(summary, items, max_failing)}")
     return _page(heading, body)
 
@@ -420,8 +480,42 @@ def _ex_key(run: dict[str, Any]) -> float:
     return float(value) if isinstance(value, (int, float)) else -1.0
 
 
+# Sorts the leaderboard by the clicked column (numbers by data-v, text by content); a second
+# click reverses. Inline, a few lines: the page stays one file that fetches nothing.
+SORT_SCRIPT = """
+document.querySelectorAll("table.sortable").forEach(function (table) {
+  table.querySelectorAll("th").forEach(function (th, col) {
+    th.addEventListener("click", function () {
+      var up = th.getAttribute("aria-sort") !== "ascending";
+      table.querySelectorAll("th").forEach(function (h) { h.removeAttribute("aria-sort"); });
+      th.setAttribute("aria-sort", up ? "ascending" : "descending");
+      var body = table.tBodies[0], rows = Array.from(body.rows);
+      var key = function (row) {
+        var cell = row.cells[col], v = cell.getAttribute("data-v");
+        return v !== null ? parseFloat(v) : cell.textContent.trim().toLowerCase();
+      };
+      rows.sort(function (a, b) {
+        var x = key(a), y = key(b);
+        if (typeof x === "number" && isNaN(x)) { x = -Infinity; }
+        if (typeof y === "number" && isNaN(y)) { y = -Infinity; }
+        return (x < y ? -1 : x > y ? 1 : 0) * (up ? 1 : -1);
+      });
+      rows.forEach(function (row) { body.appendChild(row); });
+    });
+  });
+});
+"""
+
+
+def _num(value: Any) -> str:
+    """A cell's sort key (data-v): the number, or empty for a missing one."""
+    return str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
+        else "NaN"
+
+
 def render_leaderboard(runs: list[dict[str, Any]]) -> str:
-    """Every evaluation run as one row, best execution accuracy first.
+    """Every evaluation run as one row, best execution accuracy first; click a column's
+    heading to sort by it.
 
     Args:
         runs: one dict per run: ``name`` (a stable id, e.g. the run folder relative to the
@@ -430,34 +524,54 @@ def render_leaderboard(runs: list[dict[str, Any]]) -> str:
     """
     ordered = sorted(runs, key=lambda r: (_ex_key(r), str(r.get("when") or "")), reverse=True)
     rows = []
+    small = 0
     for rank, run in enumerate(ordered, 1):
         s = run.get("summary") or {}
         link = (f"<a href=\"{_e(run['report'])}\">report</a>" if run.get("report") else "—")
+        count = s.get("items")
+        few = isinstance(count, int) and count < SMALL_SAMPLE
+        small += few
         rows.append(
             f"<tr class=\"run\" data-run=\"{_e(run.get('name'))}\">"
-            f"<td class=\"num\">{rank}</td><td class=\"mono\">{_e(_when(run.get('when')))}</td>"
-            f"<td class=\"model\">{_e(s.get('model') or '—')}</td>"
-            f"<td title=\"{_e(s.get('adapter') or '')}\">{_e(adapter_label(s))}</td>"
-            f"<td>{_e(s.get('dataset') or '—')}</td><td>{_e(s.get('column') or '—')}</td>"
-            f"<td class=\"num ex\">{_pct(s.get('execution_accuracy'))}</td>"
-            f"<td class=\"num\">{_pct(s.get('exact_match'))}</td>"
-            f"<td class=\"num\">{_pct(s.get('token_match'))}</td>"
-            f"<td class=\"num\">{_pct(s.get('valid_sql_rate'))}</td>"
-            f"<td class=\"num\">{_e(s.get('items', '—'))}</td><td>{link}</td></tr>")
+            f"<td class=\"num\" data-v=\"{rank}\">{rank}</td>"
+            f"<td class=\"mono\">{_e(_when(run.get('when')))}</td>"
+            f"<td class=\"name\">{_e(run.get('name') or '—')}</td>"
+            f"<td class=\"model\">{_e(model_label(s))}</td>"
+            f"<td>{_e(adapter_label(s))}</td>"
+            f"<td>{_e(dataset_label(s))}</td><td>{_e(s.get('column') or '—')}</td>"
+            f"<td class=\"num ex\" data-v=\"{_num(s.get('execution_accuracy'))}\">"
+            f"{_pct(s.get('execution_accuracy'))}</td>"
+            f"<td class=\"num\" data-v=\"{_num(s.get('exact_match'))}\">"
+            f"{_pct(s.get('exact_match'))}</td>"
+            f"<td class=\"num\" data-v=\"{_num(s.get('token_match'))}\">"
+            f"{_pct(s.get('token_match'))}</td>"
+            f"<td class=\"num\" data-v=\"{_num(s.get('valid_sql_rate'))}\">"
+            f"{_pct(s.get('valid_sql_rate'))}</td>"
+            f"<td class=\"num\" data-v=\"{_num(count)}\">{_e(s.get('items', '—'))}"
+            f"{'*' if few else ''}</td><td>{link}</td></tr>")
     if rows:
-        table = ("<table class=\"grid leaderboard\"><thead><tr><th class=\"num\">#</th>"
-                 "<th>When</th><th>Model</th><th>Adapter</th><th>Dataset</th><th>Column</th>"
-                 "<th class=\"num\">EX</th><th class=\"num\">EM</th><th class=\"num\">Token</th>"
-                 "<th class=\"num\">Valid SQL</th><th class=\"num\">Items</th><th>Report</th>"
+        table = ("<table class=\"grid leaderboard sortable\"><colgroup>"
+                 "<col class=\"narrow\"><col class=\"when\"><col class=\"wide\">"
+                 "<col class=\"wide\"><col><col><col class=\"narrow\">"
+                 + "<col class=\"narrow\">" * 5 + "<col class=\"narrow\"></colgroup>"
+                 "<thead><tr><th class=\"num\">#</th>"
+                 "<th>When</th><th>Run</th><th>Model</th><th>Adapter</th><th>Dataset</th>"
+                 "<th>Column</th><th class=\"num\">EX</th><th class=\"num\">EM</th>"
+                 "<th class=\"num\">Token</th><th class=\"num\">Valid SQL</th>"
+                 "<th class=\"num\">Items</th><th>Report</th>"
                  f"</tr></thead><tbody>{''.join(rows)}</tbody></table>")
     else:
         table = "<div class=\"empty\">No evaluation runs.</div>"
-    bars = [(f"{(r.get('summary') or {}).get('model') or '?'} · {_when(r.get('when'))}",
+    caveat = (f"<p class=\"muted caveat\">* fewer than {SMALL_SAMPLE} items: a small sample, "
+              "its accuracy says little.</p>" if small else "")
+    bars = [(f"{model_label(r.get('summary') or {})} · {r.get('name') or _when(r.get('when'))}",
              max(_ex_key(r), 0.0), _pct((r.get("summary") or {}).get("execution_accuracy")))
             for r in ordered[:30]]
     chart = bar_chart("Execution accuracy by run", bars, percent=True, chart_id="leaderboard")
     body = ("<h1>QueryCraft leaderboard</h1>"
             f"<p class=\"sub\">{len(ordered)} evaluation run{'s' if len(ordered) != 1 else ''}, "
-            "best execution accuracy (EX) first. EM: exact match; Token: token match.</p>"
-            f"{table}<h2>Execution accuracy</h2><div class=\"charts\">{chart}</div>")
+            "best execution accuracy (EX) first; click a column's heading to sort by it. "
+            "EM: exact match; Token: token match.</p>"
+            f"{table}{caveat}<h2>Execution accuracy</h2><div class=\"charts\">{chart}</div>"
+            f"<script>{SORT_SCRIPT}</script>")
     return _page("QueryCraft leaderboard", body)

@@ -99,7 +99,10 @@ def test_distinct_kept_by_default_or_stripped_like_the_official_evaluator(shop):
     ("SELECT nme FROM customer", "no_such_column"),
     ("SELECT name FROM customers", "no_such_table"),
     ("SELECT name FROM customer WHERE", "syntax"),
-    ("SELEC name FROM customer", "refused"),  # not a SELECT: the allow-list stops it
+    ("SELEC name FROM customer", "not_sql"),  # begins with no SQL statement keyword
+    ("Sure! The customers are Ann and Bob.", "not_sql"),  # a base model's prose
+    ("5", "not_sql"),
+    ("PRAGMA writable_schema = 1", "refused"),  # SQL, but not a read-only query
     ("SELECT id FROM customer, customer AS c2", "ambiguous_column"),
     ("DROP TABLE customer", "refused"),
     ("SELECT abs(-9223372036854775808) FROM customer", "other"),  # integer overflow
@@ -276,3 +279,11 @@ def test_evaluating_zero_items_is_an_error(tmp_path, shop):
                                       tmp_path / "dataset")
     with pytest.raises(QueryCraftError, match="nothing to evaluate"):
         _evaluate(out, empty)
+
+
+def test_relations_count_only_valid_but_wrong_items(shop):
+    items = [{**execute(shop, "SELECT name FROM customer", pred), "error_kind": "",
+              "difficulty": "easy", "features": [], "exact_match": False,
+              "exact_set_match": None, "token_match": 0.0}
+             for pred in ("SELECT name FROM customer", "SELECT name FROM customer LIMIT 1")]
+    assert summarize(items)["relations"] == {"fewer_rows": 1}

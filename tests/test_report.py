@@ -19,7 +19,7 @@ import pytest
 
 import querycraft.cli
 from querycraft.errors import QueryCraftError
-from querycraft.report import ERROR_KIND_TEXT, render_leaderboard, render_run_report
+from querycraft.report import ERROR_KIND_TEXT, render_leaderboard, render_run_report, short_name
 from querycraft.services.evaluate import ITEM_ERROR_KINDS
 from tests.conftest import make_config
 
@@ -251,3 +251,55 @@ def test_leaderboard_in_headless_chromium(output_dir: Path, tmp_path: Path):
     subprocess.run([*flags, f"--screenshot={shot}", "--window-size=1280,900", page.as_uri()],
                    capture_output=True, timeout=60, check=True)
     assert shot.is_file() and shot.stat().st_size > 5 * 1024
+
+
+def test_run_titles_name_preset_adapter_dataset_and_folder_never_an_absolute_path():
+    base = {**make_summary("/models/cache/qwen2.5-coder-7b", 0.1), "preset": "qwen2.5-coder-7b",
+            "dataset": "/home/me/output/pipeline/x/1-ingest", "adapter": None,
+            # the finetune run's settings, recorded by an older evaluate for a base model
+            "peft": {"method": "lora", "r": 8, "alpha": 16}}
+    tuned = {**base, "adapter": "/home/me/output/pipeline/x/2-finetune/adapter"}
+    base_page = render_run_report(base, [], run_name="4-evaluate-base")
+    tuned_page = render_run_report(tuned, [], run_name="6-evaluate")
+    title = re.compile(r"<title>([^<]*)</title>")
+    assert title.search(base_page)[1] == \
+        "Evaluation: qwen2.5-coder-7b · base model · 1-ingest (4-evaluate-base)"
+    assert title.search(tuned_page)[1] == \
+        "Evaluation: qwen2.5-coder-7b · lora r=8 α=16 · 1-ingest (6-evaluate)"
+    assert "/home/me" not in title.search(tuned_page)[1]
+    # A base-model report shows no adapter settings.
+    assert "Adapter settings" not in base_page and "PEFT" not in base_page
+    assert "Adapter settings" in tuned_page
+    assert short_name("/abs/path/model/") == "model" and short_name("org/name") == "org/name"
+
+
+def test_wrong_results_chart_leaves_out_correct_items_and_small_buckets_are_marked():
+    summary = {**make_summary("m", 0.5), "relations": {"same": 7, "more_rows": 3}}
+    page = render_run_report(summary, [])
+    chart = page[page.index('data-chart="relations"'):]
+    chart = chart[:chart.index("</svg>")]
+    assert "more_rows" in chart and "same" not in chart
+    assert "easy (2)*" in page and "fewer than 10 items" in page
+
+
+def test_prose_is_labelled_not_sql_not_a_refused_write():
+    assert ERROR_KIND_TEXT["not_sql"].startswith("not SQL")
+    items = [make_item(2, match=False, error_kind="not_sql", error="the output is not SQL",
+                       prediction="Sure! Here are the singers.")]
+    page = render_run_report(make_summary("m", 0.0), items)
+    assert "not SQL" in page and "not a read-only query" not in page
+
+
+def test_leaderboard_fits_its_width_sorts_by_column_and_marks_small_samples():
+    runs = [{"name": "pipeline/2025-01-03_10-00-00/6-evaluate", "when": "2025-01-03T10:00:00",
+             "summary": {**make_summary("/very/long/absolute/path/to/a/model-folder", 0.5),
+                         "dataset": "/srv/output/pipeline/2025-01-03_10-00-00/1-ingest"},
+             "report": "x/report.html"}]
+    page = render_leaderboard(runs)
+    assert "table-layout:fixed" in page and "overflow-wrap:anywhere" in page
+    assert "/very/long" not in page and "/srv/output" not in page
+    assert ">model-folder<" in page and ">1-ingest<" in page
+    assert 'class="grid leaderboard sortable"' in page and "<script>" in page
+    assert 'data-v="0.5"' in page  # numeric sort keys
+    assert ">4*<" in page and "fewer than 10 items" in page
+    assert not re.search(r"<script[^>]+src=", page)

@@ -21,6 +21,7 @@ import contextlib
 import csv
 import logging
 import os
+import re
 import time
 from collections import defaultdict
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -112,8 +113,10 @@ ITEM_COLUMNS = ["id", "db_id", "column", "question", "query", "gold_executed", "
 # too_large (SQL text, a value or the result over a db.max_*_bytes bound), too_complex (too
 # deeply nested to analyse: the parser's recursion), connection_lost (the server connection
 # died during the query), budget (past evaluate.item_budget_s), crashed (scoring raised, or
-# the worker process scoring the item died).
-ITEM_ERROR_KINDS: tuple[str, ...] = (*dbmod.ERROR_KINDS, "empty", "gold_failed", "too_large",
+# the worker process scoring the item died), not_sql (the output does not begin like any SQL
+# statement: a base model's prose, not a refused write).
+ITEM_ERROR_KINDS: tuple[str, ...] = (*dbmod.ERROR_KINDS, "empty", "not_sql", "gold_failed",
+                                     "too_large",
                                      "too_complex", "connection_lost", "budget", "crashed")
 
 
@@ -141,6 +144,27 @@ def _preview(result: dbmod.QueryResult | None, n: int, chars: int = 200
         return None
     return [[cut_value(v if isinstance(v, (int, float, str)) or v is None else repr(v), chars)
              for v in row] for row in result.rows[:n]]
+
+
+# The words an SQL statement of any engine begins with (after comments and an opening
+# parenthesis); a prediction that begins with another word is prose, not SQL.
+SQL_STATEMENT_WORDS = frozenset((
+    "alter", "analyze", "attach", "begin", "call", "checkpoint", "cluster", "comment",
+    "commit", "copy", "create", "deallocate", "declare", "delete", "describe", "detach",
+    "do", "drop", "end", "exec", "execute", "explain", "grant", "handler", "insert", "load",
+    "lock", "merge", "optimize", "pragma", "prepare", "reindex", "release", "rename",
+    "replace", "reset", "revoke", "rollback", "savepoint", "select", "set", "show", "start",
+    "table", "truncate", "unlock", "update", "upsert", "use", "vacuum", "values", "with"))
+_FIRST_WORD = re.compile(r"\A(?:\s+|--[^\n]*(?:\n|\Z)|/\*.*?\*/|#[^\n]*(?:\n|\Z)|\()*"
+                         r"([A-Za-z_][A-Za-z0-9_]*)?", re.DOTALL)
+
+
+def not_sql(text: str) -> bool:
+    """Whether ``text`` does not even begin like an SQL statement (prose, a refusal, a
+    number): its first word, after comments and parentheses, is no statement keyword."""
+    match = _FIRST_WORD.match(text)
+    word = match.group(1) if match else None
+    return word is None or word.lower() not in SQL_STATEMENT_WORDS
 
 
 def _query_error_kind(err: dbmod.QueryError) -> str:
@@ -189,6 +213,10 @@ def score_execution(gold_sql: str, predicted_sql: str, database: dbmod.Database,
     out.update(gold_rows=len(gold.rows), gold_preview=_preview(gold, scoring.preview_rows, chars))
     if not predicted_sql.strip():
         out.update(error_kind="empty", error="no SQL in the model's output")
+        return out
+    if not_sql(predicted_sql):
+        out.update(error_kind="not_sql", error="the output is not SQL: it does not begin "
+                                               "with an SQL statement")
         return out
     try:
         predicted = run(predicted_sql)
@@ -375,7 +403,7 @@ def summarize(items: list[dict[str, Any]]) -> dict[str, Any]:
     for item in scored:
         if item["error_kind"]:
             errors[item["error_kind"]] += 1
-        if item["relation"]:
+        if item["relation"] and not item["execution_match"]:  # valid but wrong SQL only
             relations[item["relation"]] += 1
 
     def breakdown(groups: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
@@ -465,16 +493,20 @@ def run(cfg: DictConfig) -> Path:
                                                      "valid_sql_rate")}
                                for c, s in per_column.items()},
                    "predictions": str(source), "model": given.base_model,
+                   "preset": finetune.model_name if finetune else None,
                    "adapter": given.adapter,
-                   "peft": dict(finetune.peft) if finetune and finetune.peft else None,
+                   # The adapter's settings only when an adapter wrote the predictions (not
+                   # for the base model of a finetune run, infer.use_adapter=false).
+                   "peft": (dict(finetune.peft) if finetune and finetune.peft
+                            and (given.adapter or given.merged_model) else None),
                    "dataset": str(given.dataset_run) if given.dataset_run else None,
                    "database": target.describe(),
                    "distinct": cfg.evaluate.distinct, "workers": workers,
                    "seconds": round(time.perf_counter() - began, 2)}
         _write_items_csv(run_.path("items.csv"), items)
         write_jsonl(run_.path("items.jsonl"), items)
-        run_.path("report.html").write_text(render_run_report(summary, items),
-                                            encoding="utf-8")
+        run_.path("report.html").write_text(
+            render_run_report(summary, items, run_name=run_.dir.name), encoding="utf-8")
         EvaluationArtifact(summary=summary).write(run_)  # summary.json and the manifest
         for column, s in per_column.items():
             log.info("evaluate (%s): execution accuracy %.3f, exact match %.3f, token match "

@@ -38,10 +38,9 @@ def write_run_report(run_dir: Path, evaluation: EvaluationArtifact) -> Path:
         items = read_jsonl(evaluation.items)
     else:
         log.warning("report: %s has no items.jsonl; its page shows the summary only", run_dir)
-    title = f"Evaluation: {summary.get('model') or 'unknown model'} ({run_dir.name})"
     path = run_dir / REPORT_FILE
     tmp = path.with_suffix(".html.tmp")
-    tmp.write_text(render_run_report(summary, items, title=title), encoding="utf-8")
+    tmp.write_text(render_run_report(summary, items, run_name=run_dir.name), encoding="utf-8")
     tmp.replace(path)  # atomic: a reader never sees half a page
     return path
 

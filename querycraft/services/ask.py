@@ -1,0 +1,413 @@
+"""Ask: answer questions about the database in plain words, with a fine-tuned model.
+
+``python -m querycraft service=ask question="How many customers are there?"``, or without a
+question an interactive prompt (one question a line, until an empty line or end of input).
+The finetune run (the newest finished one, or ``ask.finetune_dir``) is loaded once; each
+question is put to it in exactly the prompt it was trained with (its saved template and
+dialect, and the schema context read the way its ingest run read it: the same
+``ExampleDatabases.schema`` call, with that run's ``ingest.context_tables`` and
+``db.sample_values``). The SQL is extracted, corrected against the database's schema,
+checked and run read-only (``db.timeout_s``, ``db.max_rows``, the byte caps), and the result
+printed with a one-sentence answer. Rather than a wrong or unsafe answer it says "I don't
+know" and why. Only the answers go to stdout (``ask.format=json``: one object per question);
+logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from omegaconf import DictConfig, OmegaConf
+
+from querycraft.artifacts import FinetuneArtifact
+from querycraft.data import prompt_for
+from querycraft.db import Databases, QueryError, target_from_config
+from querycraft.errors import QueryCraftError
+from querycraft.prompts import parse_template
+from querycraft.runs import resolve_run
+from querycraft.sql import extract_sql, is_read_only_statement, parse_statement, strip_comments
+
+log = logging.getLogger("querycraft")
+
+FORMATS = ("text", "json")
+# The statuses of an answer; every one but "answered" prints "I don't know".
+STATUSES = ("answered", "no_sql", "refused", "invalid", "timeout", "error", "empty")
+# The config a run saves in its folder (the ingest run's context settings are read from it).
+RUN_CONFIG = "config.yaml"
+# SQL starts with a keyword (or a parenthesis); model chatter and stray fences do not parse.
+_SQL_START = re.compile(r"\s*[A-Za-z(]")
+
+
+@dataclass
+class AskConfig:
+    # A finetune run folder; null: the newest completed finetune run under output/.
+    finetune_dir: str | None = None
+    # text: the SQL, a small table and a sentence; json: one JSON object per question.
+    format: str = "text"
+    # Rows of the result shown (and named in the sentence when there are this few).
+    max_rows_shown: int = 10
+    # Characters of one value shown in the table and the sentence.
+    max_value_chars: int = 40
+    max_new_tokens: int = 256
+    # With a folder of databases (Spider's layout): the db_id of the one to ask about.
+    db_id: str | None = None
+
+
+SETTINGS = AskConfig
+
+
+def check(cfg: DictConfig) -> list[str]:
+    """The ask.* settings."""
+    ask, problems = cfg.ask, []
+    if ask.format not in FORMATS:
+        problems.append(f"ask.format must be 'text' or 'json', got '{ask.format}'")
+    if ask.max_rows_shown < 1 or ask.max_new_tokens < 1 or ask.max_value_chars < 4:
+        problems.append("ask.max_rows_shown and ask.max_new_tokens must be at least 1, "
+                        "ask.max_value_chars at least 4")
+    return problems
+
+
+@dataclass
+class Answer:
+    """What ``ask`` says about one question (the JSON object of ``ask.format=json``)."""
+
+    question: str
+    sql: str = ""
+    columns: list[str] = field(default_factory=list)
+    rows: list[list[Any]] = field(default_factory=list)
+    answer: str = ""
+    status: str = "answered"
+    reason: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+    # Whether the database had more rows than db.max_rows (not in the JSON's required keys).
+    truncated: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        return {"question": self.question, "sql": self.sql, "columns": self.columns,
+                "rows": self.rows, "answer": self.answer, "status": self.status,
+                "reason": self.reason, "timings": self.timings, "truncated": self.truncated}
+
+
+def _dont_know(answer: Answer, status: str, reason: str) -> Answer:
+    answer.status, answer.reason = status, reason
+    answer.answer = f"I don't know: {reason}."
+    return answer
+
+
+def expects_single_value(sql: str, dialect: str) -> bool:
+    """Whether ``sql`` asks for one value: one column of aggregates without GROUP BY, or one
+    column with LIMIT 1."""
+    from sqlglot import exp
+
+    tree = parse_statement(sql, dialect)
+    if tree is None:
+        return False
+    select = tree if isinstance(tree, exp.Select) else tree.find(exp.Select)
+    if select is None or len(select.expressions) != 1:
+        return False
+    limit = select.args.get("limit") or tree.args.get("limit")
+    if limit is not None and isinstance(limit.expression, exp.Literal) \
+            and limit.expression.this == "1":
+        return True
+    if select.args.get("group"):
+        return False
+    return select.expressions[0].find(exp.AggFunc) is not None
+
+
+def _plain(value: Any) -> Any:
+    return value if value is None or isinstance(value, (int, float, str, bool)) else str(value)
+
+
+def _cut(value: Any, chars: int) -> str:
+    text = "NULL" if value is None else str(value)
+    return text if len(text) <= chars else text[: chars - 3] + "..."
+
+
+def sentence(rows: list[list[Any]], truncated: bool, shown: int, chars: int) -> str:
+    """The one-sentence answer for a result (template-based)."""
+    if len(rows) == 1 and len(rows[0]) == 1:
+        return f"The answer is {_cut(rows[0][0], chars)}."
+    count = f"more than {len(rows)}" if truncated else str(len(rows))
+    if not rows:
+        return "0 rows: no row matches."
+    if len(rows) <= shown and not truncated:
+        listed = "; ".join(", ".join(_cut(v, chars) for v in row) for row in rows)
+        return f"{count} row{'s' if len(rows) != 1 else ''}: {listed}."
+    return f"{count} rows; the first {min(shown, len(rows))} are shown."
+
+
+def text_table(columns: list[str], rows: list[list[Any]], chars: int) -> str:
+    """A small fixed-width table of ``rows`` (already limited to those shown)."""
+    cells = [[_cut(c, chars) for c in columns]] + [[_cut(v, chars) for v in r] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    lines = [" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+             for row in cells]
+    lines.insert(1, "-+-".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _ingest_context_settings(ingest_run: Path, cfg: DictConfig) -> tuple[str, int]:
+    """``ingest.context_tables`` and ``db.sample_values`` as the ingest run used them (its
+    saved config); the current config's when that is gone."""
+    path = ingest_run / RUN_CONFIG
+    if not path.is_file():
+        log.warning("ask: %s is missing; the schema context uses this config's "
+                    "ingest.context_tables and db.sample_values, which may differ from the "
+                    "prompts the model trained on", path)
+        return str(cfg.ingest.context_tables), int(cfg.db.sample_values)
+    saved = OmegaConf.load(path)
+    return (str(OmegaConf.select(saved, "ingest.context_tables", default="all")),
+            int(OmegaConf.select(saved, "db.sample_values", default=0) or 0))
+
+
+class Asker:
+    """A finetune run's model and the database, loaded once; :meth:`ask` per question.
+
+    Args:
+        cfg: The whole config (``ask.*``, ``db``, ``correct.rules``, ``model``, ``infer.backend``).
+        backend: What generates (anything with ``generate_batches``); None: the one
+            ``infer.backend`` names, loaded from the finetune run on the first question.
+    """
+
+    def __init__(self, cfg: DictConfig, backend: Any = None) -> None:
+        from querycraft.services.ingest import ExampleDatabases
+
+        self.cfg, self.settings, self._backend = cfg, cfg.ask, backend
+        self.finetune_dir = resolve_run(self.settings.finetune_dir, cfg.paths.output_dir,
+                                        "finetune", "ask.finetune_dir")
+        self.finetune = FinetuneArtifact.read(self.finetune_dir)
+        path = self.finetune.prompt_template
+        self.template = parse_template(path.read_text(encoding="utf-8"), name=str(path))
+        self.dialect = self.finetune.prompt_dialect
+        ingest = self.finetune.ingest() if self.finetune.ingest_run.is_dir() else None
+        self.read_dialect = (ingest.dialect if ingest and ingest.dialect
+                             else str(cfg.data.dialect))
+        # The database: the db group's when set, else the one the ingest run recorded.
+        self.target = target_from_config(cfg.db, ingest.sqlite_database() if ingest else None)
+        if not self.target.is_server:
+            if not self.target.location:
+                raise QueryCraftError("service=ask needs a database: the finetune run's "
+                                      "dataset was ingested without one; set db.path to a "
+                                      "SQLite file, or use a server (db=postgres).")
+            if Path(self.target.location).is_dir() and not self.settings.db_id:
+                raise QueryCraftError(f"The database {self.target.location} is a folder of "
+                                      f"several databases; set ask.db_id to the one to ask "
+                                      f"about.")
+        context_tables, sample_values = _ingest_context_settings(self.finetune.ingest_run, cfg)
+        # The schema context, read by the very call ingest made for rows without a context.
+        self._contexts = ExampleDatabases(OmegaConf.create({
+            "db": {**OmegaConf.to_container(cfg.db, resolve=True),
+                   "sample_values": sample_values},
+            "data": {"database": self.target.location},
+            "ingest": {"context_tables": context_tables}}))
+        self.databases = Databases(self.target)
+        self.db_id = self.settings.db_id or self.databases.default_db_id()
+        self.database = self.databases.get(self.db_id)
+        self._schema: dict[str, list[str]] | None = None
+        if ingest is not None and not self.settings.db_id:
+            self._warn_if_trained_on_other_contexts(ingest)
+
+    def _warn_if_trained_on_other_contexts(self, ingest: Any) -> None:
+        """A warning when the training rows' context did not come from the database (the
+        examples had a context column): then no prompt of ours can match training's."""
+        try:
+            with ingest.split_file("train").open(encoding="utf-8") as handle:
+                first = json.loads(handle.readline() or "null")
+        except (QueryCraftError, OSError, ValueError):
+            return
+        if first and first.get("context") != self._contexts.schema(self.db_id,
+                                                                   first["question"]):
+            log.warning("ask: the model trained on the context column of its examples, not on "
+                        "the schema read from %s; the questions asked here get the schema "
+                        "read from the database, which the model did not see in training.",
+                        self.target.describe())
+
+    # ------------------------------------------------------------------ the prompt
+
+    def row(self, question: str) -> dict[str, Any]:
+        """The question as a dataset row: the fields ``prompt_for`` reads."""
+        return {"question": question, "context": self._contexts.schema(self.db_id, question),
+                "db_id": self.db_id}
+
+    def prompt(self, question: str) -> str:
+        """The prompt for ``question``, exactly as training rendered its rows."""
+        return prompt_for(self.row(question), self.template, self.dialect)
+
+    # ------------------------------------------------------------------ generation
+
+    def backend(self) -> Any:
+        if self._backend is None:
+            from querycraft.backends import ModelSource, make_backend
+
+            finetune = self.finetune
+            source = ModelSource(
+                base=finetune.base_model, adapter=str(finetune.adapter),
+                quantization=(dict(finetune.quantization)
+                              if finetune.quantization is not None else None),
+                lora_rank=(finetune.peft or {}).get("r"))
+            log.info("ask: loading %s with the adapter of %s", finetune.base_model,
+                     self.finetune_dir)
+            self._backend = make_backend(self.cfg, source)
+        return self._backend
+
+    def generate(self, question: str) -> tuple[str, float]:
+        """The model's raw output for ``question`` (greedy) and the seconds it took."""
+        from querycraft.generation import GenerationSettings
+
+        settings = GenerationSettings(max_new_tokens=self.settings.max_new_tokens,
+                                      stop_string=self.template.stop_string, do_sample=False,
+                                      batch_size=1)
+        began = time.perf_counter()
+        text = ""
+        for _, generations in self.backend().generate_batches([self.prompt(question)],
+                                                               settings):
+            text = generations[0].text
+        return text, time.perf_counter() - began
+
+    def ask(self, question: str) -> Answer:
+        """Answer one question: generate, then :meth:`answer_text`."""
+        began = time.perf_counter()
+        text, seconds = self.generate(question)
+        answer = self.answer_text(question, text)
+        answer.timings = {"generate_s": round(seconds, 4), **answer.timings,
+                          "total_s": round(time.perf_counter() - began, 4)}
+        return answer
+
+    # ------------------------------------------------------------------ from text to answer
+
+    def schema(self) -> dict[str, list[str]] | None:
+        if self._schema is None:
+            self._schema = self.database.columns_by_table() or {}
+        return self._schema or None
+
+    def answer_text(self, question: str, text: str) -> Answer:
+        """The answer to ``question`` given the model's output ``text``: the SQL extracted,
+        corrected against the database's schema, checked and run read-only; "I don't know"
+        (with the reason) when there is no valid SQL, it is refused, times out or fails, or
+        a single value was expected and none came back."""
+        from querycraft.correction import correct_sql
+
+        db, answer = self.cfg.db, Answer(question=question)
+        began = time.perf_counter()
+        extracted = extract_sql(text or "")
+        if not extracted.strip():
+            return _dont_know(answer, "no_sql", "the model's output holds no SQL")
+        rules = {k: bool(v) for k, v in OmegaConf.to_container(self.cfg.correct.rules).items()}
+        try:
+            fixed = correct_sql(extracted, schema=self.schema(), read_dialect=self.read_dialect,
+                                write_dialect=self.database.dialect, rules=rules,
+                                max_edit_distance=self.cfg.correct.max_edit_distance)
+            sql = fixed.sql.strip() or extracted
+        except Exception as err:  # a correction failure keeps the extracted SQL
+            log.warning("ask: correction failed (%s); checking the SQL as extracted", err)
+            sql = extracted
+        answer.sql = sql
+        answer.timings["correct_s"] = round(time.perf_counter() - began, 4)
+        if not _SQL_START.match(strip_comments(sql)) \
+                or parse_statement(sql, self.database.dialect) is None:
+            return _dont_know(answer, "no_sql", "no valid SQL after correction (the model "
+                                                "wrote something that does not parse as SQL)")
+        read_only, why = is_read_only_statement(sql, self.database.dialect)
+        if not read_only:
+            if why.startswith("syntax error"):
+                return _dont_know(answer, "no_sql", f"no valid SQL after correction ({why})")
+            return _dont_know(answer, "refused", f"the query was refused ({why})")
+        problem = self.database.check(sql, timeout_s=db.timeout_s,
+                                      max_sql_bytes=db.max_sql_bytes)
+        if problem:
+            return _dont_know(answer, "invalid", f"the database rejects the query ({problem})")
+        began = time.perf_counter()
+        try:
+            result = self.database.execute(
+                sql, timeout_s=db.timeout_s, max_rows=db.max_rows,
+                max_sql_bytes=db.max_sql_bytes, max_value_bytes=db.max_value_bytes,
+                max_result_bytes=db.max_result_bytes)
+        except QueryError as err:
+            answer.timings["execute_s"] = round(time.perf_counter() - began, 4)
+            if err.kind == "timeout":
+                return _dont_know(answer, "timeout", f"the query timed out ({err.message})")
+            if err.kind == "refused":
+                return _dont_know(answer, "refused", f"the query was refused ({err.message})")
+            self.databases.discard(self.db_id)  # a broken connection is opened afresh
+            self.database = self.databases.get(self.db_id)
+            return _dont_know(answer, "error", f"the query failed ({err.message})")
+        answer.timings["execute_s"] = round(time.perf_counter() - began, 4)
+        answer.columns = list(result.columns)
+        answer.rows = [[_plain(v) for v in row] for row in result.rows]
+        answer.truncated = bool(result.truncated)
+        single = expects_single_value(sql, self.database.dialect)
+        if single and (not answer.rows or all(v is None for v in answer.rows[0])):
+            return _dont_know(answer, "empty", "the query found no value where one was "
+                                               "expected")
+        answer.answer = sentence(answer.rows, answer.truncated, self.settings.max_rows_shown,
+                                 self.settings.max_value_chars)
+        return answer
+
+    # ------------------------------------------------------------------ output
+
+    def render(self, answer: Answer) -> str:
+        """The answer as ``ask.format`` prints it."""
+        if self.settings.format == "json":
+            return json.dumps(answer.as_json(), ensure_ascii=False, default=str)
+        lines = [f"Question: {answer.question}", f"SQL: {answer.sql or '-'}"]
+        if answer.columns:
+            shown = answer.rows[: self.settings.max_rows_shown]
+            lines.append(text_table(answer.columns, shown, self.settings.max_value_chars))
+        lines.append(f"Answer: {answer.answer}")
+        return "\n".join(lines) + "\n"
+
+    def close(self) -> None:
+        self._contexts.close()
+        self.databases.close()
+
+
+def _logs_to_stderr() -> None:
+    """Every log handler that writes to stdout writes to stderr instead: stdout holds only
+    the answers (Hydra's console handler writes to stdout)."""
+    for logger in (logging.getLogger(), log):
+        for handler in logger.handlers:
+            if isinstance(handler, logging.StreamHandler) \
+                    and getattr(handler, "stream", None) is sys.stdout:
+                handler.setStream(sys.stderr)
+
+
+def _questions(cfg: DictConfig, stdin: TextIO) -> list[str] | TextIO:
+    return [str(cfg.question)] if cfg.question else stdin
+
+
+def run(cfg: DictConfig, stdin: TextIO | None = None, stdout: TextIO | None = None
+        ) -> list[Answer]:
+    """Answer ``question=...``, or each line of stdin until an empty line or its end.
+
+    Returns:
+        The answers, in order.
+    """
+    _logs_to_stderr()
+    stdin, stdout = stdin or sys.stdin, stdout or sys.stdout
+    asker = Asker(cfg)
+    answers = []
+    interactive = not cfg.question and stdin.isatty()
+    if interactive:
+        print("Ask a question about the database (an empty line stops):", file=sys.stderr)
+    try:
+        for line in _questions(cfg, stdin):
+            question = line.strip()
+            if not question:
+                break
+            answer = asker.ask(question)
+            answers.append(answer)
+            stdout.write(asker.render(answer) + ("\n" if asker.settings.format == "json"
+                                                 else ""))
+            stdout.flush()
+            if interactive:
+                print("Ask another question (empty line to stop):", file=sys.stderr)
+    finally:
+        asker.close()
+    return answers

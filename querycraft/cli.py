@@ -8,6 +8,8 @@ the bad key and the valid ones, in about a second and before anything heavy is i
 from __future__ import annotations
 
 import difflib
+import importlib.abc
+import importlib.util
 import logging
 import re
 import sys
@@ -188,9 +190,41 @@ def _hydra_entry(cfg: DictConfig) -> None:
         sys.exit(130)
 
 
+class _QuietTransformers(importlib.abc.MetaPathFinder):
+    """Turns off transformers' own progress bars ("Loading weights", "Writing model
+    shards") as soon as transformers is imported, without importing it here (a second on
+    every command). QueryCraft's bars (tqdm) and the hub's download bars stay."""
+
+    def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
+        if name != "transformers.utils.logging":
+            return None
+        sys.meta_path.remove(self)  # once, and the real finders below find the module
+        spec = importlib.util.find_spec(name)
+        loader = spec.loader if spec is not None else None
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        exec_module = loader.exec_module
+
+        def exec_then_quiet(module: Any) -> None:
+            exec_module(module)
+            module.disable_progress_bar()
+
+        loader.exec_module = exec_then_quiet  # type: ignore[method-assign]
+        return spec
+
+
+def quiet_transformers_progress() -> None:
+    """Silence transformers' progress bars for this process (see _QuietTransformers)."""
+    if "transformers.utils.logging" in sys.modules:
+        sys.modules["transformers.utils.logging"].disable_progress_bar()
+    elif not any(isinstance(f, _QuietTransformers) for f in sys.meta_path):
+        sys.meta_path.insert(0, _QuietTransformers())
+
+
 def main() -> None:
     # Deprecation chatter from inside transformers/peft says nothing a user can act on.
     warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
+    quiet_transformers_progress()
     register_configs()
     secret = secret_on_command_line(sys.argv[1:])
     if secret:

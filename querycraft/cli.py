@@ -13,6 +13,7 @@ import importlib.util
 import logging
 import re
 import sys
+import textwrap
 import warnings
 from typing import Any
 
@@ -29,6 +30,26 @@ log = logging.getLogger("querycraft")
 HYDRA_FLAGS_WITH_VALUE = {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd",
                           "--experimental-rerun", "--info", "-i", "--package", "-p",
                           "--cfg", "-c", "--shell-completion", "-sc"}
+
+
+# conf/ folders that hold no Hydra config group: files other tools read.
+NOT_GROUPS = {"accelerate"}
+
+
+def accelerate_problem(overrides: list[str]) -> str | None:
+    """The message for ``accelerate=ddp`` (or ``+accelerate=...``): conf/accelerate/ holds
+    the files ``accelerate launch`` reads, not a choice of the QueryCraft config."""
+    for arg in overrides:
+        key, sep, value = arg.lstrip("+~").partition("=")
+        if sep and key == "accelerate":
+            choices = ", ".join(_group_choices("accelerate"))
+            return (f"accelerate={value} is not a setting: conf/accelerate/ holds the files "
+                    f"that `accelerate launch` reads ({choices}), and training on several "
+                    f"GPUs is started by it, e.g. `accelerate launch --config_file "
+                    f"conf/accelerate/{value or 'ddp'}.yaml --num_processes <GPUs> -m querycraft "
+                    f"service=finetune model=...` (docs/FINETUNE.md, \"Several GPUs\"); drop "
+                    f"accelerate={value} from the command line.")
+    return None
 
 
 def run(cfg: DictConfig) -> Any:
@@ -52,7 +73,10 @@ def _keys_at(path: list[str], group_overrides: list[str]) -> tuple[str, list[str
     from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
-        cfg = compose("config", overrides=group_overrides)
+        try:
+            cfg = compose("config", overrides=group_overrides)
+        except Exception:  # a group choice is the problem too: the keys without the choices
+            cfg = compose("config")
     node: Any = cfg
     found: list[str] = []
     for part in path[:-1]:
@@ -108,6 +132,9 @@ def diagnose_overrides(overrides: list[str]) -> str | None:
     cannot be written (:func:`output_problem`), else None."""
     from hydra import compose, initialize_config_dir
 
+    problem = accelerate_problem(overrides)
+    if problem:
+        return problem
     try:
         with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
             cfg = compose("config", overrides=overrides)
@@ -190,6 +217,65 @@ def _hydra_entry(cfg: DictConfig) -> None:
         sys.exit(130)
 
 
+HELP_FLAGS = ("--help", "-h")
+
+COMMON_OVERRIDES = (
+    ("service=<name>", "the stage to run (default: pipeline, every stage in order)"),
+    ("model=<preset>", "the base model, a file of conf/model/ (default: tiny, offline)"),
+    ("data=<preset> data.path=FILE", "the examples: sample, csv_db, spider, alpaca_json"),
+    ("db=<engine> db.path=FILE", "the database the SQL runs on: sqlite, postgres, mysql, db2"),
+    ("peft=<preset> peft.r=16", "the adapter: lora, qlora, dora, lora-8bit; its settings"),
+    ("train.epochs=3 train.max_steps=N", "how long finetune trains"),
+    ('question="How many orders?"', "with service=infer or ask: answer one question"),
+    ("paths.output_dir=DIR", "where run folders go (default: output/)"),
+    ("resume=true", "continue the newest unfinished run of the service"),
+    ("experiment=smoke", "a file of conf/experiment/: several settings at once"),
+)
+
+
+def _summary_line(doc: str | None, width: int = 84) -> str:
+    """A module docstring's first sentence, without its "Name: " lead, cut to ``width``."""
+    paragraph = " ".join((doc or "").strip().split("\n\n", 1)[0].split())
+    paragraph = re.sub(r"^\w+: ", "", paragraph)
+    sentence = re.split(r"(?<=[.;])\s", paragraph, maxsplit=1)[0].rstrip(".;")
+    if len(sentence) > width:  # the asides go first
+        sentence = re.sub(r"\s*\([^()]*\)", "", sentence)
+    if len(sentence) > width:
+        sentence = sentence[:width].rsplit(" ", 1)[0].rstrip(",;:(") + " …"
+    return sentence[:1].upper() + sentence[1:]
+
+
+def usage() -> str:
+    """What ``--help`` prints: the services (from the service registry), the config
+    groups, the common overrides and where the full config is."""
+    from querycraft.services import services
+
+    lines = ["QueryCraft: fine-tune LLMs for text-to-SQL, and evaluate them.", "",
+             "usage: python -m querycraft [service=<name>] [group=<choice> ...] "
+             "[key=value ...]", "", "Services (service=<name>):"]
+    for name, service in services().items():
+        module = sys.modules.get(service.entry.__module__)
+        lines.append(f"  {name:<10} {_summary_line(module.__doc__ if module else None)}")
+    lines += ["", "Config groups (group=<choice>, a file of conf/<group>/):"]
+    for group in sorted(p.name for p in CONFIG_DIR.iterdir() if p.is_dir()):
+        if group in NOT_GROUPS or group == "service":
+            continue
+        choices = [c for c in _group_choices(group) if c != "schema"]
+        if choices:
+            lines += textwrap.wrap(", ".join(choices), 92, initial_indent=f"  {group:<10} ",
+                                   subsequent_indent=" " * 13)
+    lines += ["", "Common overrides:"]
+    lines += [f"  {flag:<34} {what}" for flag, what in COMMON_OVERRIDES]
+    lines += ["", "The full config, every key with its value: python -m querycraft --cfg job "
+              "[overrides]",
+              "(add service=<name> for that service's settings). Hydra's own options: "
+              "--hydra-help.",
+              "Several GPUs: accelerate launch --config_file conf/accelerate/ddp.yaml -m "
+              "querycraft service=finetune",
+              "Docs: README.md and docs/ (ARCHITECTURE.md first, then a page per topic)."]
+    return "\n".join(lines)
+
+
 class _QuietTransformers(importlib.abc.MetaPathFinder):
     """Turns off transformers' own progress bars ("Loading weights", "Writing model
     shards") as soon as transformers is imported, without importing it here (a second on
@@ -226,6 +312,9 @@ def main() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
     quiet_transformers_progress()
     register_configs()
+    if any(a in HELP_FLAGS for a in sys.argv[1:]):
+        print(usage())
+        sys.exit(0)
     secret = secret_on_command_line(sys.argv[1:])
     if secret:
         print(f"querycraft: {secret}", file=sys.stderr)

@@ -28,3 +28,24 @@ def test_transformers_progress_bars_are_off_once_transformers_is_imported():
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+def test_help_is_a_short_usage_with_every_service_and_where_the_full_config_is():
+    done = _querycraft("--help")
+    assert done.returncode == 0, done.stderr
+    text = done.stdout
+    from querycraft.services import services
+    for name in services():
+        assert f"\n  {name} " in text  # each service with its one line
+    assert "Train a LoRA-family adapter" in text and "--cfg job" in text
+    assert "model=<preset>" in text and "accelerate" not in text.split("Common")[0]
+    assert len(text.splitlines()) < 60  # not Hydra's 200-line config dump
+
+
+def test_accelerate_as_a_config_group_is_a_one_paragraph_error():
+    done = _querycraft("accelerate=ddp", "service=report")
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert "accelerate launch --config_file conf/accelerate/ddp.yaml" in line
+    assert "docs/FINETUNE.md" in line

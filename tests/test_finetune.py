@@ -205,3 +205,24 @@ def test_litgpt_experiment_reproduces_the_source_recipe(tmp_path):
     assert (train.max_seq_length, train.learning_rate, train.weight_decay) == (2048, 2e-4, 0.01)
     assert train.validation_fraction == 0.1
     assert train.precision == "auto"  # bf16 where the GPU has it
+
+
+def test_loss_curve_is_log_scale_and_marks_the_best_checkpoint(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    from querycraft.services.finetune import plot_loss_curve
+
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    history = [{"step": 10, "loss": 3.0}, {"step": 10, "eval_loss": 2.0},
+               {"step": 20, "loss": 0.5}, {"step": 20, "eval_loss": 0.4},
+               {"step": 30, "loss": 0.1}, {"step": 30, "eval_loss": 0.6}]
+    path = tmp_path / "loss_curve.png"
+    assert plot_loss_curve(history, path) == (20, 0.4)
+    assert path.stat().st_size > 0
+    (ax,) = figures[0].axes
+    assert ax.get_yscale() == "log"
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert any(label.startswith("best checkpoint (step 20") for label in labels)
+    # Without validation there is no best checkpoint to mark.
+    assert plot_loss_curve([{"step": 1, "loss": 1.0}], tmp_path / "train_only.png") is None

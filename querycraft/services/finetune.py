@@ -469,8 +469,14 @@ def last_complete_checkpoint(checkpoints_dir: Path) -> str | None:
     return str(max(steps)[1]) if steps else None
 
 
-def plot_loss_curve(history: list[dict[str, Any]], path: Path) -> None:
-    """Training and validation loss against optimizer step, as a PNG."""
+def plot_loss_curve(history: list[dict[str, Any]], path: Path) -> tuple[int, float] | None:
+    """Training and validation loss against optimizer step, as a PNG: a log-scale loss axis
+    (the early drop would flatten the rest on a linear one) and a mark at the best
+    checkpoint, the step with the lowest validation loss (the adapter kept when validating).
+
+    Returns:
+        The best checkpoint's (step, validation loss), or None without validation.
+    """
     import matplotlib
 
     matplotlib.use("Agg")  # no display needed
@@ -478,19 +484,28 @@ def plot_loss_curve(history: list[dict[str, Any]], path: Path) -> None:
 
     train = [(h["step"], h["loss"]) for h in history if "loss" in h]
     val = [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h]
+    best = min(val, key=lambda sv: (sv[1], sv[0])) if val else None
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
     if train:
         ax.plot(*zip(*train, strict=True), label="training loss")
     if val:
         ax.plot(*zip(*val, strict=True), marker="o", label="validation loss")
+    if best is not None:
+        ax.axvline(best[0], color="tab:green", linestyle="--", linewidth=1)
+        ax.plot([best[0]], [best[1]], marker="*", markersize=14, color="tab:green",
+                linestyle="none", label=f"best checkpoint (step {best[0]}, {best[1]:.3g})")
+    if all(loss > 0 for _, loss in train + val) and (train or val):
+        ax.set_yscale("log")
     ax.set_xlabel("optimizer step")
-    ax.set_ylabel("cross-entropy loss")
+    ax.set_ylabel("cross-entropy loss (log scale)" if ax.get_yscale() == "log"
+                  else "cross-entropy loss")
     ax.set_title("QueryCraft finetune")
-    ax.grid(alpha=0.3)
+    ax.grid(alpha=0.3, which="both")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+    return best
 
 
 def run(cfg: DictConfig) -> Path:

@@ -167,3 +167,12 @@ def test_a_model_name_with_a_builder_preset_is_refused(tmp_path):
     check_config(make_config(tmp_path, ["model.name=tiny"]))  # the preset's own name is fine
     check_config(make_config(tmp_path, ["model=local", "model.name=mine",
                                         f"model.name_or_path={tmp_path}"]))
+
+
+def test_pyproject_license_is_an_spdx_string_not_the_deprecated_table():
+    from tests.conftest import PROJECT_ROOT
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "Apache-2.0"  # PEP 639; {text = ...} warns in setuptools
+    assert not any(c.startswith("License ::") for c in project.get("classifiers", []))

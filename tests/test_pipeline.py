@@ -126,3 +126,16 @@ def test_default_pipeline_learns(config_factory):
     before, after = summary["before"], summary["after"]
     assert after["execution_accuracy"] >= before["execution_accuracy"] + 0.08, summary
     assert after["token_match"] > before["token_match"] + 0.2, summary
+
+
+def test_correct_runs_by_default_and_the_table_shows_corrected_execution_accuracy(
+        config_factory):
+    from querycraft.services.pipeline import comparison_table
+
+    assert config_factory(["service=pipeline"]).pipeline.correct is True
+    scores = {"execution_accuracy": 0.5, "exact_match": 0.25, "token_match": 0.7,
+              "valid_sql_rate": 0.9}
+    after = {**scores, "items": 4, "column": "corrected",
+             "columns": {"sql": scores, "corrected": {**scores, "execution_accuracy": 0.75}}}
+    table = comparison_table(None, after)
+    assert "execution accuracy (corrected)" in table and "0.750" in table

@@ -303,3 +303,30 @@ def test_leaderboard_fits_its_width_sorts_by_column_and_marks_small_samples():
     assert 'data-v="0.5"' in page  # numeric sort keys
     assert ">4*<" in page and "fewer than 10 items" in page
     assert not re.search(r"<script[^>]+src=", page)
+
+
+def test_leaderboard_with_long_names_fits_1280_px_in_headless_chromium(tmp_path: Path):
+    browser = _chromium()
+    long = "a_very_long_model_folder_name_without_any_break_" * 3  # no break opportunity
+    runs = [{"name": f"pipeline/2025-01-0{n}_10-00-00-{long}/6-evaluate",
+             "when": f"2025-01-0{n}T10:00:00",
+             "summary": {**make_summary(f"/models/{long}{n}", 0.1 * n,
+                                        peft={"method": "qlora", "r": 16, "alpha": 32}),
+                         "dataset": f"/srv/out/{long}/1-ingest-{long}"},
+             "report": f"../{n}/report.html"} for n in range(1, 4)]
+    page = render_leaderboard(runs)
+    assert [int(r[18]) for r in re.findall(r'data-run="([^"]+)"', page)] == [3, 2, 1]
+    page = page.replace(  # measure, then sort by EX with a click on its heading (ascending)
+        "</body>", "<script>document.body.setAttribute('data-scroll-width', "
+                   "document.documentElement.scrollWidth);"
+                   "document.querySelectorAll('th')[7].click();</script></body>")
+    path = tmp_path / "leaderboard.html"
+    path.write_text(page, encoding="utf-8")
+    dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
+                          "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'p'}",
+                          "--window-size=1280,900", "--dump-dom", path.as_uri()],
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    width = int(re.search(r'data-scroll-width="(\d+)"', dom)[1])
+    assert width <= 1280, width
+    assert [int(r[18]) for r in re.findall(r'<tr class="run" data-run="([^"]+)"', dom)] == \
+        [1, 2, 3]

@@ -18,6 +18,7 @@ from querycraft.generation import Generation
 from querycraft.runs import read_jsonl
 from querycraft.services.ask import Asker
 from querycraft.services.ask import run as ask_run
+from querycraft.services.infer import question_row, resolve_request
 from tests.conftest import FAST_MODEL, PROJECT_ROOT, make_config
 
 SAMPLE_DB = PROJECT_ROOT / "input" / "sample" / "shop.sqlite"
@@ -74,6 +75,21 @@ def test_the_ask_prompt_is_the_training_prompt(asker, finetune_dir):
     for row in rows:
         assert asker.row(row["question"])["context"] == row["context"]
         assert asker.prompt(row["question"]) == prompt_for(row, asker.template, asker.dialect)
+
+
+def test_infer_one_question_builds_the_training_prompt_too(output, finetune_dir):
+    """service=infer question=... used to read the whole schema with this config's settings,
+    not the ingest run's per-question tables and sample values: prompts unlike training's."""
+    ingest_dir = finetune_dir.parent / "ingest"
+    for row in read_jsonl(ingest_dir / "dataset" / "eval.jsonl")[:5]:
+        cfg = make_config(output, ["service=infer", f"infer.finetune_dir={finetune_dir}",
+                                   *FAST_MODEL], output / "infer-question")
+        cfg.question = row["question"]
+        request = resolve_request(cfg)
+        asked = question_row(cfg, request)
+        assert asked["context"] == row["context"]
+        assert (prompt_for(asked, request.template, request.dialect)
+                == prompt_for(row, request.template, request.dialect))
 
 
 def test_one_question_gives_sql_a_table_and_an_answer(output, finetune_dir):

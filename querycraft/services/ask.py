@@ -40,7 +40,6 @@ FORMATS = ("text", "json")
 # The statuses of an answer; every one but "answered" prints "I don't know".
 STATUSES = ("answered", "no_sql", "refused", "invalid", "timeout", "error", "empty")
 # The config a run saves in its folder (the ingest run's context settings are read from it).
-RUN_CONFIG = "config.yaml"
 # SQL starts with a keyword (or a parenthesis); model chatter and stray fences do not parse.
 _SQL_START = re.compile(r"\s*[A-Za-z(]")
 
@@ -153,20 +152,6 @@ def text_table(columns: list[str], rows: list[list[Any]], chars: int) -> str:
     return "\n".join(lines)
 
 
-def _ingest_context_settings(ingest_run: Path, cfg: DictConfig) -> tuple[str, int]:
-    """``ingest.context_tables`` and ``db.sample_values`` as the ingest run used them (its
-    saved config); the current config's when that is gone."""
-    path = ingest_run / RUN_CONFIG
-    if not path.is_file():
-        log.warning("ask: %s is missing; the schema context uses this config's "
-                    "ingest.context_tables and db.sample_values, which may differ from the "
-                    "prompts the model trained on", path)
-        return str(cfg.ingest.context_tables), int(cfg.db.sample_values)
-    saved = OmegaConf.load(path)
-    return (str(OmegaConf.select(saved, "ingest.context_tables", default="all")),
-            int(OmegaConf.select(saved, "db.sample_values", default=0) or 0))
-
-
 class Asker:
     """A finetune run's model and the database, loaded once; :meth:`ask` per question.
 
@@ -177,7 +162,7 @@ class Asker:
     """
 
     def __init__(self, cfg: DictConfig, backend: Any = None) -> None:
-        from querycraft.services.ingest import ExampleDatabases
+        from querycraft.services.ingest import question_contexts
 
         self.cfg, self.settings, self._backend = cfg, cfg.ask, backend
         self.finetune_dir = resolve_run(self.settings.finetune_dir, cfg.paths.output_dir,
@@ -200,13 +185,8 @@ class Asker:
                 raise QueryCraftError(f"The database {self.target.location} is a folder of "
                                       f"several databases; set ask.db_id to the one to ask "
                                       f"about.")
-        context_tables, sample_values = _ingest_context_settings(self.finetune.ingest_run, cfg)
         # The schema context, read by the very call ingest made for rows without a context.
-        self._contexts = ExampleDatabases(OmegaConf.create({
-            "db": {**OmegaConf.to_container(cfg.db, resolve=True),
-                   "sample_values": sample_values},
-            "data": {"database": self.target.location},
-            "ingest": {"context_tables": context_tables}}))
+        self._contexts = question_contexts(cfg, self.target.location, self.finetune.ingest_run)
         self.databases = Databases(self.target)
         self.db_id = self.settings.db_id or self.databases.default_db_id()
         self.database = self.databases.get(self.db_id)

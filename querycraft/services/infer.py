@@ -28,7 +28,7 @@ from querycraft.artifacts import (
 )
 from querycraft.backends import ModelSource, make_backend
 from querycraft.data import prompt_for
-from querycraft.db import Databases, read_schema, sqlite_path_for, target_from_config
+from querycraft.db import sqlite_path_for
 from querycraft.errors import QueryCraftError
 from querycraft.generation import GenerationSettings
 from querycraft.prompts import (
@@ -211,26 +211,30 @@ def _prediction(row: dict[str, Any], text: str, seconds: float, request: Request
             "adapter": source.adapter if source else None}
 
 
-def _question_rows(cfg: DictConfig, request: Request) -> list[dict[str, Any]]:
-    """The one question of ``question=...``, with the schema of the database as context."""
-    if cfg.db.kind != "sqlite":
-        with Databases(target_from_config(cfg.db)) as databases:
-            context = databases.get().schema_text(sample_values=cfg.db.sample_values)
-        return [{"id": "question", "question": cfg.question, "query": "", "context": context,
-                 "db_id": ""}]
-    database = cfg.db.path or request.database
-    if database is None:
-        raise QueryCraftError("question=... needs a database to read the schema from: set "
-                              "db.path to a SQLite file, or use a finetune run whose dataset "
-                              "came with a database.")
-    path = Path(database)
-    if path.is_dir():
-        raise QueryCraftError(f"The database {path} is a folder of several databases; set "
-                              f"db.path to the one SQLite file to ask about, e.g. "
-                              f"{sqlite_path_for(path, '<db_id>')}.")
-    return [{"id": "question", "question": cfg.question, "query": "",
-             "context": read_schema(path, sample_values=cfg.db.sample_values),
-             "db_id": path.stem}]
+def question_row(cfg: DictConfig, request: Request) -> dict[str, Any]:
+    """The one question of ``question=...`` as a dataset row, its schema context built the
+    way the training rows' were (:func:`querycraft.services.ingest.question_contexts`)."""
+    from querycraft.services.ingest import question_contexts
+
+    database = None
+    if cfg.db.kind == "sqlite":
+        database = cfg.db.path or request.database
+        if database is None:
+            raise QueryCraftError("question=... needs a database to read the schema from: set "
+                                  "db.path to a SQLite file, or use a finetune run whose "
+                                  "dataset came with a database.")
+        if Path(database).is_dir():
+            raise QueryCraftError(f"The database {database} is a folder of several databases; "
+                                  f"set db.path to the one SQLite file to ask about, e.g. "
+                                  f"{sqlite_path_for(Path(database), '<db_id>')}.")
+    contexts = question_contexts(cfg, database, request.dataset_dir)
+    try:
+        db_id = contexts.default_db_id()
+        return {"id": "question", "question": cfg.question, "query": "",
+                "context": contexts.schema(db_id, cfg.question),
+                "db_id": Path(database).stem if database else ""}
+    finally:
+        contexts.close()
 
 
 def run(cfg: DictConfig) -> Path:
@@ -243,7 +247,7 @@ def run(cfg: DictConfig) -> Path:
     """
     request = resolve_request(cfg)
     if cfg.question:
-        rows = _question_rows(cfg, request)
+        rows = [question_row(cfg, request)]
         dataset_dir, ingest = None, None
     else:
         dataset_dir = (resolve_run(cfg.infer.dataset_dir, cfg.paths.output_dir, "ingest",

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from querycraft import db as dbmod
 from querycraft.artifacts import DATASET_DIR, IngestArtifact
@@ -364,6 +364,35 @@ class ExampleDatabases:
     def close(self) -> None:
         if self._databases is not None:
             self._databases.close()
+
+
+def question_contexts(cfg: DictConfig, database: str | None,
+                      ingest_run: Path | None) -> ExampleDatabases:
+    """The schema context reader for questions asked after training (``service=ask``,
+    ``service=infer question=...``): the very reader ingest used for rows without a context,
+    with the ingest run's own ``ingest.context_tables`` and ``db.sample_values`` (from its
+    saved config.yaml), so a question's prompt is built as the training prompts were. This
+    config's settings when there is no such run or its config is gone.
+
+    Args:
+        cfg: The whole config (its ``db`` group names the database kind and server).
+        database: SQLite: the file or Spider-layout folder; ignored for servers.
+        ingest_run: The ingest run the model trained on, or None.
+    """
+    context_tables, sample_values = str(cfg.ingest.context_tables), int(cfg.db.sample_values)
+    saved_config = ingest_run / "config.yaml" if ingest_run is not None else None
+    if saved_config is not None and saved_config.is_file():
+        saved = OmegaConf.load(saved_config)
+        context_tables = str(OmegaConf.select(saved, "ingest.context_tables", default="all"))
+        sample_values = int(OmegaConf.select(saved, "db.sample_values", default=0) or 0)
+    elif ingest_run is not None:
+        log.warning("%s is missing: the schema context uses this config's "
+                    "ingest.context_tables and db.sample_values, which may differ from the "
+                    "prompts the model trained on", saved_config)
+    return ExampleDatabases(OmegaConf.create({
+        "db": {**OmegaConf.to_container(cfg.db, resolve=True), "sample_values": sample_values},
+        "data": {"database": database},
+        "ingest": {"context_tables": context_tables}}))
 
 
 # ---------------------------------------------------------------- validation and split

@@ -216,3 +216,19 @@ def postgres_reader(postgres_url: str) -> Iterator[str]:
     through ``postgres_url`` (the admin)."""
     with postgres_read_only_role(postgres_url) as url:
         yield url
+
+
+def predictions_run(out: Path, database: str, pairs: list[tuple[str, str]]) -> Path:
+    """A finished infer run folder holding these (gold, predicted) pairs, about ``database``."""
+    import json
+
+    folder = out / "infer" / "given"
+    folder.mkdir(parents=True)
+    with (folder / "predictions.jsonl").open("w") as file:
+        for i, (gold, pred) in enumerate(pairs):
+            file.write(json.dumps({"id": str(i), "db_id": "shop", "question": f"q{i}",
+                                   "query": gold, "raw_output": pred, "sql": pred}) + "\n")
+    (folder / "run.json").write_text(json.dumps({
+        "service": "infer", "status": "completed", "database": database,
+        "base_model": "tiny", "adapter": None}))
+    return folder

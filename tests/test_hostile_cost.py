@@ -22,7 +22,7 @@ import sqlalchemy
 from querycraft import db as dbmod
 from querycraft.cli import run
 from querycraft.runs import read_jsonl
-from tests.conftest import make_config
+from tests.conftest import make_config, predictions_run
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLD = "SELECT name FROM customer"
@@ -52,20 +52,6 @@ def shop(tmp_path: Path) -> Path:
         conn.executemany("INSERT INTO customer VALUES (?, ?, ?)",
                          [(1, "Ann", "Oslo"), (2, "Bob", "Rome"), (3, "Cid", "Oslo")])
     return path
-
-
-def predictions_run(out: Path, database: str, pairs: list[tuple[str, str]]) -> Path:
-    """A finished infer run folder holding these (gold, predicted) pairs."""
-    folder = out / "infer" / "given"
-    folder.mkdir(parents=True)
-    with (folder / "predictions.jsonl").open("w") as file:
-        for i, (gold, pred) in enumerate(pairs):
-            file.write(json.dumps({"id": str(i), "db_id": "shop", "question": f"q{i}",
-                                   "query": gold, "raw_output": pred, "sql": pred}) + "\n")
-    (folder / "run.json").write_text(json.dumps({
-        "service": "infer", "status": "completed", "database": database,
-        "base_model": "tiny", "adapter": None}))
-    return folder
 
 
 def evaluate_in_subprocess(out: Path, predictions: Path, *overrides: str

@@ -23,25 +23,12 @@ from sqlalchemy.engine import make_url
 
 from querycraft.cli import run
 from querycraft.runs import read_jsonl
-from tests.conftest import make_config
+from tests.conftest import make_config, predictions_run
 
 GOLD = "SELECT name FROM customer"
 DEEP = "SELECT " + " + ".join(["1"] * 400)  # parses; too deep for the recursive analyses
 # Runs for minutes unless stopped: 3000^3 rows.
 SLOW = "SELECT count(*) FROM big a, big b, big c"
-
-
-def predictions_run(out: Path, database: str, pairs: list[tuple[str, str]]) -> Path:
-    folder = out / "infer" / "given"
-    folder.mkdir(parents=True)
-    with (folder / "predictions.jsonl").open("w") as file:
-        for i, (gold, pred) in enumerate(pairs):
-            file.write(json.dumps({"id": str(i), "db_id": "shop", "question": f"q{i}",
-                                   "query": gold, "raw_output": pred, "sql": pred}) + "\n")
-    (folder / "run.json").write_text(json.dumps({
-        "service": "infer", "status": "completed", "database": database,
-        "base_model": "tiny", "adapter": None}))
-    return folder
 
 
 def evaluate(out: Path, predictions: Path, *overrides: str) -> list[dict]:

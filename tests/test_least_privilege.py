@@ -341,6 +341,18 @@ def test_a_mysql_user_that_can_write_or_read_files_is_refused(
 
 # --- the hostile list: refused as the reader and as a superuser let through ------------------
 
+def _outcomes(database: dbmod.ServerDatabase, attempts: dict[str, str]) -> dict[str, str]:
+    """Each attempt's error kind, or "ran"."""
+    outcomes = {}
+    for name, sql in attempts.items():
+        try:
+            database.execute(sql, timeout_s=5)
+            outcomes[name] = "ran"
+        except dbmod.QueryError as err:
+            outcomes[name] = err.kind
+    return outcomes
+
+
 @pytest.mark.parametrize("login", ["reader", "superuser_allowed"])
 def test_postgres_hostile_sql_is_refused_and_nothing_changes(
         login: str, pg_admin_url: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
@@ -352,14 +364,8 @@ def test_postgres_hostile_sql_is_refused_and_nothing_changes(
         "postgres", url=url, allow_privileged=login != "reader"))
     attempts = {**{k: v.format(pid=victim_pid) for k, v in POSTGRES_HOSTILE.items()},
                 **{k: v.format(tmp=tmp_path, marker=MARKER) for k, v in ATTEMPTS.items()}}
-    outcomes = {}
     try:
-        for name, sql in attempts.items():
-            try:
-                database.execute(sql, timeout_s=5)
-                outcomes[name] = "ran"
-            except dbmod.QueryError as err:
-                outcomes[name] = err.kind
+        outcomes = _outcomes(database, attempts)
         assert database.execute("SELECT count(*) FROM singer").rows == [(3,)]
     finally:
         database.close()
@@ -384,14 +390,8 @@ def test_mysql_hostile_sql_is_refused_and_nothing_changes(
     attempts = {**MYSQL_HOSTILE,
                 **{k: v.format(tmp=tmp_path, marker=MARKER)
                    for k, v in {**ATTEMPTS, **MYSQL_ATTEMPTS}.items()}}
-    outcomes = {}
     try:
-        for name, sql in attempts.items():
-            try:
-                database.execute(sql, timeout_s=5)
-                outcomes[name] = "ran"
-            except dbmod.QueryError as err:
-                outcomes[name] = err.kind
+        outcomes = _outcomes(database, attempts)
         assert database.execute("SELECT count(*) FROM singer").rows == [(3,)]
     finally:
         database.close()

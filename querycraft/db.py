@@ -73,6 +73,7 @@ __all__ = [
     "ServerDatabase",
     "SqliteDatabase",
     "TooLarge",
+    "check_sql_size",
     "classify_error",
     "execute_readonly",
     "explain_sqlite",

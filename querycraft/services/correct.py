@@ -32,7 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from querycraft.artifacts import PREDICTIONS_FILE, IngestArtifact, PredictionsArtifact
 from querycraft.correction import RULES, Correction, correct_sql, dialect_known, schema_from_ddl
-from querycraft.db import Databases, target_from_config
+from querycraft.db import Databases, TooLarge, check_sql_size, target_from_config
 from querycraft.errors import QueryCraftError
 from querycraft.prompts import load_template
 from querycraft.runs import read_jsonl, resolve_run, start_run, write_jsonl
@@ -171,10 +171,13 @@ def _guarded_correction(text: str, fallback: str, *, budget_s: float, max_sql_by
     validation_error, correction_error). Text over ``max_sql_bytes`` is not parsed, the
     row has ``budget_s`` seconds, and any failure leaves ``fallback`` (the extracted SQL)
     unchanged with the reason in correction_error."""
-    size = len(text) if len(text) > 4 * max_sql_bytes else len(text.encode("utf-8", "replace"))
-    if size > max_sql_bytes:
-        why = (f"too_large: the model's output is {size} bytes, over the limit of "
-               f"{max_sql_bytes} (db.max_sql_bytes); it was not parsed")
+    try:
+        check_sql_size(text, max_sql_bytes)
+        too_large = None
+    except TooLarge as err:
+        too_large = err
+    if too_large is not None:
+        why = f"too_large: {too_large.message}"
     else:
         try:
             with time_budget(budget_s):

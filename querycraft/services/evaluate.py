@@ -239,10 +239,6 @@ def _failed(kind: str, message: str) -> dict[str, Any]:
             "gold_preview": None, "pred_preview": None}
 
 
-def _sql_size(sql: str) -> int:
-    return len(sql) if len(sql) > 1_000_000 else len(sql.encode("utf-8", "replace"))
-
-
 def score_item(row: dict[str, Any], column: str, database: dbmod.Database, scoring: Scoring
                ) -> dict[str, Any]:
     """All metrics and diagnostics for one prediction against its gold query.
@@ -263,11 +259,13 @@ def score_item(row: dict[str, Any], column: str, database: dbmod.Database, scori
     gold_to_run = row.get("query_for_database") or gold
     if gold_to_run != gold:
         item["gold_executed"] = cut_value(gold_to_run, text)
-    size = _sql_size(prediction)
-    if size > scoring.max_sql_bytes:
-        item.update(_failed("too_large", f"the prediction is {size} bytes, over the limit of "
-                                         f"{scoring.max_sql_bytes} (db.max_sql_bytes); it "
-                                         "was not parsed or run"))
+    try:
+        dbmod.check_sql_size(prediction, scoring.max_sql_bytes)
+        too_large = None
+    except dbmod.TooLarge as err:
+        too_large = err
+    if too_large is not None:
+        item.update(_failed("too_large", too_large.message))
         with contextlib.suppress(Exception):  # the gold query's own analysis, if it can
             item.update(difficulty=spider_hardness(gold), features=sql_features(gold))
     else:

@@ -21,7 +21,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from querycraft import models
 from querycraft.errors import QueryCraftError
-from querycraft.generation import Generation, GenerationSettings, cut_at_stop, generate_batches
+from querycraft.generation import (
+    Generation,
+    GenerationSettings,
+    OnText,
+    cut_at_stop,
+    generate_batch,
+    generate_batches,
+)
 
 log = logging.getLogger("querycraft")
 
@@ -84,6 +91,12 @@ class HFBackend:
 
     def generate_batches(self, prompts: list[str], settings: GenerationSettings) -> Batches:
         return generate_batches(self.model, self.tokenizer, prompts, settings)
+
+    def generate_batch(self, prompts: list[str], settings: GenerationSettings,
+                       on_text: OnText | None = None) -> list[Generation]:
+        """All ``prompts`` in one generate call, streaming each row's text to ``on_text``
+        (the server's dynamic batches)."""
+        return generate_batch(self.model, self.tokenizer, prompts, settings, on_text)
 
 
 class VLLMBackend:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -23,6 +23,8 @@ log = logging.getLogger("querycraft")
 class Generation:
     text: str  # the model's raw output, prompt excluded, cut at the stop string
     seconds: float  # the batch's wall time divided by its size
+    # Tokens generated (stop string and end-of-sequence included), when the backend knows.
+    tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -57,24 +59,102 @@ def _is_out_of_memory(err: BaseException) -> bool:
     return isinstance(err, torch.cuda.OutOfMemoryError) or "out of memory" in str(err).lower()
 
 
-def _generate_batch(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
-                    prompts: list[str], settings: GenerationSettings) -> list[str]:
+# Called with (row in the batch, new text) as a streamed generation grows.
+OnText = Callable[[int, str], None]
+
+
+class RowStreamer:
+    """A transformers streamer for a whole batch: each row's new text goes to ``on_text``
+    as it is generated (transformers' own streamers take one sequence only).
+
+    What a row is sent is always a prefix of its final text (see :meth:`finish`): text that
+    may still become part of the stop string, trailing whitespace and half a character are
+    held back until the next token settles them.
+    """
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, rows: int, stop_string: str | None,
+                 on_text: OnText) -> None:
+        self.tokenizer, self.stop_string, self.on_text = tokenizer, stop_string, on_text
+        self.ids: list[list[int]] = [[] for _ in range(rows)]
+        self.sent = [""] * rows
+        self.stopped = [False] * rows
+        self._prompt_seen = False
+        self._holdback = max(len(stop_string or "") - 1, 0)
+        self._ends = set(_as_list(tokenizer.eos_token_id)) | set(_as_list(tokenizer.pad_token_id))
+
+    def put(self, value) -> None:
+        if not self._prompt_seen:  # the first call hands over the prompts
+            self._prompt_seen = True
+            return
+        for row, token in enumerate(value.reshape(-1).tolist()):
+            if self.stopped[row]:
+                continue
+            if token in self._ends:
+                self.stopped[row] = True
+                continue
+            self.ids[row].append(token)
+            text = self.tokenizer.decode(self.ids[row], skip_special_tokens=True)
+            if self.stop_string and self.stop_string in text:
+                self.stopped[row] = True
+                self._send(row, cut_at_stop(text, self.stop_string))
+                continue
+            settled = text[: len(text) - self._holdback] if self._holdback else text
+            self._send(row, settled.rstrip().rstrip("\ufffd"))
+
+    def end(self) -> None:
+        """transformers calls this when generation ends; :meth:`finish` sends the rest."""
+
+    def _send(self, row: int, text: str) -> None:
+        if len(text) > len(self.sent[row]) and text.startswith(self.sent[row]):
+            self.on_text(row, text[len(self.sent[row]):])
+            self.sent[row] = text
+
+    def finish(self, texts: list[str]) -> None:
+        """Send each row what its final text adds to what was sent."""
+        for row, text in enumerate(texts):
+            if text.startswith(self.sent[row]):
+                self._send(row, text)
+            else:  # never seen: decoding a longer sequence changed earlier characters
+                log.warning("streamed text of row %d diverged from the final text", row)
+
+
+def _as_list(value) -> list[int]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def generate_batch(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+                   prompts: list[str], settings: GenerationSettings,
+                   on_text: OnText | None = None) -> list[Generation]:
+    """One ``generate`` call for all ``prompts`` together (left-padded), optionally streaming
+    each row's text to ``on_text``; the server's dynamic batches are these."""
     import torch
 
+    tokenizer.padding_side = "left"
+    began = time.perf_counter()
     encoded = tokenizer(prompts, return_tensors="pt", padding=True).to(model.device)
     sampling = ({"do_sample": True, "temperature": settings.temperature,
                  "top_p": settings.top_p} if settings.do_sample else {"do_sample": False})
     stop = ({"stop_strings": [settings.stop_string], "tokenizer": tokenizer}
             if settings.stop_string else {})
+    streamer = (RowStreamer(tokenizer, len(prompts), settings.stop_string, on_text)
+                if on_text is not None else None)
     with torch.inference_mode():
         output = model.generate(
             **encoded, max_new_tokens=settings.max_new_tokens,
             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-            **sampling, **stop,
+            streamer=streamer, **sampling, **stop,
         )
     new_tokens = output[:, encoded["input_ids"].shape[1]:]
-    return [cut_at_stop(tokenizer.decode(ids, skip_special_tokens=True), settings.stop_string)
-            for ids in new_tokens]
+    texts = [cut_at_stop(tokenizer.decode(ids, skip_special_tokens=True), settings.stop_string)
+             for ids in new_tokens]
+    if streamer is not None:
+        streamer.finish(texts)
+    pad = tokenizer.pad_token_id
+    counts = [int((ids != pad).sum()) if pad is not None else len(ids) for ids in new_tokens]
+    seconds = (time.perf_counter() - began) / max(len(prompts), 1)
+    return [Generation(text, seconds, count) for text, count in zip(texts, counts, strict=True)]
 
 
 def generate_batches(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
@@ -101,9 +181,9 @@ def generate_batches(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
     start = 0
     while start < len(order):
         batch = order[start: start + batch_size]
-        began = time.perf_counter()
         try:
-            texts = _generate_batch(model, tokenizer, [prompts[i] for i in batch], settings)
+            generations = generate_batch(model, tokenizer, [prompts[i] for i in batch],
+                                         settings)
         except (RuntimeError, torch.cuda.OutOfMemoryError) as err:
             if not _is_out_of_memory(err):
                 raise
@@ -119,8 +199,7 @@ def generate_batches(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
             log.warning("out of memory with batch size %d: retrying with %d", len(batch),
                         batch_size)
             continue
-        seconds = (time.perf_counter() - began) / len(batch)
-        yield batch, [Generation(text=t, seconds=seconds) for t in texts]
+        yield batch, generations
         bar.update(len(batch))
         start += len(batch)
     bar.close()

@@ -190,7 +190,7 @@ class Asker:
         self.databases = Databases(self.target)
         self.db_id = self.settings.db_id or self.databases.default_db_id()
         self.database = self.databases.get(self.db_id)
-        self._schema: dict[str, list[str]] | None = None
+        self._schemas: dict[str, dict[str, list[str]]] = {}
         if ingest is not None and not self.settings.db_id:
             self._warn_if_trained_on_other_contexts(ingest)
 
@@ -211,14 +211,23 @@ class Asker:
 
     # ------------------------------------------------------------------ the prompt
 
-    def row(self, question: str) -> dict[str, Any]:
+    def row(self, question: str, db_id: str | None = None) -> dict[str, Any]:
         """The question as a dataset row: the fields ``prompt_for`` reads."""
-        return {"question": question, "context": self._contexts.schema(self.db_id, question),
-                "db_id": self.db_id}
+        db_id = self.db_id if db_id is None else db_id
+        return {"question": question, "context": self._contexts.schema(db_id, question),
+                "db_id": db_id}
 
-    def prompt(self, question: str) -> str:
+    def prompt(self, question: str, db_id: str | None = None) -> str:
         """The prompt for ``question``, exactly as training rendered its rows."""
-        return prompt_for(self.row(question), self.template, self.dialect)
+        return prompt_for(self.row(question, db_id), self.template, self.dialect)
+
+    def generation_settings(self, max_new_tokens: int | None = None):
+        """Greedy decoding to the template's stop string (what training taught)."""
+        from querycraft.generation import GenerationSettings
+
+        return GenerationSettings(max_new_tokens=max_new_tokens or self.settings.max_new_tokens,
+                                  stop_string=self.template.stop_string, do_sample=False,
+                                  batch_size=1)
 
     # ------------------------------------------------------------------ generation
 
@@ -239,11 +248,7 @@ class Asker:
 
     def generate(self, question: str) -> tuple[str, float]:
         """The model's raw output for ``question`` (greedy) and the seconds it took."""
-        from querycraft.generation import GenerationSettings
-
-        settings = GenerationSettings(max_new_tokens=self.settings.max_new_tokens,
-                                      stop_string=self.template.stop_string, do_sample=False,
-                                      batch_size=1)
+        settings = self.generation_settings()
         began = time.perf_counter()
         text = ""
         for _, generations in self.backend().generate_batches([self.prompt(question)],
@@ -262,50 +267,70 @@ class Asker:
 
     # ------------------------------------------------------------------ from text to answer
 
-    def schema(self) -> dict[str, list[str]] | None:
-        if self._schema is None:
-            self._schema = self.database.columns_by_table() or {}
-        return self._schema or None
+    def database_for(self, db_id: str | None = None):
+        """The database of ``db_id`` (None: the one asked about by default).
 
-    def answer_text(self, question: str, text: str) -> Answer:
+        Raises:
+            QueryCraftError: if there is no such database.
+        """
+        return self.database if db_id is None or db_id == self.db_id \
+            else self.databases.get(db_id)
+
+    def schema(self, db_id: str | None = None) -> dict[str, list[str]] | None:
+        key = self.db_id if db_id is None else db_id
+        if key not in self._schemas:
+            self._schemas[key] = self.database_for(db_id).columns_by_table() or {}
+        return self._schemas[key] or None
+
+    def answer_text(self, question: str, text: str, db_id: str | None = None) -> Answer:
         """The answer to ``question`` given the model's output ``text``: the SQL extracted,
         corrected against the database's schema, checked and run read-only; "I don't know"
         (with the reason) when there is no valid SQL, it is refused, times out or fails, or
         a single value was expected and none came back."""
         from querycraft.correction import correct_sql
 
-        db, answer = self.cfg.db, Answer(question=question)
+        answer = Answer(question=question)
+        database = self.database_for(db_id)
         began = time.perf_counter()
         extracted = extract_sql(text or "")
         if not extracted.strip():
             return _dont_know(answer, "no_sql", "the model's output holds no SQL")
         rules = {k: bool(v) for k, v in OmegaConf.to_container(self.cfg.correct.rules).items()}
         try:
-            fixed = correct_sql(extracted, schema=self.schema(), read_dialect=self.read_dialect,
-                                write_dialect=self.database.dialect, rules=rules,
-                                max_edit_distance=self.cfg.correct.max_edit_distance)
+            fixed = correct_sql(extracted, schema=self.schema(db_id),
+                                read_dialect=self.read_dialect, write_dialect=database.dialect,
+                                rules=rules, max_edit_distance=self.cfg.correct.max_edit_distance)
             sql = fixed.sql.strip() or extracted
         except Exception as err:  # a correction failure keeps the extracted SQL
             log.warning("ask: correction failed (%s); checking the SQL as extracted", err)
             sql = extracted
-        answer.sql = sql
         answer.timings["correct_s"] = round(time.perf_counter() - began, 4)
+        return self.run_sql(sql, db_id, answer)
+
+    def run_sql(self, sql: str, db_id: str | None = None, answer: Answer | None = None
+                ) -> Answer:
+        """Check ``sql`` and run it read-only (the SQL as given: no correction), into
+        ``answer`` (a new one, without a question, when None); "I don't know" with the reason
+        when it does not parse, is refused, is rejected by the database, times out or fails."""
+        db = self.cfg.db
+        answer = answer if answer is not None else Answer(question="")
+        database = self.database_for(db_id)
+        answer.sql = sql
         if not _SQL_START.match(strip_comments(sql)) \
-                or parse_statement(sql, self.database.dialect) is None:
+                or parse_statement(sql, database.dialect) is None:
             return _dont_know(answer, "no_sql", "no valid SQL after correction (the model "
                                                 "wrote something that does not parse as SQL)")
-        read_only, why = is_read_only_statement(sql, self.database.dialect)
+        read_only, why = is_read_only_statement(sql, database.dialect)
         if not read_only:
             if why.startswith("syntax error"):
                 return _dont_know(answer, "no_sql", f"no valid SQL after correction ({why})")
             return _dont_know(answer, "refused", f"the query was refused ({why})")
-        problem = self.database.check(sql, timeout_s=db.timeout_s,
-                                      max_sql_bytes=db.max_sql_bytes)
+        problem = database.check(sql, timeout_s=db.timeout_s, max_sql_bytes=db.max_sql_bytes)
         if problem:
             return _dont_know(answer, "invalid", f"the database rejects the query ({problem})")
         began = time.perf_counter()
         try:
-            result = self.database.execute(
+            result = database.execute(
                 sql, timeout_s=db.timeout_s, max_rows=db.max_rows,
                 max_sql_bytes=db.max_sql_bytes, max_value_bytes=db.max_value_bytes,
                 max_result_bytes=db.max_result_bytes)
@@ -315,14 +340,16 @@ class Asker:
                 return _dont_know(answer, "timeout", f"the query timed out ({err.message})")
             if err.kind == "refused":
                 return _dont_know(answer, "refused", f"the query was refused ({err.message})")
-            self.databases.discard(self.db_id)  # a broken connection is opened afresh
-            self.database = self.databases.get(self.db_id)
+            key = self.db_id if db_id is None else db_id
+            self.databases.discard(key)  # a broken connection is opened afresh
+            if key == self.db_id:
+                self.database = self.databases.get(key)
             return _dont_know(answer, "error", f"the query failed ({err.message})")
         answer.timings["execute_s"] = round(time.perf_counter() - began, 4)
         answer.columns = list(result.columns)
         answer.rows = [[_plain(v) for v in row] for row in result.rows]
         answer.truncated = bool(result.truncated)
-        single = expects_single_value(sql, self.database.dialect)
+        single = expects_single_value(sql, database.dialect)
         if single and (not answer.rows or all(v is None for v in answer.rows[0])):
             return _dont_know(answer, "empty", "the query found no value where one was "
                                                "expected")

@@ -24,6 +24,7 @@ import random
 import re
 import sys
 import tempfile
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,9 @@ from querycraft.runs import start_run, write_jsonl
 from querycraft.sql import parses
 
 log = logging.getLogger("querycraft")
+
+# Schema contexts kept in memory (one per database, or per question and database).
+SCHEMA_CACHE_SIZE = 4096
 
 
 @dataclass
@@ -339,7 +343,9 @@ class ExampleDatabases:
         self.sample_values = cfg.db.sample_values
         self.by_question = cfg.ingest.context_tables == "question"
         self._databases = dbmod.Databases(self.target) if self.target else None
-        self._schemas: dict[tuple[str, str], str] = {}
+        # Least recently used last out: a server asked endless distinct questions (each its
+        # own per-question context) must not keep every one.
+        self._schemas: OrderedDict[tuple[str, str], str] = OrderedDict()
 
     @property
     def available(self) -> bool:
@@ -352,9 +358,13 @@ class ExampleDatabases:
     def schema(self, db_id: str, question: str) -> str:
         assert self._databases is not None
         key = (db_id, question if self.by_question else "")
-        if key not in self._schemas:
+        if key in self._schemas:
+            self._schemas.move_to_end(key)
+        else:
             self._schemas[key] = self._databases.get(db_id).schema_text(
                 sample_values=self.sample_values, question=key[1] or None)
+            while len(self._schemas) > SCHEMA_CACHE_SIZE:
+                self._schemas.popitem(last=False)
         return self._schemas[key]
 
     def run(self, db_id: str, sql: str) -> None:

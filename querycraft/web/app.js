@@ -70,6 +70,7 @@ async function api(path, body) {
   if (data === null || typeof data !== "object") {
     throw new ApiError("The server's answer was not the JSON this page expects.", response.status);
   }
+  el.keyForm.hidden = true;  // the key (if one is needed) works: its field is done
   return data;
 }
 

@@ -1,0 +1,491 @@
+"""Synthesize: question/SQL training pairs from the database itself, checked by execution.
+
+``python -m querycraft service=synthesize`` reads the configured database (the ``db``
+group; SQLite: ``db.path``, else ``data.database``; a Spider-layout folder: every database
+in it, or ``synthesize.db_ids``) through the read-only execution layer: tables, typed
+columns, keys and real values. It writes SQL first, over a declared spread of features
+(:data:`querycraft.synthesis.FEATURES`, weighted by ``synthesize.weights``), runs every
+query read-only (``db.timeout_s``, ``db.max_rows``), keeps those whose result is non-empty
+and not degenerate, deduplicates them by template and result, and writes a question for
+each from built-in templates (no teacher). Every rejection is recorded with its reason.
+
+Output in the run folder: ``pairs.csv`` (question, query, db_id, plus the provenance
+columns feature, features, complexity, teacher, style, rule, rows), readable by
+``service=ingest data=csv_db`` as is; ``rejected.csv``; ``report.md`` and ``report.json``.
+See docs/SYNTHESIZE.md.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from sqlglot import exp
+from tqdm.auto import tqdm
+
+from querycraft.db import Database, Databases, DatabaseTarget, QueryError, target_from_config
+from querycraft.errors import QueryCraftError
+from querycraft.runs import start_run
+from querycraft.sql_analysis import spider_hardness
+from querycraft.synthesis import FEATURES, RULES, Candidate, Generator, read_profile
+
+log = logging.getLogger("querycraft")
+
+COMPLEXITIES = ("easy", "medium", "hard")
+# The CSV's columns: what ingest reads first, then the provenance.
+PAIR_FIELDS = ("question", "query", "db_id", "feature", "features", "complexity", "teacher",
+               "style", "rule", "rows")
+REJECT_FIELDS = ("db_id", "feature", "rule", "reason", "detail", "query", "question")
+# A rule that found nothing to work with this many times in a row is given up on.
+RULE_PATIENCE = 25
+# A feature whose candidates were all rejected this many times in a row is given up on (its
+# share goes to the others): the database has no more distinct queries of that kind.
+FEATURE_PATIENCE = 60
+EXAMPLES_PER_REASON = 3
+
+
+@dataclass
+class SynthesizeConfig:
+    # How many pairs to write in all (spread over the databases when there are several).
+    count: int = 200
+    # The spread: a weight per feature (0 leaves a feature out); pairs are shared out in
+    # proportion. Features: projection, filter, join, aggregation, group_by, order_limit,
+    # null, date, nested, set_operation.
+    weights: dict[str, float] = field(default_factory=lambda: dict.fromkeys(FEATURES, 1.0))
+    # Candidates tried before giving up short of count; null: 20 per pair asked for.
+    max_attempts: int | None = None
+    seed: int = "${seed}"  # type: ignore[assignment]
+    # With a folder of databases (Spider's layout) or a server URL with {db_id}: which
+    # databases; null: every database in the folder.
+    db_ids: list[str] | None = None
+    # The CSV's file name in the run folder.
+    output: str = "pairs.csv"
+    # Pairs kept per SQL template (the query with its literals replaced): variety over
+    # near-copies.
+    max_per_template: int = 4
+    # Distinct values read per column (the first in sort order) to fill filters with.
+    sample_rows: int = 1000
+
+
+SETTINGS = SynthesizeConfig
+
+
+def _database_location(cfg: DictConfig) -> str | None:
+    """SQLite: ``db.path``, else ``data.database`` (None when neither is set)."""
+    location = cfg.db.path or OmegaConf.select(cfg, "data.database", default=None,
+                                               throw_on_missing=False)
+    return str(location) if location else None
+
+
+def check(cfg: DictConfig) -> list[str]:
+    """The synthesize.* settings; with service=synthesize, the database it reads."""
+    s, problems = cfg.synthesize, []
+    if s.count < 1:
+        problems.append(f"synthesize.count must be at least 1, got {s.count}")
+    weights = dict(s.weights or {})
+    unknown = sorted(set(weights) - set(FEATURES))
+    if unknown:
+        problems.append(f"synthesize.weights names unknown feature(s) {', '.join(unknown)}; "
+                        f"the features are {', '.join(FEATURES)}")
+    if any(w is None or w < 0 for w in weights.values()):
+        problems.append("synthesize.weights must be 0 or more (0 leaves a feature out)")
+    elif not any(w > 0 for f, w in weights.items() if f in FEATURES):
+        problems.append("synthesize.weights must give at least one feature a weight above 0")
+    if s.max_attempts is not None and s.max_attempts < s.count:
+        problems.append(f"synthesize.max_attempts ({s.max_attempts}) must be at least "
+                        f"synthesize.count ({s.count}), or null for 20 per pair")
+    if s.max_per_template < 1 or s.sample_rows < 1:
+        problems.append("synthesize.max_per_template and synthesize.sample_rows must be at "
+                        "least 1")
+    if not s.output or "/" in s.output or "\\" in s.output or not s.output.endswith(".csv"):
+        problems.append(f"synthesize.output must be a file name ending in .csv (it is written "
+                        f"in the run folder), got '{s.output}'")
+    if cfg.service.name == "synthesize" and cfg.db.kind == "sqlite":
+        location = _database_location(cfg)
+        if location is None:
+            problems.append("service=synthesize needs a database: set db.path (or "
+                            "data.database) to a SQLite file or a Spider-layout folder, or use "
+                            "a server (db=postgres ...)")
+        elif not Path(location).exists():
+            problems.append(f"the database '{location}' (db.path, else data.database) does "
+                            "not exist")
+    return problems
+
+
+# ---------------------------------------------------------------- which databases
+
+
+def _targets(cfg: DictConfig) -> tuple[DatabaseTarget, list[str]]:
+    """The target and the db_ids to synthesize for."""
+    wanted = [str(d) for d in cfg.synthesize.db_ids] if cfg.synthesize.db_ids else None
+    if cfg.db.kind == "sqlite":
+        location = _database_location(cfg)
+        if location is None or not Path(location).exists():
+            raise QueryCraftError(f"No SQLite database at '{location}': set db.path (or "
+                                  "data.database) to a .sqlite file or a Spider-layout folder.")
+        target = DatabaseTarget("sqlite", location=location)
+        path = Path(location)
+        if path.is_file():
+            if wanted and wanted != [path.stem]:
+                raise QueryCraftError(f"synthesize.db_ids picks databases from a folder, but "
+                                      f"{path} is one file; leave synthesize.db_ids unset.")
+            return target, [path.stem]
+        found = sorted(p.name for p in path.iterdir() if (p / f"{p.name}.sqlite").is_file())
+        if wanted:
+            missing = [d for d in wanted if d not in found]
+            if missing:
+                raise QueryCraftError(f"{path} has no database {', '.join(missing)} (a "
+                                      f"<db_id>/<db_id>.sqlite file); it has "
+                                      f"{', '.join(found[:20]) or 'none'}.")
+            return target, wanted
+        if not found:
+            raise QueryCraftError(f"{path} is a folder without any <db_id>/<db_id>.sqlite "
+                                  "database; point db.path at a .sqlite file or a Spider-layout "
+                                  "folder.")
+        return target, found
+    target = target_from_config(cfg.db)
+    if "{db_id}" in (target.url or "") or "{db_id}" in (target.schema or ""):
+        if not wanted:
+            raise QueryCraftError("The db settings hold {db_id}, so they name several "
+                                  "databases: list the ones to use in synthesize.db_ids.")
+        return target, wanted
+    return target, wanted[:1] if wanted else [str(cfg.db.database or cfg.db.kind)]
+
+
+def _shares(total: int, parts: int) -> list[int]:
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+
+
+def _quotas(count: int, weights: dict[str, float]) -> dict[str, int]:
+    """``count`` shared out by weight, largest remainders first (feature order on ties)."""
+    active = {f: float(weights.get(f, 0.0)) for f in FEATURES if weights.get(f, 0.0) > 0}
+    total = sum(active.values())
+    exact = {f: count * w / total for f, w in active.items()}
+    quota = {f: int(v) for f, v in exact.items()}
+    rest = count - sum(quota.values())
+    for f in sorted(active, key=lambda f: -(exact[f] - quota[f]))[:rest]:
+        quota[f] += 1
+    return quota
+
+
+# ---------------------------------------------------------------- checking one candidate
+
+
+def _template(tree: exp.Expression, dialect: str) -> str:
+    """The query with every literal replaced by ``?``: its template."""
+    blank = tree.copy().transform(
+        lambda n: exp.Placeholder() if isinstance(n, (exp.Literal, exp.Boolean)) else n)
+    return blank.sql(dialect=dialect)
+
+
+def _multiset(rows: list[tuple]) -> list[str]:
+    return sorted(repr(tuple(row)) for row in rows)
+
+
+def _fingerprint(rows: list[tuple]) -> str:
+    return hashlib.sha1("\n".join(_multiset(rows)).encode()).hexdigest()
+
+
+def _loosened(tree: exp.Expression) -> list[tuple[exp.Expression, str]]:
+    """The same query without each of its conditions (or a set operation's parts), with the
+    rejection reason when the result stays the same: a condition that changes nothing."""
+    found: list[tuple[exp.Expression, str]] = []
+    if isinstance(tree, exp.SetOperation):
+        found += [(tree.this, "set operation equals one of its parts"),
+                  (tree.expression, "set operation equals one of its parts")]
+    elif isinstance(tree, exp.Select):
+        if tree.args.get("where"):
+            loose = tree.copy()
+            loose.set("where", None)
+            found.append((loose, "condition keeps every row"))
+        if tree.args.get("having"):
+            loose = tree.copy()
+            loose.set("having", None)
+            found.append((loose, "HAVING keeps every group"))
+    return found
+
+
+@dataclass
+class _State:
+    """What one database's generation has kept and seen."""
+
+    queries: set[str] = field(default_factory=set)
+    questions: set[str] = field(default_factory=set)
+    templates: Counter = field(default_factory=Counter)
+    results: set[tuple[str, str]] = field(default_factory=set)
+
+
+class _Checker:
+    def __init__(self, database: Database, db_cfg: DictConfig, max_per_template: int) -> None:
+        self.database, self.db, self.max_per_template = database, db_cfg, max_per_template
+        self.dialect = database.dialect
+
+    def execute(self, sql: str) -> Any:
+        return self.database.execute(sql, timeout_s=self.db.timeout_s, max_rows=self.db.max_rows,
+                                     max_sql_bytes=self.db.max_sql_bytes,
+                                     max_value_bytes=self.db.max_value_bytes,
+                                     max_result_bytes=self.db.max_result_bytes)
+
+    def verdict(self, cand: Candidate, sql: str, state: _State
+                ) -> tuple[str | None, str, Any, str]:
+        """(rejection reason or None, detail, result, template)."""
+        template = _template(cand.tree, self.dialect)
+        if sql in state.queries:
+            return "duplicate query", "", None, template
+        if state.templates[template] >= self.max_per_template:
+            return "template used enough", f"max_per_template={self.max_per_template}", None, \
+                template
+        if " ".join(cand.question.lower().split()) in state.questions:
+            return "duplicate question", "", None, template
+        try:
+            result = self.execute(sql)
+        except QueryError as err:
+            return ("timeout" if err.kind == "timeout" else "query fails"), \
+                f"{err.kind}: {err.message}", None, template
+        if not result.rows:
+            return "empty result", "", result, template
+        if result.truncated:
+            return "result over db.max_rows", f"more than {self.db.max_rows} rows", result, \
+                template
+        if all(v is None for row in result.rows for v in row):
+            return "all NULL", "", result, template
+        if len(result.rows) == 1 and cand.tree.find(exp.Count) is not None \
+                and all(isinstance(v, int) and v == 0 for v in result.rows[0]):
+            return "count of zero", "", result, template
+        wanted = _multiset(result.rows)
+        for loose, reason in _loosened(cand.tree):
+            try:
+                other = self.execute(loose.sql(dialect=self.dialect))
+            except QueryError:
+                continue  # the looser query failing says nothing against this one
+            if not other.truncated and _multiset(other.rows) == wanted:
+                return reason, "", result, template
+        if (template, _fingerprint(result.rows)) in state.results:
+            return "duplicate result of the same template", "", result, template
+        return None, "", result, template
+
+
+# ---------------------------------------------------------------- one database
+
+
+@dataclass
+class _Outcome:
+    pairs: list[dict[str, Any]] = field(default_factory=list)
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    attempts: int = 0
+    skipped: int = 0  # rules that found nothing to work with (no query written)
+    given_up: dict[str, str] = field(default_factory=dict)  # feature -> why
+    notes: list[str] = field(default_factory=list)
+
+
+def _complexity(sql: str, dialect: str) -> str:
+    # Spider's hardness buckets, "extra" folded into "hard".
+    hardness = spider_hardness(sql, dialect) or "hard"
+    return "hard" if hardness == "extra" else hardness
+
+
+def synthesize_database(database: Database, db_id: str, quota: int, cfg: DictConfig,
+                        bar: Any) -> _Outcome:
+    """Up to ``quota`` pairs for one database."""
+    settings = cfg.synthesize
+    out = _Outcome()
+    profile = read_profile(database, db_id, timeout_s=cfg.db.timeout_s,
+                           sample_rows=settings.sample_rows)
+    out.notes += profile.notes
+    rng = random.Random(f"{settings.seed}:{db_id}")  # str seeds hash the same in every run
+    gen = Generator(profile, rng)
+    checker = _Checker(database, cfg.db, settings.max_per_template)
+    state = _State()
+    targets = _quotas(quota, dict(settings.weights))
+    kept: Counter = Counter()
+    rules = {f: list(RULES[f]) for f in targets}
+    misses: Counter = Counter()  # consecutive Nones per rule
+    failures: Counter = Counter()  # consecutive rejections per feature
+    budget = settings.max_attempts if settings.max_attempts is not None else 20 * settings.count
+    budget = max(quota, round(budget * quota / settings.count))
+    while len(out.pairs) < quota and out.attempts < budget:
+        active = [f for f in targets if rules[f] and f not in out.given_up]
+        if not active:
+            break
+        behind = [f for f in active if kept[f] < targets[f]]
+        if behind:
+            lowest = min(kept[f] / targets[f] for f in behind)
+            feature = rng.choice([f for f in behind if kept[f] / targets[f] == lowest])
+        else:  # every feature has its share, others gave up: share out the rest by weight
+            feature = rng.choices(active, [settings.weights[f] for f in active])[0]
+        rule = rng.choice(rules[feature])
+        cand = rule(gen)
+        if cand is None:
+            out.skipped += 1
+            misses[rule] += 1
+            if misses[rule] >= RULE_PATIENCE:
+                rules[feature].remove(rule)
+                if not rules[feature]:
+                    out.given_up[feature] = "not applicable to this schema (its rules found " \
+                                            "no suitable table or column)"
+            continue
+        misses[rule] = 0
+        out.attempts += 1
+        sql = cand.tree.sql(dialect=database.dialect)
+        reason, detail, result, template = checker.verdict(cand, sql, state)
+        if reason is not None:
+            out.rejected.append({"db_id": db_id, "feature": cand.feature, "rule": cand.rule,
+                                 "reason": reason, "detail": detail, "query": sql,
+                                 "question": cand.question})
+            failures[feature] += 1
+            if failures[feature] >= FEATURE_PATIENCE:
+                out.given_up[feature] = (f"{FEATURE_PATIENCE} candidates in a row rejected "
+                                         "(no more distinct queries of this kind)")
+            continue
+        failures[feature] = 0
+        state.queries.add(sql)
+        state.questions.add(" ".join(cand.question.lower().split()))
+        state.templates[template] += 1
+        state.results.add((template, _fingerprint(result.rows)))
+        kept[cand.feature] += 1
+        tags = dict.fromkeys((cand.feature, *cand.tags))
+        out.pairs.append({"question": cand.question, "query": sql, "db_id": db_id,
+                          "feature": cand.feature, "features": ";".join(tags),
+                          "complexity": _complexity(sql, database.dialect), "teacher": "none",
+                          "style": "template", "rule": cand.rule, "rows": len(result.rows)})
+        bar.update(1)
+    return out
+
+
+# ---------------------------------------------------------------- report
+
+
+def _write_csv(path: Path, fields: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _report(cfg: DictConfig, target: DatabaseTarget, db_ids: list[str],
+            outcomes: dict[str, _Outcome], seconds: float) -> dict[str, Any]:
+    pairs = [p for o in outcomes.values() for p in o.pairs]
+    rejected = [r for o in outcomes.values() for r in o.rejected]
+    by_reason = Counter(r["reason"] for r in rejected)
+    examples: dict[str, list[dict[str, str]]] = {}
+    for r in rejected:
+        shown = examples.setdefault(r["reason"], [])
+        if len(shown) < EXAMPLES_PER_REASON:
+            shown.append({k: r[k] for k in ("db_id", "feature", "query", "question", "detail")})
+    by_feature_complexity = {f: {c: 0 for c in COMPLEXITIES} for f in FEATURES}
+    for p in pairs:
+        by_feature_complexity[p["feature"]][p["complexity"]] += 1
+    return {
+        "database": target.describe(), "db_ids": db_ids, "seed": cfg.synthesize.seed,
+        "requested": cfg.synthesize.count, "kept": len(pairs),
+        "attempts": sum(o.attempts for o in outcomes.values()),
+        "skipped": sum(o.skipped for o in outcomes.values()),
+        "generation_seconds": round(seconds, 3),
+        "weights": {f: float(cfg.synthesize.weights.get(f, 0.0)) for f in FEATURES},
+        "by_feature": {f: sum(1 for p in pairs if p["feature"] == f) for f in FEATURES},
+        "by_complexity": {c: sum(1 for p in pairs if p["complexity"] == c)
+                          for c in COMPLEXITIES},
+        "by_feature_complexity": by_feature_complexity,
+        "by_db_id": {d: len(outcomes[d].pairs) for d in db_ids},
+        "rejected": {"total": len(rejected), "by_reason": dict(by_reason.most_common()),
+                     "examples": examples},
+        "given_up": {d: o.given_up for d, o in outcomes.items() if o.given_up},
+        "notes": {d: o.notes for d, o in outcomes.items() if o.notes},
+        "teacher": "none", "style": "template",
+    }
+
+
+def _markdown(report: dict[str, Any], output: str) -> str:
+    lines = [
+        "# Synthesized pairs", "",
+        f"- database: {report['database']} ({', '.join(report['db_ids'])})",
+        f"- kept: {report['kept']} of {report['requested']} requested, in `{output}`",
+        f"- candidates tried: {report['attempts']}, rejected: {report['rejected']['total']} "
+        "(see `rejected.csv`)",
+        f"- generation seconds: {report['generation_seconds']}",
+        f"- seed: {report['seed']}; teacher: none, questions from built-in templates", "",
+        "## By feature and complexity", "",
+        "| feature | " + " | ".join(COMPLEXITIES) + " | total |",
+        "|---|" + "---:|" * (len(COMPLEXITIES) + 1),
+    ]
+    for feature, counts in report["by_feature_complexity"].items():
+        lines.append(f"| {feature} | " + " | ".join(str(counts[c]) for c in COMPLEXITIES)
+                     + f" | {report['by_feature'][feature]} |")
+    lines.append("| total | " + " | ".join(str(report["by_complexity"][c])
+                                            for c in COMPLEXITIES) + f" | {report['kept']} |")
+    lines += ["", "## Rejected queries", "", "| reason | count |", "|---|---:|"]
+    lines += [f"| {r} | {n} |" for r, n in report["rejected"]["by_reason"].items()]
+    for reason, shown in report["rejected"]["examples"].items():
+        lines += ["", f"### {reason}", ""]
+        for e in shown:
+            detail = f" ({e['detail']})" if e["detail"] else ""
+            lines.append(f"- `{e['query']}`{detail}")
+    if report["given_up"] or report["notes"]:
+        lines += ["", "## Notes", ""]
+        for db_id, features in report["given_up"].items():
+            lines += [f"- {db_id}: {f}: {why}" for f, why in features.items()]
+        for db_id, notes in report["notes"].items():
+            lines += [f"- {db_id}: {n}" for n in notes]
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- entry
+
+
+def run(cfg: DictConfig) -> Path:
+    """Synthesize ``synthesize.count`` pairs into the run folder.
+
+    Returns:
+        The run folder.
+
+    Raises:
+        QueryCraftError: When the database cannot be read, has no table with rows, or no
+            candidate survives the checks.
+    """
+    settings = cfg.synthesize
+    target, db_ids = _targets(cfg)
+    with start_run(cfg, "synthesize") as run_, Databases(target) as databases:
+        began = time.perf_counter()
+        outcomes: dict[str, _Outcome] = {}
+        with tqdm(total=settings.count, desc="synthesizing", unit="pair") as bar:
+            for db_id, quota in zip(db_ids, _shares(settings.count, len(db_ids)), strict=True):
+                if quota:
+                    outcomes[db_id] = synthesize_database(databases.get(db_id), db_id, quota,
+                                                          cfg, bar)
+                else:
+                    outcomes[db_id] = _Outcome()
+        seconds = time.perf_counter() - began
+        pairs = [p for o in outcomes.values() for p in o.pairs]
+        rejected = [r for o in outcomes.values() for r in o.rejected]
+        _write_csv(run_.path(settings.output), PAIR_FIELDS, pairs)
+        _write_csv(run_.path("rejected.csv"), REJECT_FIELDS, rejected)
+        report = _report(cfg, target, db_ids, outcomes, seconds)
+        run_.path("report.json").write_text(json.dumps(report, indent=2, default=str),
+                                            encoding="utf-8")
+        run_.path("report.md").write_text(_markdown(report, settings.output), encoding="utf-8")
+        if not pairs:
+            reasons = ", ".join(f"{r} ({n})" for r, n in report["rejected"]["by_reason"].items())
+            raise QueryCraftError(
+                f"No question/SQL pair survived on {target.describe()}: every candidate was "
+                f"rejected ({reasons or 'no rule found a table with rows to query'}). See "
+                f"{run_.path('report.md')}; a database with more rows and columns, or more "
+                "synthesize.max_attempts, gives the rules more to work with.")
+        if len(pairs) < settings.count:
+            log.warning("synthesize: kept %d of the %d pairs asked for (the database has no "
+                        "more distinct queries the rules can write); see %s", len(pairs),
+                        settings.count, run_.path("report.md"))
+        run_.record(pairs=str(run_.path(settings.output)), count=len(pairs),
+                    database=target.describe(), db_ids=db_ids, by_feature=report["by_feature"],
+                    generation_seconds=report["generation_seconds"])
+        log.info("synthesize: %d pairs in %s (%.1f s); report in %s", len(pairs),
+                 run_.path(settings.output), seconds, run_.path("report.md"))
+    return run_.dir

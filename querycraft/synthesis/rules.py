@@ -1,0 +1,793 @@
+"""The generation rules: one function per query shape, each writing the SQL (a sqlglot tree,
+identifiers quoted for the dialect, literals taken from the database) and its question from
+built-in English templates, several phrasings each.
+
+A rule gets a :class:`Generator` (the database profile, the seeded random source and the
+helpers) and returns a :class:`Candidate`, or None when the schema has nothing it can use
+(no numeric column, no foreign key...). :data:`RULES` lists them by feature; a new rule is a
+function here and one entry there.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import random
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect
+
+from querycraft.synthesis.profile import (
+    ColumnProfile,
+    DatabaseProfile,
+    ForeignKey,
+    TableProfile,
+    ident,
+)
+
+__all__ = ["FEATURES", "RULES", "Candidate", "Generator", "plural", "singular", "words"]
+
+# The declared spread, in report order.
+FEATURES: tuple[str, ...] = (
+    "projection", "filter", "join", "aggregation", "group_by", "order_limit", "null", "date",
+    "nested", "set_operation",
+)
+
+
+@dataclass
+class Candidate:
+    feature: str  # the rule's feature (the spread is counted on it)
+    rule: str
+    tree: exp.Query
+    question: str
+    tags: tuple[str, ...] = ()  # further features the query uses (join + aggregation ...)
+
+
+# ---------------------------------------------------------------- words
+
+
+def words(name: str) -> str:
+    """A name as words: snake_case and CamelCase split, lower-case ("StuID" -> "stu id")."""
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name)
+    spaced = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1 \2", spaced)
+    return " ".join(spaced.replace("_", " ").replace("-", " ").lower().split()) or name
+
+
+def plural(phrase: str) -> str:
+    """The plural of a phrase's last word (English rules that fit table names)."""
+    head, _, last = phrase.rpartition(" ")
+    if last.endswith("ss") or last.endswith(("x", "ch", "sh")):
+        last += "es"
+    elif last.endswith("s"):
+        pass  # "orders", "pets": table names are often plural already
+    elif re.search(r"[^aeiou]y$", last):
+        last = last[:-1] + "ies"
+    else:
+        last += "s"
+    return f"{head} {last}" if head else last
+
+
+def singular(phrase: str) -> str:
+    head, _, last = phrase.rpartition(" ")
+    if last.endswith("ies") and len(last) > 4:
+        last = last[:-3] + "y"
+    elif last.endswith(("sses", "xes", "ches", "shes")):
+        last = last[:-2]
+    elif last.endswith("s") and not last.endswith("ss") and len(last) > 3:
+        last = last[:-1]
+    return f"{head} {last}" if head else last
+
+
+def say(value: Any) -> str:
+    """A value as the question writes it: text quoted, numbers and dates bare."""
+    if isinstance(value, str):
+        return "'" + value + "'"
+    if isinstance(value, float):
+        return f"{value:g}" if abs(value) < 1e15 else repr(value)
+    return str(value)
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+# ---------------------------------------------------------------- the generator
+
+
+class Generator:
+    """The helpers rules share: random choices (seeded), names, SQL pieces."""
+
+    def __init__(self, profile: DatabaseProfile, rng: random.Random) -> None:
+        self.profile, self.rng, self.dialect = profile, rng, profile.dialect
+        self.tables = profile.usable_tables()
+
+    # random choices ---------------------------------------------------------------
+
+    def pick(self, items: Sequence[Any]) -> Any:
+        return items[self.rng.randrange(len(items))] if items else None
+
+    def table(self, need: Callable[[TableProfile], bool] = lambda t: True
+              ) -> TableProfile | None:
+        return self.pick([t for t in self.tables if need(t)])
+
+    def phrase(self, *templates: str, **slots: str) -> str:
+        text = self.pick(templates).format(**slots)
+        return _capital(re.sub(r"\b([aA]) (?=[aeiouAEIOU])", r"\1n ", text))  # "an order"
+
+    def middle_value(self, col: ColumnProfile) -> Any:
+        """A value away from both ends (a threshold that keeps some rows, not all)."""
+        values = col.values
+        low, high = len(values) // 5, max(len(values) * 4 // 5, len(values) // 5 + 1)
+        return values[self.rng.randrange(low, min(high, len(values)))]
+
+    def label(self, table: TableProfile) -> ColumnProfile:
+        return self.pick(table.labels())
+
+    # SQL pieces -------------------------------------------------------------------
+
+    def src(self, table: TableProfile, alias: str | None = None) -> exp.Table:
+        node = exp.Table(this=ident(table.name, self.dialect))
+        if alias:
+            node.set("alias", exp.TableAlias(this=exp.to_identifier(alias)))
+        return node
+
+    def col(self, column: ColumnProfile | str, alias: str | None = None) -> exp.Column:
+        name = column if isinstance(column, str) else column.name
+        return exp.Column(this=ident(name, self.dialect),
+                          table=exp.to_identifier(alias) if alias else None)
+
+    @staticmethod
+    def lit(value: Any) -> exp.Expression:
+        if isinstance(value, bool):
+            return exp.Boolean(this=value)
+        if isinstance(value, (int, float, decimal.Decimal)):
+            return exp.Literal.number(repr(value) if isinstance(value, float) else str(value))
+        if isinstance(value, (datetime.date, datetime.datetime)):
+            return exp.Literal.string(str(value))
+        return exp.Literal.string(str(value))
+
+    def order(self, column: exp.Expression, desc: bool) -> exp.Ordered:
+        """ORDER BY with the dialect's own NULL placement, so none is written out."""
+        nulls = Dialect.get_or_raise(self.dialect).NULL_ORDERING
+        first = (nulls == "nulls_are_small" and not desc) or (nulls == "nulls_are_large" and desc)
+        return exp.Ordered(this=column, desc=desc, nulls_first=first)
+
+    def select(self, *columns: exp.Expression, table: TableProfile, alias: str | None = None
+               ) -> exp.Select:
+        return exp.Select(expressions=list(columns)).from_(self.src(table, alias))
+
+    def join(self, fk: ForeignKey) -> exp.Select:
+        """``FROM child AS T1 JOIN parent AS T2 ON T1.fk = T2.key`` (no columns yet)."""
+        child, parent = self.profile.tables[fk.table], self.profile.tables[fk.ref_table]
+        on = exp.EQ(this=self.col(fk.columns[0], "T1"), expression=self.col(fk.ref_columns[0],
+                                                                            "T2"))
+        return exp.Select().from_(self.src(child, "T1")).join(self.src(parent, "T2"), on=on)
+
+
+def _text(c: ColumnProfile) -> bool:
+    return c.kind == "text"
+
+
+# ---------------------------------------------------------------- projection
+
+
+def projection_one(g: Generator) -> Candidate | None:
+    table = g.table()
+    if table is None:
+        return None
+    col = g.pick(table.labels() + table.of_kind("text", "number", "date"))
+    if col is None:
+        return None
+    tree = g.select(g.col(col), table=table)
+    names = plural(words(table.name))
+    q = g.phrase("List the {c} of all {t}.", "What is the {c} of each of the {t}?",
+                 "Show the {c} for every {s}.", c=words(col.name), t=names,
+                 s=singular(words(table.name)))
+    return Candidate("projection", "projection_one", tree, q)
+
+
+def projection_two(g: Generator) -> Candidate | None:
+    table = g.table(lambda t: len(t.of_kind("text", "number", "date")) >= 2)
+    if table is None:
+        return None
+    first = g.label(table)
+    others = [c for c in table.of_kind("text", "number", "date") if c.name != first.name]
+    second = g.pick(others)
+    if second is None:
+        return None
+    tree = g.select(g.col(first), g.col(second), table=table)
+    q = g.phrase("Show the {a} and {b} of every {s}.", "List each {s}'s {a} and {b}.",
+                 "What are the {a} and the {b} of all {t}?", a=words(first.name),
+                 b=words(second.name), s=singular(words(table.name)),
+                 t=plural(words(table.name)))
+    return Candidate("projection", "projection_two", tree, q)
+
+
+def projection_distinct(g: Generator) -> Candidate | None:
+    table = g.table(lambda t: any(c.distinct < t.rows for c in t.of_kind("text", "number")))
+    if table is None:
+        return None
+    col = g.pick([c for c in table.of_kind("text", "number") if c.distinct < table.rows])
+    tree = g.select(g.col(col), table=table).distinct()
+    q = g.phrase("What are the different {c} values of the {t}?",
+                 "List the distinct {c} values found among {t}.",
+                 "Which {c} values do the {t} have?", c=words(col.name),
+                 t=plural(words(table.name)))
+    return Candidate("projection", "projection_distinct", tree, q, ("distinct",))
+
+
+# ---------------------------------------------------------------- filters
+
+
+def _filter_base(g: Generator, kinds: tuple[str, ...], exclude_label: bool = True
+                 ) -> tuple[TableProfile, ColumnProfile, ColumnProfile] | None:
+    """A table, a column to filter on (of ``kinds``) and a label column to show."""
+    table = g.table(lambda t: bool(t.of_kind(*kinds)))
+    if table is None:
+        return None
+    col = g.pick(table.of_kind(*kinds))
+    labels = [c for c in table.labels() if c.name != col.name] if exclude_label else \
+        table.labels()
+    label = g.pick(labels) or g.label(table)
+    return table, col, label
+
+
+def filter_equals(g: Generator) -> Candidate | None:
+    base = _filter_base(g, ("text", "number"))
+    if base is None:
+        return None
+    table, col, label = base
+    value = g.pick(col.values)
+    tree = g.select(g.col(label), table=table).where(
+        exp.EQ(this=g.col(col), expression=g.lit(value)))
+    q = g.phrase("What is the {l} of the {t} whose {c} is {v}?",
+                 "List the {l} of every {s} with {c} {v}.",
+                 "Which {t} have {c} {v}? Give their {l}.", l=words(label.name),
+                 t=plural(words(table.name)), s=singular(words(table.name)), c=words(col.name),
+                 v=say(value))
+    return Candidate("filter", "filter_equals", tree, q, ("where",))
+
+
+def filter_compare(g: Generator) -> Candidate | None:
+    base = _filter_base(g, ("number",))
+    if base is None or len(base[1].values) < 3:
+        return None
+    table, col, label = base
+    value, above = g.middle_value(col), g.rng.random() < 0.5
+    op = exp.GT if above else exp.LT
+    tree = g.select(g.col(label), g.col(col), table=table).where(
+        op(this=g.col(col), expression=g.lit(value)))
+    more = g.pick(("greater than", "more than", "above")) if above else \
+        g.pick(("less than", "below", "smaller than"))
+    q = g.phrase("Which {t} have a {c} {m} {v}? Show their {l} and {c}.",
+                 "List the {l} and {c} of {t} whose {c} is {m} {v}.",
+                 "Show the {l} and {c} of every {s} with a {c} {m} {v}.", t=plural(words(
+                     table.name)), s=singular(words(table.name)), c=words(col.name), m=more,
+                 v=say(value), l=words(label.name))
+    return Candidate("filter", "filter_compare", tree, q, ("where",))
+
+
+def filter_like(g: Generator) -> Candidate | None:
+    base = _filter_base(g, ("text",))
+    if base is None:
+        return None
+    table, col, label = base
+    value = g.pick([v for v in col.values if len(v.strip()) >= 3 and "%" not in v
+                    and "_" not in v])
+    if value is None:
+        return None
+    if g.rng.random() < 0.5:  # a leading fragment: "starts with"
+        fragment = value[: max(2, len(value) // 2)].rstrip()
+        pattern, how = fragment + "%", "starts with"
+    else:  # a word inside: "contains"
+        parts = [w for w in re.split(r"[\s,.;/]+", value) if len(w) >= 3]
+        fragment = g.pick(parts) or value[:3]
+        pattern, how = f"%{fragment}%", "contains"
+    tree = g.select(g.col(label), table=table).where(
+        exp.Like(this=g.col(col), expression=exp.Literal.string(pattern)))
+    q = g.phrase("Which {t} have a {c} that {h} '{f}'? Show their {l}.",
+                 "List the {l} of the {t} whose {c} {h} '{f}'.",
+                 "Find the {l} of every {s} whose {c} {h} '{f}'.", t=plural(words(table.name)),
+                 s=singular(words(table.name)), c=words(col.name), h=how, f=fragment,
+                 l=words(label.name))
+    return Candidate("filter", "filter_like", tree, q, ("where",))
+
+
+def filter_between(g: Generator) -> Candidate | None:
+    base = _filter_base(g, ("number", "date"))
+    if base is None or len(base[1].values) < 4:
+        return None
+    table, col, label = base
+    low, high = sorted(g.rng.sample(range(len(col.values)), 2))
+    a, b = col.values[low], col.values[high]
+    tree = g.select(g.col(label), g.col(col), table=table).where(
+        exp.Between(this=g.col(col), low=g.lit(a), high=g.lit(b)))
+    q = g.phrase("Which {t} have a {c} between {a} and {b}? Give their {l} and {c}.",
+                 "List the {l} and {c} of {t} with a {c} from {a} to {b}.",
+                 "Show the {l} and {c} of every {s} whose {c} lies between {a} and {b}.",
+                 t=plural(words(table.name)), s=singular(words(table.name)), c=words(col.name),
+                 a=say(a), b=say(b), l=words(label.name))
+    return Candidate("filter", "filter_between", tree, q, ("where",))
+
+
+# ---------------------------------------------------------------- aggregation
+
+
+def count_all(g: Generator) -> Candidate | None:
+    table = g.table()
+    if table is None:
+        return None
+    tree = g.select(exp.Count(this=exp.Star()), table=table)
+    q = g.phrase("How many {t} are there?", "Count the {t}.", "What is the number of {t}?",
+                 t=plural(words(table.name)))
+    return Candidate("aggregation", "count_all", tree, q)
+
+
+def count_where(g: Generator) -> Candidate | None:
+    base = _filter_base(g, ("text", "number"))
+    if base is None:
+        return None
+    table, col, _ = base
+    value = g.pick(col.values)
+    tree = g.select(exp.Count(this=exp.Star()), table=table).where(
+        exp.EQ(this=g.col(col), expression=g.lit(value)))
+    q = g.phrase("How many {t} have {c} {v}?", "Count the {t} whose {c} is {v}.",
+                 "What is the number of {t} with {c} {v}?", t=plural(words(table.name)),
+                 c=words(col.name), v=say(value))
+    return Candidate("aggregation", "count_where", tree, q, ("where",))
+
+
+_AGGREGATES = {
+    "SUM": (exp.Sum, ("What is the total {c} of all {t}?", "Sum the {c} over all {t}.")),
+    "AVG": (exp.Avg, ("What is the average {c} of the {t}?", "Give the mean {c} of all {t}.")),
+    "MIN": (exp.Min, ("What is the lowest {c} among the {t}?",
+                      "Find the smallest {c} of any {s}.")),
+    "MAX": (exp.Max, ("What is the highest {c} among the {t}?",
+                      "Find the largest {c} of any {s}.")),
+}
+
+
+def aggregate(g: Generator) -> Candidate | None:
+    table = g.table(lambda t: bool(t.of_kind("number")))
+    if table is None:
+        return None
+    col = g.pick(table.of_kind("number"))
+    name = g.pick(sorted(_AGGREGATES))
+    func, templates = _AGGREGATES[name]
+    tree = g.select(func(this=g.col(col)), table=table)
+    q = g.phrase(*templates, c=words(col.name), t=plural(words(table.name)),
+                 s=singular(words(table.name)))
+    return Candidate("aggregation", "aggregate", tree, q)
+
+
+def aggregate_where(g: Generator) -> Candidate | None:
+    table = g.table(lambda t: bool(t.of_kind("number")) and bool(t.of_kind("text")))
+    if table is None:
+        return None
+    col, by = g.pick(table.of_kind("number")), g.pick(table.of_kind("text"))
+    value = g.pick(by.values)
+    name = g.pick(("AVG", "SUM", "MAX", "MIN"))
+    func = _AGGREGATES[name][0]
+    how = {"AVG": "average", "SUM": "total", "MAX": "highest", "MIN": "lowest"}[name]
+    tree = g.select(func(this=g.col(col)), table=table).where(
+        exp.EQ(this=g.col(by), expression=g.lit(value)))
+    q = g.phrase("What is the {h} {c} of the {t} whose {b} is {v}?",
+                 "Among {t} with {b} {v}, what is the {h} {c}?", h=how, c=words(col.name),
+                 t=plural(words(table.name)), b=words(by.name), v=say(value))
+    return Candidate("aggregation", "aggregate_where", tree, q, ("where",))
+
+
+# ---------------------------------------------------------------- group by / having
+
+
+def _group_column(table: TableProfile) -> list[ColumnProfile]:
+    # Few distinct values: a grouping a question would ask about (segment, status, country).
+    return [c for c in table.of_kind("text", "number")
+            if 1 < c.distinct <= max(2, table.rows // 2)]
+
+
+def group_count(g: Generator) -> Candidate | None:
+    table = g.table(lambda t: bool(_group_column(t)))
+    if table is None:
+        return None
+    by = g.pick(_group_column(table))
+    tree = g.select(g.col(by), exp.Count(this=exp.Star()), table=table).group_by(g.col(by))
+    q = g.phrase("How many {t} are there for each {b}?", "For each {b}, count the {t}.",
+                 "Show every {b} and the number of {t} with it.", t=plural(words(table.name)),
+                 b=words(by.name))
+    return Candidate("group_by", "group_count", tree, q, ("aggregation",))
+
+
+def group_average(g: Generator) -> Candidate | None:
+    table = g.table(lambda t: bool(_group_column(t)) and bool(t.of_kind("number")))
+    if table is None:
+        return None
+    by = g.pick(_group_column(table))
+    col = g.pick([c for c in table.of_kind("number") if c.name != by.name])
+    if col is None:
+        return None
+    name = g.pick(("AVG", "SUM", "MAX"))
+    how = {"AVG": "average", "SUM": "total", "MAX": "highest"}[name]
+    tree = g.select(g.col(by), _AGGREGATES[name][0](this=g.col(col)), table=table).group_by(
+        g.col(by))
+    q = g.phrase("What is the {h} {c} of the {t} for each {b}?",
+                 "For every {b}, give the {h} {c} of its {t}.", h=how, c=words(col.name),
+                 t=plural(words(table.name)), b=words(by.name))
+    return Candidate("group_by", "group_aggregate", tree, q, ("aggregation",))
+
+
+def group_having(g: Generator) -> Candidate | None:
+    table = g.table(lambda t: bool(_group_column(t)))
+    if table is None:
+        return None
+    by = g.pick(_group_column(table))
+    # A threshold near the average group size keeps some groups, not all.
+    k = max(1, table.rows // max(by.distinct, 1) - g.rng.randrange(0, 2))
+    tree = g.select(g.col(by), table=table).group_by(g.col(by)).having(
+        exp.GT(this=exp.Count(this=exp.Star()), expression=exp.Literal.number(k)))
+    q = g.phrase("Which {b} values have more than {k} {t}?",
+                 "List each {b} shared by more than {k} {t}.",
+                 "Find the {b} values that appear in more than {k} {t}.", b=words(by.name),
+                 k=str(k), t=plural(words(table.name)))
+    return Candidate("group_by", "group_having", tree, q, ("having", "aggregation"))
+
+
+# ---------------------------------------------------------------- order by / limit
+
+
+def top_k(g: Generator) -> Candidate | None:
+    table = g.table(lambda t: bool(t.of_kind("number", "date")) and t.rows > 3)
+    if table is None:
+        return None
+    col = g.pick(table.of_kind("number", "date"))
+    label = g.label(table)
+    k, desc = g.pick((1, 3, 5)), g.rng.random() < 0.6
+    tree = g.select(g.col(label), g.col(col), table=table).order_by(
+        g.order(g.col(col), desc)).limit(k)
+    most = ("highest" if desc else "lowest") if col.kind == "number" else \
+        ("latest" if desc else "earliest")
+    if k == 1:
+        q = g.phrase("Which {s} has the {m} {c}? Give its {l} and {c}.",
+                     "Show the {l} and {c} of the {s} with the {m} {c}.",
+                     s=singular(words(table.name)), m=most, c=words(col.name),
+                     l=words(label.name))
+    else:
+        q = g.phrase("Show the {l} and {c} of the {k} {t} with the {m} {c}.",
+                     "Which {k} {t} have the {m} {c}? List their {l} and {c}.",
+                     k=str(k), t=plural(words(table.name)), m=most, c=words(col.name),
+                     l=words(label.name))
+    return Candidate("order_limit", "top_k", tree, q, ("order_by", "limit"))
+
+
+def sorted_list(g: Generator) -> Candidate | None:
+    table = g.table(lambda t: bool(t.of_kind("number", "date", "text")))
+    if table is None:
+        return None
+    label = g.label(table)
+    col = g.pick(table.of_kind("number", "date", "text"))
+    desc = g.rng.random() < 0.5
+    columns = [g.col(label)] + ([g.col(col)] if col.name != label.name else [])
+    tree = g.select(*columns, table=table).order_by(g.order(g.col(col), desc))
+    order = "descending" if desc else "ascending"
+    shown = words(label.name) + (f" and {words(col.name)}" if col.name != label.name else "")
+    q = g.phrase("List the {l} of all {t}, sorted by {c} in {o} order.",
+                 "Show every {s}'s {l}, ordered by {c} ({o}).", l=shown,
+                 t=plural(words(table.name)), s=singular(words(table.name)),
+                 c=words(col.name), o=order)
+    return Candidate("order_limit", "sorted_list", tree, q, ("order_by",))
+
+
+# ---------------------------------------------------------------- NULL handling
+
+
+def _nullable(t: TableProfile) -> list[ColumnProfile]:
+    return [c for c in t.columns if c.has_nulls]
+
+
+def null_rows(g: Generator) -> Candidate | None:
+    table = g.table(lambda t: bool(_nullable(t)))
+    if table is None:
+        return None
+    col = g.pick(_nullable(table))
+    label = g.pick([c for c in table.labels() if c.name != col.name]) or g.label(table)
+    missing = g.rng.random() < 0.5
+    test = exp.Null() if missing else exp.Not(this=exp.Null())
+    tree = g.select(g.col(label), table=table).where(exp.Is(this=g.col(col), expression=test))
+    if missing:
+        q = g.phrase("Which {t} have no {c}? Show their {l}.",
+                     "List the {l} of the {t} whose {c} is missing.",
+                     "Show the {l} of every {s} without a {c}.", t=plural(words(table.name)),
+                     s=singular(words(table.name)), c=words(col.name), l=words(label.name))
+    else:
+        q = g.phrase("Which {t} have a {c} recorded? Show their {l}.",
+                     "List the {l} of the {t} whose {c} is known.", t=plural(words(table.name)),
+                     c=words(col.name), l=words(label.name))
+    return Candidate("null", "null_rows", tree, q, ("where",))
+
+
+def null_count(g: Generator) -> Candidate | None:
+    table = g.table(lambda t: bool(_nullable(t)))
+    if table is None:
+        return None
+    col = g.pick(_nullable(table))
+    missing = g.rng.random() < 0.5
+    test = exp.Null() if missing else exp.Not(this=exp.Null())
+    tree = g.select(exp.Count(this=exp.Star()), table=table).where(
+        exp.Is(this=g.col(col), expression=test))
+    if missing:
+        q = g.phrase("How many {t} have no {c}?", "Count the {t} whose {c} is missing.",
+                     t=plural(words(table.name)), c=words(col.name))
+    else:
+        q = g.phrase("How many {t} have a {c}?", "Count the {t} with a known {c}.",
+                     t=plural(words(table.name)), c=words(col.name))
+    return Candidate("null", "null_count", tree, q, ("where", "aggregation"))
+
+
+# ---------------------------------------------------------------- dates
+
+
+def _years(col: ColumnProfile) -> list[int]:
+    return sorted({int(str(v)[:4]) for v in col.values if re.match(r"\d{4}", str(v))})
+
+
+def date_year(g: Generator) -> Candidate | None:
+    table = g.table(lambda t: any(_years(c) for c in t.of_kind("date")))
+    if table is None:
+        return None
+    col = g.pick([c for c in table.of_kind("date") if _years(c)])
+    year = g.pick(_years(col))
+    # A range rather than a year function: the same SQL on every engine, on TEXT and DATE.
+    text = isinstance(col.values[0], str)
+    low = f"{year}-01-01" if text else datetime.date(year, 1, 1)
+    high = f"{year + 1}-01-01" if text else datetime.date(year + 1, 1, 1)
+    cond = exp.And(this=exp.GTE(this=g.col(col), expression=g.lit(low)),
+                   expression=exp.LT(this=g.col(col), expression=g.lit(high)))
+    if g.rng.random() < 0.5:
+        tree = g.select(exp.Count(this=exp.Star()), table=table).where(cond)
+        q = g.phrase("How many {t} have a {c} in {y}?", "Count the {t} whose {c} falls in {y}.",
+                     t=plural(words(table.name)), c=words(col.name), y=str(year))
+        tags = ("where", "aggregation")
+    else:
+        label = g.label(table)
+        tree = g.select(g.col(label), g.col(col), table=table).where(cond)
+        q = g.phrase("Which {t} have a {c} in {y}? Show their {l} and {c}.",
+                     "List the {l} and {c} of the {t} dated {y} by {c}.",
+                     t=plural(words(table.name)), c=words(col.name), y=str(year),
+                     l=words(label.name))
+        tags = ("where",)
+    return Candidate("date", "date_year", tree, q, tags)
+
+
+def date_after(g: Generator) -> Candidate | None:
+    table = g.table(lambda t: any(len(c.values) >= 3 for c in t.of_kind("date")))
+    if table is None:
+        return None
+    col = g.pick([c for c in table.of_kind("date") if len(c.values) >= 3])
+    value, after = g.middle_value(col), g.rng.random() < 0.5
+    label = g.label(table)
+    op = exp.GT if after else exp.LT
+    tree = g.select(g.col(label), g.col(col), table=table).where(
+        op(this=g.col(col), expression=g.lit(value)))
+    how = "after" if after else "before"
+    q = g.phrase("Which {t} have a {c} {h} {v}? Give their {l} and {c}.",
+                 "List the {l} and {c} of {t} with a {c} {h} {v}.", t=plural(words(table.name)),
+                 c=words(col.name), h=how, v=str(value), l=words(label.name))
+    return Candidate("date", "date_after", tree, q, ("where",))
+
+
+def date_extreme(g: Generator) -> Candidate | None:
+    table = g.table(lambda t: bool(t.of_kind("date")))
+    if table is None:
+        return None
+    col = g.pick(table.of_kind("date"))
+    latest = g.rng.random() < 0.5
+    func = exp.Max if latest else exp.Min
+    tree = g.select(func(this=g.col(col)), table=table)
+    how = "latest" if latest else "earliest"
+    q = g.phrase("What is the {h} {c} of any {s}?", "When is the {h} {c} among the {t}?",
+                 h=how, c=words(col.name), s=singular(words(table.name)),
+                 t=plural(words(table.name)))
+    return Candidate("date", "date_extreme", tree, q, ("aggregation",))
+
+
+# ---------------------------------------------------------------- joins
+
+
+def _join_parts(g: Generator) -> tuple[ForeignKey, TableProfile, TableProfile] | None:
+    fk = g.pick(g.profile.joins())
+    if fk is None:
+        return None
+    return fk, g.profile.tables[fk.table], g.profile.tables[fk.ref_table]
+
+
+def join_filter(g: Generator) -> Candidate | None:
+    parts = _join_parts(g)
+    if parts is None:
+        return None
+    fk, child, parent = parts
+    col = g.pick(parent.of_kind("text", "number"))
+    if col is None:
+        return None
+    label = g.pick([c for c in child.columns if c.values and c.name != fk.columns[0]]
+                   ) or g.label(child)
+    value = g.pick(col.values)
+    tree = g.join(fk).select(g.col(label, "T1")).where(
+        exp.EQ(this=g.col(col, "T2"), expression=g.lit(value)))
+    q = g.phrase("List the {l} of the {ct} whose {p} has {c} {v}.",
+                 "For {pt} with {c} {v}, show the {l} of their {ct}.",
+                 "What is the {l} of each {cs} linked to a {p} with {c} {v}?",
+                 l=words(label.name), ct=plural(words(child.name)),
+                 cs=singular(words(child.name)), p=singular(words(parent.name)),
+                 pt=plural(words(parent.name)), c=words(col.name), v=say(value))
+    return Candidate("join", "join_filter", tree, q, ("where",))
+
+
+def join_pairs(g: Generator) -> Candidate | None:
+    parts = _join_parts(g)
+    if parts is None:
+        return None
+    fk, child, parent = parts
+    mine = g.pick([c for c in child.of_kind("text", "number", "date")
+                   if c.name != fk.columns[0]]) or g.label(child)
+    theirs = g.label(parent)
+    tree = g.join(fk).select(g.col(mine, "T1"), g.col(theirs, "T2"))
+    q = g.phrase("Show the {m} of every {cs} together with the {t} of its {p}.",
+                 "For each {cs}, list its {m} and the {t} of the {p} it belongs to.",
+                 m=words(mine.name), cs=singular(words(child.name)), t=words(theirs.name),
+                 p=singular(words(parent.name)))
+    return Candidate("join", "join_pairs", tree, q)
+
+
+def join_count(g: Generator) -> Candidate | None:
+    parts = _join_parts(g)
+    if parts is None:
+        return None
+    fk, child, parent = parts
+    by = g.pick(_group_column(parent) or parent.labels())
+    if by is None:
+        return None
+    if g.rng.random() < 0.5:
+        tree = g.join(fk).select(g.col(by, "T2"), exp.Count(this=exp.Star())).group_by(
+            g.col(by, "T2"))
+        q = g.phrase("How many {ct} are there for each {p} {b}?",
+                     "For each {b} of the {pt}, count their {ct}.", ct=plural(words(child.name)),
+                     p=singular(words(parent.name)), pt=plural(words(parent.name)),
+                     b=words(by.name))
+        tags: tuple[str, ...] = ("group_by", "aggregation")
+    else:
+        value = g.pick(by.values)
+        tree = g.join(fk).select(exp.Count(this=exp.Star())).where(
+            exp.EQ(this=g.col(by, "T2"), expression=g.lit(value)))
+        q = g.phrase("How many {ct} belong to a {p} with {b} {v}?",
+                     "Count the {ct} of the {pt} whose {b} is {v}.",
+                     ct=plural(words(child.name)), p=singular(words(parent.name)),
+                     pt=plural(words(parent.name)), b=words(by.name), v=say(value))
+        tags = ("where", "aggregation")
+    return Candidate("join", "join_count", tree, q, tags)
+
+
+# ---------------------------------------------------------------- nested queries
+
+
+def nested_in(g: Generator) -> Candidate | None:
+    parts = _join_parts(g)
+    if parts is None:
+        return None
+    fk, child, parent = parts
+    col = g.pick([c for c in child.of_kind("text", "number") if c.name != fk.columns[0]])
+    if col is None:
+        return None
+    value = g.pick(col.values)
+    label = g.label(parent)
+    inner = g.select(g.col(fk.columns[0]), table=child).where(
+        exp.EQ(this=g.col(col), expression=g.lit(value)))
+    tree = g.select(g.col(label), table=parent).where(
+        g.col(fk.ref_columns[0]).isin(query=inner))
+    q = g.phrase("List the {l} of the {pt} that have a {cs} with {c} {v}.",
+                 "Which {pt} have at least one {cs} whose {c} is {v}? Give their {l}.",
+                 l=words(label.name), pt=plural(words(parent.name)),
+                 cs=singular(words(child.name)), c=words(col.name), v=say(value))
+    return Candidate("nested", "nested_in", tree, q, ("where",))
+
+
+def nested_not_in(g: Generator) -> Candidate | None:
+    parts = _join_parts(g)
+    if parts is None:
+        return None
+    fk, child, parent = parts
+    label = g.label(parent)
+    key = g.col(fk.columns[0])
+    # IS NOT NULL inside: a NULL in the list would make NOT IN match nothing.
+    inner = g.select(key, table=child).where(
+        exp.Is(this=key.copy(), expression=exp.Not(this=exp.Null())))
+    tree = g.select(g.col(label), table=parent).where(
+        exp.Not(this=g.col(fk.ref_columns[0]).isin(query=inner)))
+    q = g.phrase("Which {pt} have no {ct}? Show their {l}.",
+                 "List the {l} of the {pt} without any {cs}.", pt=plural(words(parent.name)),
+                 ct=plural(words(child.name)), cs=singular(words(child.name)),
+                 l=words(label.name))
+    return Candidate("nested", "nested_not_in", tree, q, ("where",))
+
+
+def nested_scalar(g: Generator) -> Candidate | None:
+    table = g.table(lambda t: any(c.distinct > 2 for c in t.of_kind("number")))
+    if table is None:
+        return None
+    col = g.pick([c for c in table.of_kind("number") if c.distinct > 2])
+    label = g.label(table)
+    name = g.pick(("AVG", "MAX", "MIN"))
+    inner = g.select(_AGGREGATES[name][0](this=g.col(col)), table=table)
+    if name == "AVG":
+        above = g.rng.random() < 0.5
+        op = exp.GT if above else exp.LT
+        how = "above" if above else "below"
+        q = g.phrase("Which {t} have a {c} {h} the average? Show their {l} and {c}.",
+                     "List the {l} and {c} of {t} whose {c} is {h} the average {c}.",
+                     t=plural(words(table.name)), c=words(col.name), h=how,
+                     l=words(label.name))
+    else:
+        op = exp.EQ
+        most = "highest" if name == "MAX" else "lowest"
+        q = g.phrase("Which {t} have the {m} {c}? Show their {l} and {c}.",
+                     "List the {l} and {c} of the {t} whose {c} equals the {m} {c} of all.",
+                     t=plural(words(table.name)), c=words(col.name), m=most,
+                     l=words(label.name))
+    tree = g.select(g.col(label), g.col(col), table=table).where(
+        op(this=g.col(col), expression=exp.Subquery(this=inner)))
+    return Candidate("nested", "nested_scalar", tree, q, ("where", "aggregation"))
+
+
+# ---------------------------------------------------------------- set operations
+
+
+_SET_OPS = {
+    "UNION": (exp.union, ("List the {l} of {t} whose {a} is {va} or whose {b} is {vb}.",
+                          "Which {l} values belong to {t} with {a} {va} or with {b} {vb}?")),
+    "INTERSECT": (exp.intersect, (
+        "Which {l} values are found both among {t} with {a} {va} and among {t} with {b} {vb}?",
+        "List the {l} shared by {t} whose {a} is {va} and {t} whose {b} is {vb}.")),
+    "EXCEPT": (exp.except_, (
+        "Which {l} values belong to {t} with {a} {va} but not to any with {b} {vb}?",
+        "List the {l} of {t} whose {a} is {va}, leaving out those of {t} whose {b} is {vb}.")),
+}
+
+
+def set_operation(g: Generator) -> Candidate | None:
+    table = g.table(lambda t: len(t.of_kind("text", "number")) >= 1)
+    if table is None:
+        return None
+    label = g.pick(table.labels() + _group_column(table))
+    filters = [c for c in table.of_kind("text", "number") if c.name != label.name]
+    if not filters:
+        return None
+    a, b = g.pick(filters), g.pick(filters)
+    va, vb = g.pick(a.values), g.pick(b.values)
+    if a.name == b.name and va == vb:
+        return None
+    name = g.pick(sorted(_SET_OPS))
+    build, templates = _SET_OPS[name]
+    left = g.select(g.col(label), table=table).where(exp.EQ(this=g.col(a), expression=g.lit(va)))
+    right = g.select(g.col(label), table=table).where(
+        exp.EQ(this=g.col(b), expression=g.lit(vb)))
+    tree = build(left, right, distinct=True)
+    q = g.phrase(*templates, l=words(label.name), t=plural(words(table.name)), a=words(a.name),
+                 b=words(b.name), va=say(va), vb=say(vb))
+    return Candidate("set_operation", f"set_{name.lower()}", tree, q, ("where",))
+
+
+RULES: dict[str, tuple[Callable[[Generator], Candidate | None], ...]] = {
+    "projection": (projection_one, projection_two, projection_distinct),
+    "filter": (filter_equals, filter_compare, filter_like, filter_between),
+    "join": (join_filter, join_pairs, join_count),
+    "aggregation": (count_all, count_where, aggregate, aggregate_where),
+    "group_by": (group_count, group_average, group_having),
+    "order_limit": (top_k, sorted_list),
+    "null": (null_rows, null_count),
+    "date": (date_year, date_after, date_extreme),
+    "nested": (nested_in, nested_not_in, nested_scalar),
+    "set_operation": (set_operation,),
+}

@@ -1,0 +1,184 @@
+"""service=synthesize without a teacher (issue 16): on the sample shop database and on Spider
+databases, real SQLite, no mocks. The databases are copied into tmp_path first."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import shutil
+import sqlite3
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from querycraft.cli import run as cli_run
+from querycraft.config import check_config
+from querycraft.db import SqliteDatabase
+from querycraft.errors import QueryCraftError
+from querycraft.synthesis import FEATURES
+from tests.conftest import FIXTURE_SPIDER, PROJECT_ROOT, make_config
+
+SAMPLE_DB = PROJECT_ROOT / "input" / "sample" / "shop.sqlite"
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _synthesize(out: Path, database: Path, name: str, *extra: str) -> Path:
+    cfg = make_config(out, ["service=synthesize", f"db.path={database}", *extra],
+                      run_dir=out / name)
+    return cli_run(cfg) or out / name
+
+
+def _pairs(run_dir: Path) -> list[dict[str, str]]:
+    with (run_dir / "pairs.csv").open(encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _ingest(out: Path, pairs: Path, database: Path, name: str) -> dict:
+    cfg = make_config(out, ["service=ingest", "data=csv_db", f"data.path={pairs}",
+                            f"data.database={database}"], run_dir=out / name)
+    cli_run(cfg)
+    return json.loads((out / name / "report.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One synthesize run on a copy of the sample database (and its hash before)."""
+    root = tmp_path_factory.mktemp("shop")
+    database = root / "shop.sqlite"
+    shutil.copy(SAMPLE_DB, database)
+    before = _sha(database)
+    run_dir = _synthesize(root / "output", database, "first", "synthesize.count=150",
+                          "seed=7")
+    return {"root": root, "database": database, "before": before, "run": run_dir}
+
+
+@pytest.fixture(scope="module")
+def spider(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = tmp_path_factory.mktemp("spider")
+    folder = root / "database"
+    shutil.copytree(FIXTURE_SPIDER / "database", folder)
+    before = {p.name: _sha(p) for p in folder.rglob("*.sqlite")}
+    run_dir = _synthesize(root / "output", folder, "spider", "synthesize.count=60")
+    return {"root": root, "folder": folder, "before": before, "run": run_dir}
+
+
+def test_every_kept_query_runs_read_only_and_returns_rows(shop: dict) -> None:
+    pairs = _pairs(shop["run"])
+    assert len(pairs) == 150
+    with SqliteDatabase(shop["database"]) as db:  # the read-only sandbox
+        for pair in pairs:
+            result = db.execute(pair["query"], timeout_s=5, max_rows=10_000)
+            assert result.rows, pair["query"]
+            assert int(pair["rows"]) == len(result.rows)
+            assert any(v is not None for row in result.rows for v in row)
+    assert {p["teacher"] for p in pairs} == {"none"}
+    assert {p["style"] for p in pairs} == {"template"}
+    assert {p["complexity"] for p in pairs} <= {"easy", "medium", "hard"}
+    assert len({p["question"].lower() for p in pairs}) == len(pairs)
+    assert len({p["query"] for p in pairs}) == len(pairs)
+
+
+def test_the_report_matches_the_csv_and_every_feature_is_there(shop: dict) -> None:
+    pairs = _pairs(shop["run"])
+    report = json.loads((shop["run"] / "report.json").read_text())
+    by_feature = Counter(p["feature"] for p in pairs)
+    assert report["by_feature"] == {f: by_feature.get(f, 0) for f in FEATURES}
+    assert report["by_complexity"] == {
+        c: sum(p["complexity"] == c for p in pairs) for c in ("easy", "medium", "hard")}
+    assert all(by_feature[f] >= 1 for f in FEATURES), by_feature
+    assert report["kept"] == len(pairs)
+    # Every rejection is listed with its reason, and counted in the report.
+    with (shop["run"] / "rejected.csv").open(encoding="utf-8", newline="") as handle:
+        rejected = list(csv.DictReader(handle))
+    assert report["rejected"]["total"] == len(rejected)
+    assert report["rejected"]["by_reason"] == dict(Counter(r["reason"] for r in rejected))
+    assert all(r["reason"] for r in rejected)
+    assert report["generation_seconds"] > 0
+    assert "| projection |" in (shop["run"] / "report.md").read_text()
+
+
+def test_the_csv_ingests_with_nothing_dropped(shop: dict) -> None:
+    report = _ingest(shop["root"] / "output", shop["run"] / "pairs.csv", shop["database"],
+                     "ingest")
+    assert report["dropped"] == 0, report["drop_reasons"]
+    assert report["kept"] == len(_pairs(shop["run"]))
+
+
+def test_deterministic_for_a_seed_and_the_database_is_untouched(shop: dict) -> None:
+    again = _synthesize(shop["root"] / "output", shop["database"], "again",
+                        "synthesize.count=150", "seed=7")
+    assert (again / "pairs.csv").read_bytes() == (shop["run"] / "pairs.csv").read_bytes()
+    other = _synthesize(shop["root"] / "output", shop["database"], "other",
+                        "synthesize.count=150", "seed=8")
+    assert (other / "pairs.csv").read_bytes() != (shop["run"] / "pairs.csv").read_bytes()
+    assert _sha(shop["database"]) == shop["before"] == _sha(SAMPLE_DB)
+
+
+def test_weights_shape_the_spread(shop: dict) -> None:
+    weights = [f"synthesize.weights.{f}=0" for f in FEATURES if f not in ("join", "nested")]
+    run_dir = _synthesize(shop["root"] / "output", shop["database"], "weighted",
+                          "synthesize.count=20", *weights)
+    assert Counter(p["feature"] for p in _pairs(run_dir)) == {"join": 10, "nested": 10}
+
+
+def test_spider_databases(spider: dict) -> None:
+    pairs = _pairs(spider["run"])
+    assert len(pairs) == 60
+    assert {p["db_id"] for p in pairs} == {"concert_singer", "pets_1"}
+    for db_id in ("concert_singer", "pets_1"):
+        with SqliteDatabase(spider["folder"] / db_id / f"{db_id}.sqlite") as db:
+            for pair in (p for p in pairs if p["db_id"] == db_id):
+                assert db.execute(pair["query"], timeout_s=5, max_rows=10_000).rows
+    report = json.loads((spider["run"] / "report.json").read_text())
+    by_feature = Counter(p["feature"] for p in pairs)
+    assert report["by_feature"] == {f: by_feature.get(f, 0) for f in FEATURES}
+    # No NULLs and no dates in these two: those features are given up, with the reason.
+    assert "null" in report["given_up"]["pets_1"]
+    ingest = _ingest(spider["root"] / "output", spider["run"] / "pairs.csv", spider["folder"],
+                     "ingest")
+    assert ingest["dropped"] == 0, ingest["drop_reasons"]
+    assert ingest["kept"] == len(pairs)
+    assert {p.name: _sha(p) for p in spider["folder"].rglob("*.sqlite")} == spider["before"]
+
+
+def test_spider_db_ids_pick_databases(spider: dict) -> None:
+    run_dir = _synthesize(spider["root"] / "output", spider["folder"], "one",
+                          "synthesize.count=10", "synthesize.db_ids=[pets_1]")
+    assert {p["db_id"] for p in _pairs(run_dir)} == {"pets_1"}
+    with pytest.raises(QueryCraftError, match="no database nope"):
+        _synthesize(spider["root"] / "output", spider["folder"], "nope",
+                    "synthesize.count=10", "synthesize.db_ids=[nope]")
+
+
+def test_bad_databases_give_one_paragraph(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.sqlite"
+    sqlite3.connect(empty).close()
+    with pytest.raises(QueryCraftError, match="no table to write questions about") as err:
+        _synthesize(tmp_path / "out", empty, "empty")
+    assert "\n" not in str(err.value)
+    garbage = tmp_path / "garbage.sqlite"
+    garbage.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(QueryCraftError) as err:
+        _synthesize(tmp_path / "out", garbage, "garbage")
+    assert "garbage.sqlite" in str(err.value)
+    empty_rows = tmp_path / "no_rows.sqlite"
+    with sqlite3.connect(empty_rows) as conn:
+        conn.execute("CREATE TABLE t (a INTEGER)")
+    with pytest.raises(QueryCraftError, match="empty or unreadable"):
+        _synthesize(tmp_path / "out", empty_rows, "no_rows")
+
+
+def test_check_names_each_bad_setting(tmp_path: Path) -> None:
+    cfg = make_config(tmp_path, ["service=synthesize", f"db.path={tmp_path / 'missing.db'}",
+                                 "synthesize.count=0", "+synthesize.weights.colour=1",
+                                 "synthesize.output=out/pairs.txt"])
+    with pytest.raises(QueryCraftError) as err:
+        check_config(cfg)
+    text = str(err.value)
+    for part in ("synthesize.count", "colour", "synthesize.output", "missing.db"):
+        assert part in text

@@ -10,6 +10,7 @@ retried one request at a time, so one bad request fails alone.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -65,13 +66,17 @@ class DynamicBatcher:
         max_batch_size: The most requests in one generate call (1: one at a time).
         max_wait_s: How long the worker waits for more requests once it has one.
         max_pending: Requests allowed to wait; beyond that :meth:`submit` raises Overloaded.
+        max_prepare_wait_s: How long a batch that is not full may wait, beyond ``max_wait_s``,
+            for requests announced with :meth:`expecting` that are still being prepared.
     """
 
     def __init__(self, backend, *, max_batch_size: int = 8, max_wait_s: float = 0.01,
-                 max_pending: int = 256) -> None:
+                 max_pending: int = 256, max_prepare_wait_s: float = 0.25) -> None:
         self.backend = backend
         self.max_batch_size = max(1, max_batch_size)
         self.max_wait_s = max(0.0, max_wait_s)
+        self.max_prepare_wait_s = max(0.0, max_prepare_wait_s)
+        self._incoming = 0  # requests announced and not yet submitted
         self.max_pending = max(1, max_pending)
         self.stats = BatchStats()
         self._queue: deque[_Request] = deque()
@@ -81,8 +86,25 @@ class DynamicBatcher:
                                         daemon=True)
         self._worker.start()
 
+    @contextlib.contextmanager
+    def expecting(self):
+        """Announce a request that will be submitted once prepared (its prompt built): a batch
+        that is not full waits for it (at most ``max_prepare_wait_s``) instead of starting
+        without it. Pass what this yields to :meth:`submit` as ``announced``."""
+        slot = {"open": True}
+        with self._ready:
+            self._incoming += 1
+        try:
+            yield slot
+        finally:
+            with self._ready:
+                if slot["open"]:
+                    slot["open"] = False
+                    self._incoming -= 1
+                    self._ready.notify()
+
     def submit(self, prompt: str, settings: GenerationSettings,
-               on_delta: OnDelta | None = None) -> Future:
+               on_delta: OnDelta | None = None, announced: dict | None = None) -> Future:
         """Queue one prompt; the future gives its :class:`Generation`.
 
         Raises:
@@ -96,6 +118,9 @@ class DynamicBatcher:
                 raise Overloaded(f"{len(self._queue)} requests are already waiting; try again "
                                  f"shortly (serve.max_pending).")
             self._queue.append(request)
+            if announced is not None and announced["open"]:
+                announced["open"] = False
+                self._incoming -= 1
             self._ready.notify()
         return request.future
 
@@ -128,9 +153,15 @@ class DynamicBatcher:
                     self._queue.remove(same)
                     batch.append(same)
                     continue
-                left = deadline - time.perf_counter()
+                now = time.perf_counter()
+                left = deadline - now
                 if left <= 0:
-                    break
+                    # Requests still being prepared: wait for them rather than start a
+                    # small batch they would then wait behind (bounded).
+                    prepare_left = first.queued_at + self.max_prepare_wait_s - now
+                    if self._incoming <= 0 or prepare_left <= 0:
+                        break
+                    left = prepare_left
                 self._ready.wait(left)
                 if self._closed:
                     break

@@ -439,3 +439,26 @@ def test_serve_settings_are_checked(output):
     message = str(err.value)
     assert "serve.port" in message and "serve.max_batch_size" in message
     assert "serve.max_body_bytes" in message
+
+
+def test_a_batch_waits_for_requests_still_being_prepared(backend):
+    """A request announced while its prompt is built joins the batch forming meanwhile
+    (without the announcement the worker starts a batch of one after max_wait_s)."""
+    model, _ = backend
+    settings = GenerationSettings(max_new_tokens=4)
+    batcher = DynamicBatcher(model, max_batch_size=8, max_wait_s=0.0, max_prepare_wait_s=10)
+    try:
+        with batcher.expecting() as slot:
+            first = batcher.submit("SELECT", settings)
+            time.sleep(0.3)  # the second prompt is still being built
+            second = batcher.submit("SELECT name", settings, announced=slot)
+        first.result(timeout=120), second.result(timeout=120)
+        assert dict(batcher.stats.sizes) == {2: 1}
+        # An announced request that never comes (a 4xx while preparing) holds nothing up.
+        with batcher.expecting():
+            pass
+        began = time.monotonic()
+        batcher.submit("SELECT", settings).result(timeout=120)
+        assert time.monotonic() - began < 5
+    finally:
+        batcher.close()

@@ -280,11 +280,14 @@ class Server:
                            "unknown_db_id") from err
 
     async def generate(self, prompt: str, settings: Any,
-                       on_delta: Callable[[str], None] | None = None) -> Any:
+                       on_delta: Callable[[str], None] | None = None,
+                       announced: dict | None = None) -> Any:
+        """The generation for ``prompt`` through the batcher (``announced``: the slot of
+        ``batcher.expecting()`` taken while the prompt was being built)."""
         from querycraft.batching import Overloaded
 
         try:
-            future = self.batcher.submit(prompt, settings, on_delta)
+            future = self.batcher.submit(prompt, settings, on_delta, announced)
         except Overloaded as err:
             raise ApiError(503, str(err), "overloaded", {"Retry-After": "1"}) from err
         try:
@@ -439,9 +442,12 @@ def create_app(cfg: DictConfig, server: Server | None = None):
         body = await body_of(request)
         question = server.question(body.get("question"))
         db_id = server.db_id(body.get("db_id"))
-        prompt = await run_in_threadpool(server.prompt, question, db_id)
-        generated = time.perf_counter()
-        generation = await server.generate(prompt, server.asker.generation_settings())
+        # Announced while its prompt is built, so a batch forming meanwhile waits for it.
+        with server.batcher.expecting() as slot:
+            prompt = await run_in_threadpool(server.prompt, question, db_id)
+            generated = time.perf_counter()
+            generation = await server.generate(prompt, server.asker.generation_settings(),
+                                               announced=slot)
         generate_s = time.perf_counter() - generated
         answer = await run_in_threadpool(
             server.in_lock, lambda: server.asker.answer_text(question, generation.text, db_id))
@@ -580,10 +586,13 @@ def create_app(cfg: DictConfig, server: Server | None = None):
                                 if isinstance(p, dict) and p.get("type") == "text")
         question = server.question(content)
         db_id = server.db_id(body.get("db_id"))
-        prompt = await run_in_threadpool(server.prompt, question, db_id)
         settings, stops = server.settings_for(body, server.asker.template.stop_string)
         stops = [s for s in [settings.stop_string, *stops] if s]
         ident, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        with server.batcher.expecting() as slot:
+            prompt = await run_in_threadpool(server.prompt, question, db_id)
+            if not body.get("stream"):
+                generation = await server.generate(prompt, settings, announced=slot)
 
         if body.get("stream"):
             def chunk(text: str, finish: str | None) -> dict[str, Any]:
@@ -596,7 +605,6 @@ def create_app(cfg: DictConfig, server: Server | None = None):
 
             return StreamingResponse(stream(prompt, settings, stops, chunk),
                                      media_type="text/event-stream")
-        generation = await server.generate(prompt, settings)
         text, cut = _cut_at_any(generation.text, stops)
         prompt_tokens, completion_tokens = server.count_tokens(prompt), generation.tokens or 0
         return {"id": ident, "object": "chat.completion", "created": created,

@@ -49,6 +49,7 @@ from querycraft.engines.sqlite import (
     open_sqlite_readonly,
     result_too_large,
     row_bytes,
+    sqlite_db_ids,
     sqlite_path_for,
 )
 from querycraft.errors import QueryCraftError
@@ -82,6 +83,7 @@ __all__ = [
     "read_schema",
     "result_relation",
     "results_match",
+    "sqlite_db_ids",
     "sqlite_path_for",
     "target_from_config",
     "writable_engine",

@@ -355,6 +355,15 @@ def explain_sqlite(connection: sqlite3.Connection, sql: str) -> str | None:
     return None
 
 
+def sqlite_db_ids(database_dir: str | Path) -> list[str]:
+    """The databases of a folder in the Spider layout (what :func:`sqlite_path_for` finds):
+    ``<db_id>/<db_id>.sqlite`` and ``<db_id>.sqlite``, sorted."""
+    folder = Path(database_dir)
+    nested = {p.name for p in folder.iterdir() if (p / f"{p.name}.sqlite").is_file()}
+    flat = {p.stem for p in folder.glob("*.sqlite") if p.is_file()}
+    return sorted(nested | flat)
+
+
 def sqlite_path_for(database_dir: str | Path, db_id: str) -> Path:
     """Find a database file in the Spider layout.
 

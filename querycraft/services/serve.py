@@ -235,11 +235,10 @@ class Server:
         databases = self.asker.databases
         if not databases.per_db_id:
             return [self.asker.db_id]
+        from querycraft.db import sqlite_db_ids
+
         location = databases.target.location
-        if location and Path(location).is_dir():
-            return sorted(p.name for p in Path(location).iterdir()
-                          if (p / f"{p.name}.sqlite").is_file())
-        return []
+        return sqlite_db_ids(location) if location and Path(location).is_dir() else []
 
     def db_id(self, requested: str | None) -> str | None:
         """The db_id a request names, checked; None: the default database."""

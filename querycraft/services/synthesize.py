@@ -32,7 +32,14 @@ from omegaconf import DictConfig, OmegaConf
 from sqlglot import exp
 from tqdm.auto import tqdm
 
-from querycraft.db import Database, Databases, DatabaseTarget, QueryError, target_from_config
+from querycraft.db import (
+    Database,
+    Databases,
+    DatabaseTarget,
+    QueryError,
+    sqlite_db_ids,
+    target_from_config,
+)
 from querycraft.errors import QueryCraftError
 from querycraft.runs import start_run
 from querycraft.sql_analysis import spider_hardness
@@ -139,7 +146,7 @@ def _targets(cfg: DictConfig) -> tuple[DatabaseTarget, list[str]]:
                 raise QueryCraftError(f"synthesize.db_ids picks databases from a folder, but "
                                       f"{path} is one file; leave synthesize.db_ids unset.")
             return target, [path.stem]
-        found = sorted(p.name for p in path.iterdir() if (p / f"{p.name}.sqlite").is_file())
+        found = sqlite_db_ids(path)
         if wanted:
             missing = [d for d in wanted if d not in found]
             if missing:

@@ -158,26 +158,27 @@ def _adapter_config(adapter_dir: str) -> dict[str, Any]:
         return json.load(handle)
 
 
-class OpenAIBackend:
-    """Any server with the OpenAI completions API: vLLM, llama.cpp server, Ollama, TGI...
+class OpenAIClient:
+    """JSON requests to an OpenAI-compatible server's ``/v1`` address (shared by
+    ``infer.backend=openai`` and synthesize's teacher).
 
-    Sends raw prompts (the completions endpoint, not chat), so the server sees exactly the
-    training prompt; greedy unless sampling is configured; the template's stop string.
+    A server that cannot be reached raises a :class:`QueryCraftError` whose ``unreachable``
+    is True; an HTTP error answer one whose ``unreachable`` is False.
     """
 
-    def __init__(self, server_cfg: DictConfig) -> None:
-        self.base_url = server_cfg.base_url.rstrip("/")
-        self.timeout = server_cfg.timeout_s
-        self.concurrency = max(1, server_cfg.concurrency)
+    def __init__(self, base_url: str, *, timeout_s: float, api_key_env: str | None,
+                 setting: str) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout_s
+        self.setting = setting  # the config key that sets base_url, for error messages
         self.api_key = None
-        if server_cfg.api_key_env:
-            self.api_key = os.environ.get(server_cfg.api_key_env)
+        if api_key_env:
+            self.api_key = os.environ.get(api_key_env)
             if not self.api_key:
-                raise QueryCraftError(f"infer.server.api_key_env names {server_cfg.api_key_env}"
-                                      f", but that environment variable is not set.")
-        self.model = server_cfg.model or self._first_model()
+                raise QueryCraftError(f"The api_key_env setting names {api_key_env}, but "
+                                      "that environment variable is not set.")
 
-    def _request(self, path: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
+    def request(self, path: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
@@ -188,21 +189,42 @@ class OpenAIBackend:
                 return json.loads(response.read())
         except urllib.error.HTTPError as err:
             body = err.read().decode(errors="replace")[:300]
-            raise QueryCraftError(f"The server at {self.base_url} answered {path} with HTTP "
-                                  f"{err.code}: {body}") from err
+            error = QueryCraftError(f"The server at {self.base_url} answered {path} with HTTP "
+                                    f"{err.code}: {body}")
+            error.unreachable = False
+            raise error from err
         except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
-            raise QueryCraftError(
+            error = QueryCraftError(
                 f"Could not reach an OpenAI-compatible server at {self.base_url} ({err}). "
-                f"Start it (e.g. `vllm serve <model>` or `llama-server -m model.gguf`) or set "
-                f"infer.server.base_url to where it listens."
-            ) from err
+                f"Start it (e.g. `vllm serve <model>`, `llama-server -m model.gguf` or "
+                f"`python -m querycraft service=serve`) or set {self.setting} to where it "
+                "listens."
+            )
+            error.unreachable = True
+            raise error from err
 
-    def _first_model(self) -> str:
-        models_ = self._request("/models").get("data", [])
+    def first_model(self) -> str:
+        models_ = self.request("/models").get("data", [])
         if not models_:
-            raise QueryCraftError(f"The server at {self.base_url} lists no models; set "
-                                  f"infer.server.model.")
+            raise QueryCraftError(f"The server at {self.base_url} lists no models; name one "
+                                  f"in the model setting beside {self.setting}.")
         return models_[0]["id"]
+
+
+class OpenAIBackend:
+    """Any server with the OpenAI completions API: vLLM, llama.cpp server, Ollama, TGI...
+
+    Sends raw prompts (the completions endpoint, not chat), so the server sees exactly the
+    training prompt; greedy unless sampling is configured; the template's stop string.
+    """
+
+    def __init__(self, server_cfg: DictConfig) -> None:
+        self.client = OpenAIClient(server_cfg.base_url, timeout_s=server_cfg.timeout_s,
+                                   api_key_env=server_cfg.api_key_env,
+                                   setting="infer.server.base_url")
+        self.base_url = self.client.base_url
+        self.concurrency = max(1, server_cfg.concurrency)
+        self.model = server_cfg.model or self.client.first_model()
 
     def _complete(self, prompts: list[str], settings: GenerationSettings
                   ) -> tuple[list[str], float]:
@@ -214,7 +236,7 @@ class OpenAIBackend:
         }
         if settings.stop_string:
             payload["stop"] = [settings.stop_string]
-        choices = self._request("/completions", payload)["choices"]
+        choices = self.client.request("/completions", payload)["choices"]
         texts = [""] * len(prompts)
         for position, choice in enumerate(choices):
             texts[choice.get("index", position)] = choice["text"]

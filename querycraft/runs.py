@@ -181,6 +181,7 @@ def _pid_alive(pid: Any, host: Any) -> bool:
 RESUME_CHECKED_KEYS = {
     "finetune": ("seed", "model", "peft", "collator", "prompt", "train"),
     "infer": ("seed", "model", "prompt", "infer", "question"),
+    "synthesize": ("seed", "db", "synthesize"),
 }
 
 

@@ -21,7 +21,9 @@ import csv
 import hashlib
 import json
 import logging
+import os
 import random
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -32,6 +34,7 @@ from omegaconf import DictConfig, OmegaConf
 from sqlglot import exp
 from tqdm.auto import tqdm
 
+from querycraft.compare import results_match
 from querycraft.db import (
     Database,
     Databases,
@@ -42,15 +45,33 @@ from querycraft.db import (
 )
 from querycraft.errors import QueryCraftError
 from querycraft.runs import start_run
+from querycraft.sql import extract_sql, has_order_by, is_read_only_statement, parse_statement
 from querycraft.sql_analysis import spider_hardness
 from querycraft.synthesis import FEATURES, RULES, Candidate, Generator, read_profile
+from querycraft.synthesis.teacher import (
+    FOCUS,
+    Completion,
+    Teacher,
+    TeacherConfig,
+    Usage,
+    check_teacher,
+    default_max_requests,
+    feature_of,
+    fill,
+    first_line_question,
+    make_teacher,
+    parse_pairs,
+    read_prompt,
+)
 
 log = logging.getLogger("querycraft")
 
 COMPLEXITIES = ("easy", "medium", "hard")
 # The CSV's columns: what ingest reads first, then the provenance.
 PAIR_FIELDS = ("question", "query", "db_id", "feature", "features", "complexity", "teacher",
-               "style", "rule", "rows")
+               "style", "agreement", "rule", "rows")
+MODES = ("sql_first", "teacher_first")
+JOURNAL = "teacher.jsonl"
 REJECT_FIELDS = ("db_id", "feature", "rule", "reason", "detail", "query", "question")
 # A rule that found nothing to work with this many times in a row is given up on.
 RULE_PATIENCE = 25
@@ -58,6 +79,8 @@ RULE_PATIENCE = 25
 # share goes to the others): the database has no more distinct queries of that kind.
 FEATURE_PATIENCE = 60
 EXAMPLES_PER_REASON = 3
+# Teacher-first: rule-written pairs the prompts take their two worked examples from.
+EXAMPLE_POOL = 8
 
 
 @dataclass
@@ -81,6 +104,12 @@ class SynthesizeConfig:
     max_per_template: int = 4
     # Distinct values read per column (the first in sort order) to fill filters with.
     sample_rows: int = 1000
+    # sql_first: the rules write SQL, then questions come from built-in templates or the
+    # teacher | teacher_first: the teacher writes question/SQL pairs from the schema, every
+    # query is run and checked.
+    mode: str = "sql_first"
+    # Who writes the questions (synthesize.teacher.kind: none | openai | local).
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
 
 
 SETTINGS = SynthesizeConfig
@@ -116,6 +145,9 @@ def check(cfg: DictConfig) -> list[str]:
     if not s.output or "/" in s.output or "\\" in s.output or not s.output.endswith(".csv"):
         problems.append(f"synthesize.output must be a file name ending in .csv (it is written "
                         f"in the run folder), got '{s.output}'")
+    if s.mode not in MODES:
+        problems.append(f"synthesize.mode '{s.mode}' is not one of {', '.join(MODES)}")
+    problems += check_teacher(s.teacher, s.mode, cfg.paths.prompts_dir)
     if cfg.service.name == "synthesize" and cfg.db.kind == "sqlite":
         location = _database_location(cfg)
         if location is None:
@@ -222,16 +254,19 @@ def _loosened(tree: exp.Expression) -> list[tuple[exp.Expression, str]]:
 
 
 @dataclass
-class _State:
+class SeenPairs:
     """What one database's generation has kept and seen."""
 
     queries: set[str] = field(default_factory=set)
     questions: set[str] = field(default_factory=set)
     templates: Counter = field(default_factory=Counter)
     results: set[tuple[str, str]] = field(default_factory=set)
+    copied: set[str] = field(default_factory=set)  # teacher-first: the prompt's examples
 
 
-class _Checker:
+class Checker:
+    """Runs a candidate read-only and says why it is rejected (or None: it is kept)."""
+
     def __init__(self, database: Database, db_cfg: DictConfig, max_per_template: int) -> None:
         self.database, self.db, self.max_per_template = database, db_cfg, max_per_template
         self.dialect = database.dialect
@@ -242,7 +277,7 @@ class _Checker:
                                      max_value_bytes=self.db.max_value_bytes,
                                      max_result_bytes=self.db.max_result_bytes)
 
-    def verdict(self, cand: Candidate, sql: str, state: _State
+    def verdict(self, cand: Candidate, sql: str, state: SeenPairs
                 ) -> tuple[str | None, str, Any, str]:
         """(rejection reason or None, detail, result, template)."""
         template = _template(cand.tree, self.dialect)
@@ -310,8 +345,8 @@ def synthesize_database(database: Database, db_id: str, quota: int, cfg: DictCon
     out.notes += profile.notes
     rng = random.Random(f"{settings.seed}:{db_id}")  # str seeds hash the same in every run
     gen = Generator(profile, rng)
-    checker = _Checker(database, cfg.db, settings.max_per_template)
-    state = _State()
+    checker = Checker(database, cfg.db, settings.max_per_template)
+    state = SeenPairs()
     targets = _quotas(quota, dict(settings.weights))
     kept: Counter = Counter()
     rules = {f: list(RULES[f]) for f in targets}
@@ -363,9 +398,325 @@ def synthesize_database(database: Database, db_id: str, quota: int, cfg: DictCon
         out.pairs.append({"question": cand.question, "query": sql, "db_id": db_id,
                           "feature": cand.feature, "features": ";".join(tags),
                           "complexity": _complexity(sql, database.dialect), "teacher": "none",
-                          "style": "template", "rule": cand.rule, "rows": len(result.rows)})
+                          "style": "template", "agreement": "", "rule": cand.rule,
+                          "rows": len(result.rows)})
         bar.update(1)
     return out
+
+
+# ---------------------------------------------------------------- the teacher's work
+
+
+class Journal:
+    """``teacher.jsonl``: one line per finished item (a query questioned, a teacher-first
+    request), flushed and fsynced as it is done. A killed run resumed with ``resume=true``
+    reads it back and does only the items it lacks: no item twice, none lost but the ones in
+    flight."""
+
+    def __init__(self, path: Path, resumed: bool) -> None:
+        self.path = path
+        self.done: dict[str, dict[str, Any]] = {}
+        if resumed and path.exists():
+            good = []
+            for line in path.read_text(encoding="utf-8").splitlines():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # the line a kill cut short: its item is done again
+                self.done[row["key"]] = row
+                good.append(line)
+            # Rewritten whole so that the next line is not appended to a torn one.
+            partial = path.with_suffix(".jsonl.partial")
+            partial.write_text("".join(g + "\n" for g in good), encoding="utf-8")
+            partial.replace(path)
+            if self.done:
+                log.info("synthesize: %d teacher items already done in %s; doing the rest",
+                         len(self.done), path)
+        self.handle = path.open("a", encoding="utf-8")
+
+    def add(self, rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            self.handle.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+            self.done[row["key"]] = row
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
+
+    def usage(self) -> Usage:
+        total = Usage()
+        for row in self.done.values():
+            total.add(row.get("usage") or {})
+        return total
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+def _key(db_id: str, *parts: Any) -> str:
+    return hashlib.sha1("\x00".join(map(str, (db_id, *parts))).encode()).hexdigest()
+
+
+def _share(completions: list[Completion], seconds: float) -> dict[str, Any]:
+    """One item's part of the teacher's work: its requests and tokens, its share of time."""
+    return {"requests": len(completions), "failed": sum(1 for c in completions if c.error),
+            "prompt_tokens": sum(c.prompt_tokens for c in completions),
+            "completion_tokens": sum(c.completion_tokens for c in completions),
+            "seconds": round(seconds, 4)}
+
+
+def _chunk_size(t: DictConfig) -> int:
+    """Items sent to the teacher together: enough to keep every request slot (openai) or
+    batch row (local) busy."""
+    return max(2, 2 * (t.concurrency if t.kind == "openai" else t.batch_size))
+
+
+def question_with_teacher(database: Database, db_id: str, outcome: _Outcome, cfg: DictConfig,
+                          teacher: Teacher, journal: Journal, bar: Any) -> None:
+    """Replace the template questions of ``outcome.pairs`` by the teacher's: one candidate per
+    style, chosen by agreement (the teacher's SQL back from the question gives the query's
+    result). Pairs without an agreeing question are rejected when agreement is required."""
+    t, dialect = cfg.synthesize.teacher, database.dialect
+    styles = list(t.styles.items())
+    schema = database.schema_text(sample_values=t.sample_values)
+    ask_question = read_prompt(t.question_prompt, cfg.paths.prompts_dir, "question_prompt")
+    ask_sql = (read_prompt(t.sql_prompt, cfg.paths.prompts_dir, "sql_prompt")
+               if t.agreement != "off" else "")
+    checker = Checker(database, cfg.db, cfg.synthesize.max_per_template)
+    keys = [_key(db_id, "question", p["query"]) for p in outcome.pairs]
+    todo = [i for i, k in enumerate(keys) if k not in journal.done]
+    # Questions kept already (before a resume too): ingest drops a repeated question.
+    taken = {_plain(journal.done[k]["pair"]["question"]) for k in keys
+             if k in journal.done and journal.done[k]["pair"] is not None}
+    bar.update(len(outcome.pairs) - len(todo))
+    size = _chunk_size(t)
+    for start in range(0, len(todo), size):
+        chunk = todo[start:start + size]
+        prompts = [fill(ask_question, dialect=dialect, schema=schema,
+                        sql=outcome.pairs[i]["query"], style=name, style_hint=hint)
+                   for i in chunk for name, hint in styles]
+        asked, usage = teacher.complete(prompts, t.max_new_tokens)
+        seconds = usage.seconds
+        candidates: dict[int, list[dict[str, Any]]] = {}
+        for n, i in enumerate(chunk):
+            answers = asked[n * len(styles):(n + 1) * len(styles)]
+            candidates[i] = [_candidate(name, a) for (name, _), a in
+                             zip(styles, answers, strict=True)]
+        spent: dict[int, list[Completion]] = {
+            i: asked[n * len(styles):(n + 1) * len(styles)] for n, i in enumerate(chunk)}
+        if t.agreement != "off":
+            back = [(i, c) for i in chunk for c in candidates[i] if c["question"]]
+            answers, usage_back = teacher.complete(
+                [fill(ask_sql, dialect=dialect, schema=schema, question=c["question"])
+                 for _, c in back], t.sql_max_new_tokens)
+            seconds += usage_back.seconds
+            for (i, c), answer in zip(back, answers, strict=True):
+                c["sql"] = extract_sql(answer.text) if not answer.error else ""
+                c["agrees"] = _agrees(checker, outcome.pairs[i]["query"], c["sql"], dialect)
+                spent[i].append(answer)
+        rows = []
+        for i in chunk:
+            row = choose_question(outcome.pairs[i], i, candidates[i], t.agreement, teacher.name,
+                          keys[i], _share(spent[i], seconds / len(chunk)), taken)
+            if row["pair"] is not None:
+                taken.add(_plain(row["pair"]["question"]))
+            rows.append(row)
+        journal.add(rows)
+        bar.update(len(chunk))
+    pairs, rejected = [], []
+    for key in keys:
+        row = journal.done[key]
+        if row["pair"] is not None:
+            pairs.append(row["pair"])
+        else:
+            rejected.append(row["rejected"])
+    outcome.pairs = pairs
+    outcome.rejected += rejected
+
+
+def _plain(question: str) -> str:
+    return " ".join(question.lower().split())
+
+
+def _candidate(style: str, answer: Completion) -> dict[str, Any]:
+    """One style's question from the teacher's answer; SQL instead of a question is none."""
+    question = first_line_question(answer.text) if not answer.error else ""
+    error = answer.error
+    if re.match(r"(select|with)\b", question, re.IGNORECASE):
+        question, error = "", "the teacher wrote SQL, not a question"
+    return {"style": style, "question": question, "error": error, "agrees": None}
+
+
+def _agrees(checker: Checker, query: str, back_sql: str, dialect: str) -> bool:
+    """Whether the SQL written back from a question returns the query's result."""
+    if not back_sql:
+        return False
+    try:
+        reference = checker.execute(query)
+        other = checker.execute(back_sql)
+    except QueryError:
+        return False
+    return results_match(reference, other, order_matters=has_order_by(query, dialect))
+
+
+def choose_question(pair: dict[str, Any], index: int, candidates: list[dict[str, Any]],
+                    agreement: str, teacher_name: str, key: str, usage: dict[str, Any],
+                    taken: set[str]) -> dict[str, Any]:
+    """The journal row for one query: the pair with its chosen question, or its rejection.
+    Styles are tried in an order that turns with the query's position, so that the kept
+    questions mix the styles; a question kept for another query is not chosen again."""
+    turn = index % max(1, len(candidates))
+    ordered = [c for c in candidates[turn:] + candidates[:turn] if c["question"]]
+    repeated = [c for c in ordered if _plain(c["question"]) in taken]
+    ordered = [c for c in ordered if _plain(c["question"]) not in taken]
+    agreeing = [c for c in ordered if c["agrees"]]
+    chosen = agreeing[0] if agreeing else (ordered[0] if ordered and agreement != "required"
+                                          else None)
+    row: dict[str, Any] = {"key": key, "query": pair["query"], "candidates": candidates,
+                           "usage": usage, "pair": None, "rejected": None}
+    if chosen is None:
+        if repeated and not ordered:
+            reason = "duplicate question"
+            detail = " | ".join(f"{c['style']}: {c['question']}" for c in repeated)[:600]
+        elif not ordered:
+            errors = sorted({c["error"] for c in candidates if c["error"]})
+            reason, detail = "teacher gave no question", "; ".join(errors)[:300]
+        else:
+            reason = "no question agreed"
+            detail = " | ".join(f"{c['style']}: {c['question']} -> {c.get('sql') or '(none)'}"
+                                for c in ordered)[:600]
+        row["rejected"] = {"db_id": pair["db_id"], "feature": pair["feature"],
+                           "rule": pair["rule"], "reason": reason, "detail": detail,
+                           "query": pair["query"], "question": pair["question"]}
+        return row
+    row["pair"] = {**pair, "question": chosen["question"], "teacher": teacher_name,
+                   "style": chosen["style"],
+                   "agreement": "" if agreement == "off" else
+                   ("yes" if chosen["agrees"] else "no")}
+    return row
+
+
+def teacher_first_database(database: Database, db_id: str, quota: int, cfg: DictConfig,
+                           teacher: Teacher, journal: Journal, bar: Any) -> _Outcome:
+    """Up to ``quota`` pairs written by the teacher from the schema, each query run and
+    checked like the rules' (read-only, non-empty, not degenerate, not a duplicate)."""
+    settings, t, dialect = cfg.synthesize, cfg.synthesize.teacher, database.dialect
+    out = _Outcome()
+    schema = database.schema_text(sample_values=t.sample_values)
+    ask_pairs = read_prompt(t.pairs_prompt, cfg.paths.prompts_dir, "pairs_prompt")
+    focus = [f for f in FEATURES if settings.weights.get(f, 0) > 0]
+    checker = Checker(database, cfg.db, settings.max_per_template)
+    state = SeenPairs()
+    # Worked examples for the prompt ({examples}): pairs the rules wrote and the database
+    # answered, so that even a small teacher sees the format and real names and values. A
+    # teacher that copies one is rejected ("copies a prompt example").
+    examples = synthesize_database(database, db_id, EXAMPLE_POOL, cfg, _NoBar()).pairs
+    state.copied = {e["query"] for e in examples}
+    max_requests = t.max_requests or default_max_requests(quota, t.pairs_per_request)
+    size = _chunk_size(t) // 2
+    request = shown = 0
+    while len(out.pairs) < quota and request < max_requests:
+        wave = list(range(request, min(request + size, max_requests)))
+        request = wave[-1] + 1
+        keys = {i: _key(db_id, "pairs", i) for i in wave}
+        needed = [i for i in wave if keys[i] not in journal.done]
+        answers: dict[int, tuple[Completion, dict[str, Any]]] = {}
+        if needed:
+            prompts = [fill(ask_pairs, dialect=dialect, schema=schema,
+                            count=t.pairs_per_request, focus=FOCUS[focus[i % len(focus)]],
+                            examples=_example_text(examples, i)) for i in needed]
+            done, usage = teacher.complete(prompts, t.pairs_max_new_tokens)
+            for i, completion in zip(needed, done, strict=True):
+                answers[i] = (completion, _share([completion], usage.seconds / len(needed)))
+        for i in wave:
+            if keys[i] in journal.done:  # done before a resume: its pairs count as seen
+                row = journal.done[keys[i]]
+                for pair, seen in zip(row["pairs"], row["seen"], strict=True):
+                    state.queries.add(pair["query"])
+                    state.questions.add(" ".join(pair["question"].lower().split()))
+                    state.templates[seen[0]] += 1
+                    state.results.add(tuple(seen))
+            else:
+                completion, usage_share = answers[i]
+                row = check_teacher_pairs(completion, db_id, checker, state, teacher.name,
+                                           dialect)
+                row.update(key=keys[i], request=i, usage=usage_share)
+                journal.add([row])
+            out.pairs += row["pairs"]
+            out.rejected += row["rejected"]
+            out.attempts += len(row["pairs"]) + len(row["rejected"])
+        bar.update(min(len(out.pairs), quota) - shown)
+        shown = min(len(out.pairs), quota)
+    if len(out.pairs) > quota:
+        out.pairs = out.pairs[:quota]
+    if len(out.pairs) < quota:
+        out.notes.append(f"the teacher's {request} requests gave {len(out.pairs)} pairs that "
+                         f"passed the checks ({quota} asked for); raise "
+                         "synthesize.teacher.max_requests for more")
+    return out
+
+
+class _NoBar:
+    def update(self, _n: int) -> None:
+        pass
+
+
+def _example_text(examples: list[dict[str, Any]], request: int) -> str:
+    """Two of the worked examples, turning with the request."""
+    if not examples:
+        return ""
+    chosen = [examples[(2 * request + k) % len(examples)] for k in range(min(2, len(examples)))]
+    return "\n".join(f"Question: {e['question']}\nSQL: {e['query']}" for e in chosen)
+
+
+def check_teacher_pairs(completion: Completion, db_id: str, checker: Checker,
+                         state: SeenPairs, teacher_name: str, dialect: str) -> dict[str, Any]:
+    """One teacher-first answer's pairs, checked in order (each sees the ones kept before)."""
+    row: dict[str, Any] = {"pairs": [], "seen": [], "rejected": []}
+
+    def reject(reason: str, question: str, sql: str, detail: str = "",
+               feature: str = "") -> None:
+        row["rejected"].append({"db_id": db_id, "feature": feature, "rule": "teacher",
+                                "reason": reason, "detail": detail[:300], "query": sql,
+                                "question": question})
+
+    if completion.error:
+        reject("teacher request failed", "", "", completion.error)
+        return row
+    found = parse_pairs(completion.text)
+    if not found:
+        reject("no pair in the teacher's answer", "", "", completion.text[:300])
+        return row
+    for question, raw_sql in found:
+        sql_text = extract_sql(raw_sql) or raw_sql
+        tree = parse_statement(sql_text, dialect)
+        if tree is None:
+            reject("query does not parse", question, sql_text)
+            continue
+        read_only, why = is_read_only_statement(sql_text, dialect)
+        if not read_only or not isinstance(tree, exp.Query):
+            reject("not a read-only query", question, sql_text, why)
+            continue
+        feature, tags = feature_of(tree)
+        cand = Candidate(feature, "teacher", tree, question, tags)
+        sql = tree.sql(dialect=dialect)
+        if sql in state.copied:
+            reject("copies a prompt example", question, sql, "", feature)
+            continue
+        reason, detail, result, template = checker.verdict(cand, sql, state)
+        if reason is not None:
+            reject(reason, question, sql, detail, feature)
+            continue
+        seen = (template, _fingerprint(result.rows))
+        state.queries.add(sql)
+        state.questions.add(" ".join(question.lower().split()))
+        state.templates[template] += 1
+        state.results.add(seen)
+        row["pairs"].append({"question": question, "query": sql, "db_id": db_id,
+                             "feature": feature, "features": ";".join((feature, *tags)),
+                             "complexity": _complexity(sql, dialect),
+                             "teacher": teacher_name, "style": "teacher", "agreement": "",
+                             "rule": "teacher", "rows": len(result.rows)})
+        row["seen"].append(list(seen))
+    return row
 
 
 # ---------------------------------------------------------------- report
@@ -379,7 +730,8 @@ def _write_csv(path: Path, fields: tuple[str, ...], rows: list[dict[str, Any]]) 
 
 
 def _report(cfg: DictConfig, target: DatabaseTarget, db_ids: list[str],
-            outcomes: dict[str, _Outcome], seconds: float) -> dict[str, Any]:
+            outcomes: dict[str, _Outcome], seconds: float, teacher_name: str,
+            usage: Usage | None) -> dict[str, Any]:
     pairs = [p for o in outcomes.values() for p in o.pairs]
     rejected = [r for o in outcomes.values() for r in o.rejected]
     by_reason = Counter(r["reason"] for r in rejected)
@@ -407,8 +759,30 @@ def _report(cfg: DictConfig, target: DatabaseTarget, db_ids: list[str],
                      "examples": examples},
         "given_up": {d: o.given_up for d, o in outcomes.items() if o.given_up},
         "notes": {d: o.notes for d, o in outcomes.items() if o.notes},
-        "teacher": "none", "style": "template",
+        "mode": cfg.synthesize.mode, "teacher": teacher_name,
+        "by_style": dict(Counter(p["style"] for p in pairs).most_common()),
+        "agreement": {"setting": (cfg.synthesize.teacher.agreement
+                                  if teacher_name != "none" else None),
+                      "agreed": sum(1 for p in pairs if p["agreement"] == "yes"),
+                      "not_agreed": sum(1 for p in pairs if p["agreement"] == "no")},
+        # Over the run and its resumptions: requests, tokens, seconds spent waiting on it.
+        "teacher_usage": usage.as_dict() if usage is not None else None,
     }
+
+
+def _teacher_lines(report: dict[str, Any]) -> list[str]:
+    usage = report["teacher_usage"]
+    if usage is None:
+        return []
+    agreement = report["agreement"]
+    styles = ", ".join(f"{s} {n}" for s, n in report["by_style"].items())
+    lines = [f"- teacher requests: {usage['requests']} ({usage['failed']} failed), tokens: "
+             f"{usage['prompt_tokens']} prompt + {usage['completion_tokens']} completion, "
+             f"{usage['seconds']:.1f} s", f"- styles kept: {styles or 'none'}"]
+    if report["mode"] == "sql_first":
+        lines.append(f"- agreement ({agreement['setting']}): {agreement['agreed']} questions "
+                     f"agreed, {agreement['not_agreed']} kept without agreement")
+    return lines
 
 
 def _markdown(report: dict[str, Any], output: str) -> str:
@@ -419,7 +793,9 @@ def _markdown(report: dict[str, Any], output: str) -> str:
         f"- candidates tried: {report['attempts']}, rejected: {report['rejected']['total']} "
         "(see `rejected.csv`)",
         f"- generation seconds: {report['generation_seconds']}",
-        f"- seed: {report['seed']}; teacher: none, questions from built-in templates", "",
+        f"- seed: {report['seed']}; mode: {report['mode']}; teacher: {report['teacher']}"
+        + ("" if report["teacher"] != "none" else ", questions from built-in templates"),
+        *_teacher_lines(report), "",
         "## By feature and complexity", "",
         "| feature | " + " | ".join(COMPLEXITIES) + " | total |",
         "|---|" + "---:|" * (len(COMPLEXITIES) + 1),
@@ -460,22 +836,44 @@ def run(cfg: DictConfig) -> Path:
     """
     settings = cfg.synthesize
     target, db_ids = _targets(cfg)
-    with start_run(cfg, "synthesize") as run_, Databases(target) as databases:
+    quotas = dict(zip(db_ids, _shares(settings.count, len(db_ids)), strict=True))
+    with start_run(cfg, "synthesize", resumable=True) as run_, Databases(target) as databases:
+        teacher = make_teacher(cfg) if settings.teacher.kind != "none" else None
+        journal = Journal(run_.path(JOURNAL), run_.resumed) if teacher is not None else None
         began = time.perf_counter()
-        outcomes: dict[str, _Outcome] = {}
-        with tqdm(total=settings.count, desc="synthesizing", unit="pair") as bar:
-            for db_id, quota in zip(db_ids, _shares(settings.count, len(db_ids)), strict=True):
-                if quota:
-                    outcomes[db_id] = synthesize_database(databases.get(db_id), db_id, quota,
-                                                          cfg, bar)
-                else:
-                    outcomes[db_id] = _Outcome()
+        outcomes: dict[str, _Outcome] = {d: _Outcome() for d in db_ids}
+        try:
+            if settings.mode == "teacher_first":
+                with tqdm(total=settings.count, desc="teacher writing pairs",
+                          unit="pair") as bar:
+                    for db_id, quota in quotas.items():
+                        if quota:
+                            outcomes[db_id] = teacher_first_database(
+                                databases.get(db_id), db_id, quota, cfg, teacher, journal, bar)
+            else:
+                with tqdm(total=settings.count, desc="synthesizing", unit="pair") as bar:
+                    for db_id, quota in quotas.items():
+                        if quota:
+                            outcomes[db_id] = synthesize_database(databases.get(db_id), db_id,
+                                                                  quota, cfg, bar)
+                if teacher is not None:
+                    with tqdm(total=sum(len(o.pairs) for o in outcomes.values()),
+                              desc="teacher questions", unit="pair") as bar:
+                        for db_id, outcome in outcomes.items():
+                            if outcome.pairs:
+                                question_with_teacher(databases.get(db_id), db_id, outcome, cfg,
+                                                      teacher, journal, bar)
+        finally:
+            if journal is not None:
+                journal.close()
         seconds = time.perf_counter() - began
         pairs = [p for o in outcomes.values() for p in o.pairs]
         rejected = [r for o in outcomes.values() for r in o.rejected]
         _write_csv(run_.path(settings.output), PAIR_FIELDS, pairs)
         _write_csv(run_.path("rejected.csv"), REJECT_FIELDS, rejected)
-        report = _report(cfg, target, db_ids, outcomes, seconds)
+        report = _report(cfg, target, db_ids, outcomes, seconds,
+                         teacher.name if teacher is not None else "none",
+                         journal.usage() if journal is not None else None)
         run_.path("report.json").write_text(json.dumps(report, indent=2, default=str),
                                             encoding="utf-8")
         run_.path("report.md").write_text(_markdown(report, settings.output), encoding="utf-8")

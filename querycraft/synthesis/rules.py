@@ -779,9 +779,57 @@ def set_operation(g: Generator) -> Candidate | None:
     return Candidate("set_operation", f"set_{name.lower()}", tree, q, ("where",))
 
 
+def filter_in(g: Generator) -> Candidate | None:
+    """``col IN (a, b)``: either of two real values."""
+    base = _filter_base(g, ("text", "number"))
+    if base is None or len(base[1].values) < 3:
+        return None
+    table, col, label = base
+    first, second = g.rng.sample(list(col.values), 2)
+    tree = g.select(g.col(label), table=table).where(
+        exp.In(this=g.col(col), expressions=[g.lit(first), g.lit(second)]))
+    q = g.phrase("List the {l} of the {t} whose {c} is {a} or {b}.",
+                 "Which {t} have {c} {a} or {b}? Give their {l}.",
+                 "Show the {l} of every {s} with {c} {a} or {b}.", t=plural(words(table.name)),
+                 s=singular(words(table.name)), c=words(col.name), a=say(first), b=say(second),
+                 l=words(label.name))
+    return Candidate("filter", "filter_in", tree, q, ("where",))
+
+
+def filter_and(g: Generator) -> Candidate | None:
+    """Two conditions at once: a value of one column and a threshold on a number."""
+    table = g.table(lambda t: bool(t.of_kind("text")) and bool(t.of_kind("number")))
+    if table is None:
+        return None
+    text_col = g.pick(table.of_kind("text"))
+    number_col = g.pick([c for c in table.of_kind("number") if len(c.values) >= 3])
+    if number_col is None:
+        return None
+    label = g.pick([c for c in table.labels() if c.name not in (text_col.name,
+                                                                  number_col.name)])
+    if label is None:
+        return None
+    value, threshold, above = g.pick(text_col.values), g.middle_value(number_col), \
+        g.rng.random() < 0.5
+    op = exp.GT if above else exp.LT
+    tree = g.select(g.col(label), table=table).where(exp.And(
+        this=exp.EQ(this=g.col(text_col), expression=g.lit(value)),
+        expression=op(this=g.col(number_col), expression=g.lit(threshold))))
+    more = g.pick(("above", "over", "more than")) if above else g.pick(("below",
+                                                                         "under", "less than"))
+    q = g.phrase("Which {t} with {c} {v} have a {n} {m} {x}? Show their {l}.",
+                 "List the {l} of the {t} whose {c} is {v} and whose {n} is {m} {x}.",
+                 "Show the {l} of every {s} with {c} {v} and a {n} {m} {x}.",
+                 t=plural(words(table.name)), s=singular(words(table.name)),
+                 c=words(text_col.name), v=say(value), n=words(number_col.name), m=more,
+                 x=say(threshold), l=words(label.name))
+    return Candidate("filter", "filter_and", tree, q, ("where",))
+
+
 RULES: dict[str, tuple[Callable[[Generator], Candidate | None], ...]] = {
     "projection": (projection_one, projection_two, projection_distinct),
-    "filter": (filter_equals, filter_compare, filter_like, filter_between),
+    "filter": (filter_equals, filter_compare, filter_like, filter_between, filter_in,
+               filter_and),
     "join": (join_filter, join_pairs, join_count),
     "aggregation": (count_all, count_where, aggregate, aggregate_where),
     "group_by": (group_count, group_average, group_having),

@@ -74,3 +74,43 @@ def test_reloaded_adapter_gives_the_same_sql(real_runs) -> None:
     for i, row in enumerate(rows):
         assert again[i] == row["raw_output"]
         assert extract_sql(again[i]) == row["sql"]
+
+
+def test_exported_gguf_answers_as_the_merged_model(real_runs) -> None:
+    """service=export on the SmolLM2 run: f16 gives the merged model's greedy SQL on every
+    eval question, q8_0 on at least 95 % (issue 17)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from querycraft.generation import generate
+
+    output = real_runs["output"]
+    export = Path(run(make_config(output, [
+        "service=export", f"export.finetune_dir={real_runs['finetune']}",
+        "export.formats=[merged,f16,q8_0]", "export.name=smol", *REAL,
+        f"paths.cache_dir={real_runs['cache']}"], output / "export")))
+    info = read_manifest(real_runs["finetune"])
+    template_path = real_runs["finetune"] / SAVED_TEMPLATE_FILE
+    template = parse_template(template_path.read_text(encoding="utf-8"), str(template_path))
+    rows = read_jsonl(real_runs["ingest"] / "dataset" / "eval.jsonl")[:8]
+    prompts = [prompt_for(r, template, info["prompt_dialect"]) for r in rows]
+    settings = GenerationSettings(max_new_tokens=48, stop_string=template.stop_string,
+                                  batch_size=8)
+
+    def greedy(folder: Path, gguf_file: str | None = None) -> list[str]:
+        extra = {"gguf_file": gguf_file} if gguf_file else {}
+        tokenizer = AutoTokenizer.from_pretrained(folder, **extra)
+        model = AutoModelForCausalLM.from_pretrained(folder, **extra)
+        return [extract_sql(g.text) for g in generate(model, tokenizer, prompts, settings)]
+
+    merged = greedy(export / "merged_model")
+    assert any(merged)
+    f16 = greedy(export, "smol-f16.gguf")
+    q8_0 = greedy(export, "smol-q8_0.gguf")
+    assert f16 == merged
+    assert sum(a == b for a, b in zip(merged, q8_0, strict=True)) >= 0.95 * len(merged)
+    # The pre-tokenizer of the base's own GGUF file is kept (llama.cpp reads it).
+    from gguf import GGUFReader
+
+    fields = GGUFReader(export / "smol-q8_0.gguf").fields
+    assert fields["tokenizer.ggml.pre"].contents() == "smollm"
+    assert "im_start" in fields["tokenizer.chat_template"].contents()

@@ -172,3 +172,61 @@ def test_export_refuses_a_missing_finetune_run(tmp_path: Path) -> None:
         run(make_config(tmp_path, ["service=export",
                                    f"export.finetune_dir={tmp_path / 'nope'}"]))
     assert not (tmp_path / "run").exists()  # nothing started
+
+
+def test_llama_cpp_serves_the_gguf_to_infer(exported, tmp_path) -> None:
+    """llama.cpp's OpenAI-compatible server (llama-cpp-python, built from PyPI's source
+    distribution) serves the exported f16 file; service=infer infer.backend=openai asks it
+    the eval questions and gets the merged model's SQL."""
+    import importlib.util
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    if importlib.util.find_spec("llama_cpp") is None:
+        if os.environ.get("QC_REQUIRE_LLAMA_CPP") == "1":
+            pytest.fail("llama-cpp-python is required here (QC_REQUIRE_LLAMA_CPP=1)")
+        pytest.skip("llama-cpp-python is not installed: pip install -e '.[llamacpp]' "
+                    "(compiles llama.cpp)")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = tmp_path / "llama-server.log"
+    with log.open("w") as handle:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "llama_cpp.server", "--model",
+             str(exported["dir"] / "shop-sql-f16.gguf"), "--model_alias", "shop-sql",
+             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048"],
+            stdout=handle, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2).read()
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(0.5)
+        output = tmp_path / "output"
+        infer = Path(run(make_config(output, [
+            "service=infer", "infer.backend=openai",
+            f"infer.server.base_url=http://127.0.0.1:{port}/v1", "infer.server.concurrency=1",
+            "infer.batch_size=1", f"infer.finetune_dir={exported['finetune']}",
+            f"infer.limit={QUESTIONS}", *FAST_MODEL], output / "infer")))
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    predictions = read_jsonl(infer / "predictions.jsonl")
+    assert len(predictions) == len(exported["rows"])
+    template = exported["template"]
+    prompts = [prompt_for(r, template, "SQLite") for r in exported["rows"]]
+    settings = GenerationSettings(max_new_tokens=24, stop_string=template.stop_string,
+                                  batch_size=16)
+    merged = greedy(exported["dir"] / "merged_model", prompts, settings)
+    same = sum(p["raw_output"].strip() == m.strip()
+               for p, m in zip(predictions, merged, strict=True)) / len(merged)
+    # llama.cpp computes in its own kernels (f16 weights): near ties may fall the other way.
+    assert same >= 0.9, same

@@ -514,8 +514,9 @@ def question_with_teacher(database: Database, db_id: str, outcome: _Outcome, cfg
                 spent[i].append(answer)
         rows = []
         for i in chunk:
-            row = choose_question(outcome.pairs[i], i, candidates[i], t.agreement, teacher.name,
-                          keys[i], _share(spent[i], seconds / len(chunk)), taken)
+            row = choose_question(outcome.pairs[i], i, candidates[i], t.agreement,
+                                  teacher.name, keys[i], _share(spent[i], seconds / len(chunk)),
+                                  taken)
             if row["pair"] is not None:
                 taken.add(_plain(row["pair"]["question"]))
             rows.append(row)

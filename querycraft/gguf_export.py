@@ -160,10 +160,14 @@ def write_gguf(model_dir: str | Path, out_path: str | Path, out_type: str, *, na
             f"GGUF export writes {', '.join(sorted(ARCHITECTURES))} models; this one is "
             f"'{model_type}'. The merged model (HF format) is exported all the same; "
             "llama.cpp's convert_hf_to_gguf.py converts it to GGUF.")
-    if (config.get("rope_scaling") or {}).get("rope_type", "default") not in (None, "default",
-                                                                               "linear"):
-        raise QueryCraftError(f"The model's rope_scaling ({config['rope_scaling']}) is not "
-                              "written by this converter; export the merged model instead.")
+    # transformers 5 keeps RoPE settings in rope_parameters; older configs in rope_theta and
+    # rope_scaling.
+    rope = {**(config.get("rope_scaling") or {}), **(config.get("rope_parameters") or {})}
+    rope_type = rope.get("rope_type") or rope.get("type") or "default"
+    if rope_type not in ("default", "linear"):
+        raise QueryCraftError(f"The model's RoPE scaling ({rope}) is not written by this "
+                              "converter; export the merged model instead.")
+    rope_theta = float(rope.get("rope_theta") or config.get("rope_theta") or 10000.0)
     arch = ARCHITECTURES[model_type]
     layers = int(config["num_hidden_layers"])
     heads = int(config["num_attention_heads"])
@@ -184,16 +188,15 @@ def write_gguf(model_dir: str | Path, out_path: str | Path, out_type: str, *, na
     writer.add_head_count(heads)
     writer.add_head_count_kv(kv_heads)
     writer.add_rope_dimension_count(head_dim)
-    writer.add_rope_freq_base(float(config.get("rope_theta", 10000.0)))
+    writer.add_rope_freq_base(rope_theta)
     writer.add_layer_norm_rms_eps(float(config.get("rms_norm_eps", 1e-6)))
     writer.add_vocab_size(int(config["vocab_size"]))
     writer.add_file_type(int(file_type))
-    scaling = config.get("rope_scaling") or {}
-    if scaling.get("rope_type") == "linear":
+    if rope_type == "linear":
         from gguf import RopeScalingType
 
         writer.add_rope_scaling_type(RopeScalingType.LINEAR)
-        writer.add_rope_scaling_factor(float(scaling["factor"]))
+        writer.add_rope_scaling_factor(float(rope["factor"]))
 
     tok = _tokenizer_fields(model_dir)
     writer.add_tokenizer_model(tok["model"])

@@ -221,6 +221,7 @@ def test_llama_cpp_serves_the_gguf_to_infer(exported, tmp_path) -> None:
         server.wait(timeout=30)
     predictions = read_jsonl(infer / "predictions.jsonl")
     assert len(predictions) == len(exported["rows"])
+    assert all(p["raw_output"].strip() for p in predictions)
     template = exported["template"]
     prompts = [prompt_for(r, template, "SQLite") for r in exported["rows"]]
     settings = GenerationSettings(max_new_tokens=24, stop_string=template.stop_string,

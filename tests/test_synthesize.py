@@ -182,3 +182,20 @@ def test_check_names_each_bad_setting(tmp_path: Path) -> None:
     text = str(err.value)
     for part in ("synthesize.count", "colour", "synthesize.output", "missing.db"):
         assert part in text
+
+
+def test_category_values_may_stand_alone_in_a_question() -> None:
+    """People write "corporate customers" and "orders in Lyon", not "customers with segment
+    'corporate'": category values get such phrasings too; names, e-mails and numbers not."""
+    from querycraft.synthesis.profile import ColumnProfile
+    from querycraft.synthesis.rules import bare
+
+    segment = ColumnProfile(name="segment", type="TEXT", kind="text", distinct=3)
+    assert bare("small business", segment) == "small business"
+    assert bare("a very long category value", segment) is None
+    assert bare(3, segment) is None and bare("2024-01-05", segment) is None
+    first_name = ColumnProfile(name="first_name", type="TEXT", kind="text", distinct=12)
+    assert bare("Paula", first_name) is None
+    many = ColumnProfile(name="city", type="TEXT", kind="text", distinct=400)
+    assert bare("Ghent", many) is None
+    assert bare("a@b.org", segment) is None

@@ -91,6 +91,21 @@ def say(value: Any) -> str:
     return str(value)
 
 
+# A column with at most this many distinct values is a category ("segment", "city"): its
+# values can stand alone in a question ("corporate customers"); names and e-mails cannot.
+CATEGORY_VALUES = 25
+
+
+def bare(value: Any, column: ColumnProfile) -> str | None:
+    """A category's value as people put it in a question, unquoted and without its column
+    ("corporate customers", "orders in Lyon"); None for other values."""
+    if not isinstance(value, str) or not value.strip() or len(value.split()) > 3 \
+            or column.distinct > CATEGORY_VALUES or re.search(r"[\d@/]", value) \
+            or re.search(r"name|mail|phone|street|code|title", column.name, re.IGNORECASE):
+        return None  # an identifier of one thing (a name, an address), not a category
+    return value.strip()
+
+
 def _capital(text: str) -> str:
     return text[:1].upper() + text[1:]
 
@@ -244,11 +259,14 @@ def filter_equals(g: Generator) -> Candidate | None:
     value = g.pick(col.values)
     tree = g.select(g.col(label), table=table).where(
         exp.EQ(this=g.col(col), expression=g.lit(value)))
+    plain = bare(value, col)
     q = g.phrase("What is the {l} of the {t} whose {c} is {v}?",
                  "List the {l} of every {s} with {c} {v}.",
-                 "Which {t} have {c} {v}? Give their {l}.", l=words(label.name),
+                 "Which {t} have {c} {v}? Give their {l}.",
+                 *(("List the {l} of the {b} {t}.", "Show the {l} of {t} in {b}.")
+                   if plain else ()), l=words(label.name),
                  t=plural(words(table.name)), s=singular(words(table.name)), c=words(col.name),
-                 v=say(value))
+                 v=say(value), b=plain)
     return Candidate("filter", "filter_equals", tree, q, ("where",))
 
 
@@ -335,9 +353,11 @@ def count_where(g: Generator) -> Candidate | None:
     value = g.pick(col.values)
     tree = g.select(exp.Count(this=exp.Star()), table=table).where(
         exp.EQ(this=g.col(col), expression=g.lit(value)))
+    plain = bare(value, col)
     q = g.phrase("How many {t} have {c} {v}?", "Count the {t} whose {c} is {v}.",
-                 "What is the number of {t} with {c} {v}?", t=plural(words(table.name)),
-                 c=words(col.name), v=say(value))
+                 "What is the number of {t} with {c} {v}?",
+                 *(("How many {b} {t} are there?", "Count the {b} {t}.") if plain else ()),
+                 t=plural(words(table.name)), c=words(col.name), v=say(value), b=plain)
     return Candidate("aggregation", "count_where", tree, q, ("where",))
 
 
@@ -617,12 +637,14 @@ def join_filter(g: Generator) -> Candidate | None:
     value = g.pick(col.values)
     tree = g.join(fk).select(g.col(label, "T1")).where(
         exp.EQ(this=g.col(col, "T2"), expression=g.lit(value)))
+    plain = bare(value, col)
     q = g.phrase("List the {l} of the {ct} whose {p} has {c} {v}.",
                  "For {pt} with {c} {v}, show the {l} of their {ct}.",
                  "What is the {l} of each {cs} linked to a {p} with {c} {v}?",
+                 *(("List the {l} of the {ct} of {b} {pt}.",) if plain else ()),
                  l=words(label.name), ct=plural(words(child.name)),
                  cs=singular(words(child.name)), p=singular(words(parent.name)),
-                 pt=plural(words(parent.name)), c=words(col.name), v=say(value))
+                 pt=plural(words(parent.name)), c=words(col.name), v=say(value), b=plain)
     return Candidate("join", "join_filter", tree, q, ("where",))
 
 
@@ -788,11 +810,14 @@ def filter_in(g: Generator) -> Candidate | None:
     first, second = g.rng.sample(list(col.values), 2)
     tree = g.select(g.col(label), table=table).where(
         exp.In(this=g.col(col), expressions=[g.lit(first), g.lit(second)]))
+    plain = (bare(first, col), bare(second, col))
     q = g.phrase("List the {l} of the {t} whose {c} is {a} or {b}.",
                  "Which {t} have {c} {a} or {b}? Give their {l}.",
-                 "Show the {l} of every {s} with {c} {a} or {b}.", t=plural(words(table.name)),
+                 "Show the {l} of every {s} with {c} {a} or {b}.",
+                 *(("List the {l} of {t} in {pa} or {pb}.", "Show the {l} of the {pa} or {pb} "
+                    "{t}.") if all(plain) else ()), t=plural(words(table.name)),
                  s=singular(words(table.name)), c=words(col.name), a=say(first), b=say(second),
-                 l=words(label.name))
+                 l=words(label.name), pa=plain[0], pb=plain[1])
     return Candidate("filter", "filter_in", tree, q, ("where",))
 
 

@@ -158,12 +158,17 @@ def _adapter_config(adapter_dir: str) -> dict[str, Any]:
         return json.load(handle)
 
 
+class ServerUnreachable(QueryCraftError):
+    """No answer at all from the server (as opposed to an HTTP error answer): callers that
+    survive one failed request still stop on this."""
+
+
 class OpenAIClient:
     """JSON requests to an OpenAI-compatible server's ``/v1`` address (shared by
     ``infer.backend=openai`` and synthesize's teacher).
 
-    A server that cannot be reached raises a :class:`QueryCraftError` whose ``unreachable``
-    is True; an HTTP error answer one whose ``unreachable`` is False.
+    A server that cannot be reached raises :class:`ServerUnreachable`; an HTTP error answer
+    a :class:`QueryCraftError`.
     """
 
     def __init__(self, base_url: str, *, timeout_s: float, api_key_env: str | None,
@@ -189,19 +194,15 @@ class OpenAIClient:
                 return json.loads(response.read())
         except urllib.error.HTTPError as err:
             body = err.read().decode(errors="replace")[:300]
-            error = QueryCraftError(f"The server at {self.base_url} answered {path} with HTTP "
-                                    f"{err.code}: {body}")
-            error.unreachable = False
-            raise error from err
+            raise QueryCraftError(f"The server at {self.base_url} answered {path} with HTTP "
+                                  f"{err.code}: {body}") from err
         except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
-            error = QueryCraftError(
+            raise ServerUnreachable(
                 f"Could not reach an OpenAI-compatible server at {self.base_url} ({err}). "
                 f"Start it (e.g. `vllm serve <model>`, `llama-server -m model.gguf` or "
                 f"`python -m querycraft service=serve`) or set {self.setting} to where it "
                 "listens."
-            )
-            error.unreachable = True
-            raise error from err
+            ) from err
 
     def first_model(self) -> str:
         models_ = self.request("/models").get("data", [])

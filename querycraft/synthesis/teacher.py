@@ -275,11 +275,6 @@ class Teacher(Protocol):
                                                                            Usage]: ...
 
 
-class TeacherUnreachable(QueryCraftError):
-    """The server cannot be reached at all: the run stops (and can be resumed), rather than
-    recording every item as failed."""
-
-
 class OpenAITeacher:
     """An OpenAI-compatible server: each prompt one request, ``concurrency`` at a time."""
 
@@ -294,6 +289,8 @@ class OpenAITeacher:
         self.name = f"openai:{self.model}"
 
     def _one(self, prompt: str, max_new_tokens: int) -> Completion:
+        from querycraft.backends import ServerUnreachable
+
         payload: dict[str, Any] = {"model": self.model, "max_tokens": max_new_tokens,
                                    "temperature": float(self.settings.temperature)}
         if self.settings.api == "chat":
@@ -307,9 +304,9 @@ class OpenAITeacher:
             choice = body["choices"][0]
             text = (choice["message"]["content"] if self.settings.api == "chat"
                     else choice["text"]) or ""
+        except ServerUnreachable:
+            raise  # the run stops (and can be resumed) rather than failing every item
         except QueryCraftError as err:
-            if getattr(err, "unreachable", False):
-                raise TeacherUnreachable(str(err)) from err
             return Completion("", error=str(err))
         except (KeyError, IndexError, TypeError) as err:
             return Completion("", error=f"unexpected answer from the server ({err!r})")

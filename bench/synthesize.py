@@ -11,8 +11,12 @@ process as the CLI runs it, in one work folder:
 1. ``service=ingest data=sample``: the hand-written questions, split into train and eval as
    always; the eval split (48 questions) is the yardstick for every condition;
 2. ``service=synthesize`` (no teacher): ``--pairs`` question/SQL pairs from the database alone
-   (default: as many as the hand-written training split has), ingested with
-   ``data=csv_db ingest.context_tables=question``: no hand-written example is used;
+   (default: as many as the hand-written training split has), with
+   ``synthesize.context=query_tables`` (each pair's context: the CREATE TABLE statements,
+   read from the database, of the tables its query uses, the eval split's convention), then
+   ingested with ``data=csv_db``: no hand-written example is used. ``--context none`` is the
+   earlier variant: no context column, ingest reads the tables the question names from the
+   database (``ingest.context_tables=question``);
 3. ``service=finetune`` twice, same preset and settings: on the synthesized pairs, and on the
    hand-written training split;
 4. infer, correct and evaluate on the hand-written eval split for: zero-shot (the base model),
@@ -48,6 +52,8 @@ def main() -> int:
     parser.add_argument("--skip-hand-written", action="store_true",
                         help="do not fine-tune on the hand-written split (zero-shot and "
                              "synthesized-only only; compare with an earlier measurement)")
+    parser.add_argument("--context", choices=("query_tables", "none"), default="query_tables",
+                        help="synthesize.context for the training pairs (see above)")
     parser.add_argument("overrides", nargs="*", help="extra config overrides, after --")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="qc-bench-synth-"))
@@ -77,11 +83,12 @@ def main() -> int:
     hand_train = json.loads((hand / "report.json").read_text())["train"]
     pairs = args.pairs or hand_train
     synth = stage("synthesize", "synthesize", f"synthesize.count={pairs}",
-                  f"db.path={SAMPLE_DB}")
+                  f"db.path={SAMPLE_DB}", f"synthesize.context={args.context}")
     synth_report = json.loads((synth / "report.json").read_text())
     synth_ingest = stage("ingest-synthesized", "ingest", "data=csv_db",
                          f"data.path={synth / 'pairs.csv'}", f"data.database={SAMPLE_DB}",
                          "ingest.context_tables=question", "ingest.eval_fraction=0.05")
+    # (ingest.context_tables only matters for rows without a context: --context none)
 
     finetuned = {"synthesized-only": stage("finetune-synthesized", "finetune",
                                            f"train.dataset_dir={synth_ingest}")}
@@ -105,7 +112,8 @@ def main() -> int:
             results[condition]["train_seconds"] = metrics["seconds"]
     hand_ex = results.get("hand-written", {}).get("execution_accuracy")
     synth_ex = results["synthesized-only"]["execution_accuracy"]
-    summary = {"model": args.model, "pairs": pairs, "hand_written_train": hand_train,
+    summary = {"model": args.model, "pairs": pairs, "context": args.context,
+               "hand_written_train": hand_train,
                "synthesized_kept": synth_report["kept"],
                "synthesized_by_feature": synth_report["by_feature"],
                "generation_seconds_1000": generation_1000, "results": results,

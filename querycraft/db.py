@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,11 @@ class ConnectionLost(QueryError):
         super().__init__("other", message)
 
 
+# The server-side row limit while a whole result streams to a row sink (MySQL's
+# sql_select_limit takes up to 2**64 - 1).
+STREAM_ROW_LIMIT = 2**62
+
+
 class Database:
     """One database that generated SQL may run on: read-only, time-limited, row-capped and
     byte-bounded (the SQL text before parsing, each value, the whole result).
@@ -117,9 +123,12 @@ class Database:
     def execute(self, sql: str, *, timeout_s: float = 10.0, max_rows: int = 10_000,
                 max_sql_bytes: int = DEFAULT_MAX_SQL_BYTES,
                 max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
-                max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES) -> QueryResult:
+                max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
+                row_sink: Callable[[tuple], None] | None = None) -> QueryResult:
         """Run one read-only query; a :class:`QueryError` (:class:`TooLarge` over a byte
-        bound, :class:`ConnectionLost` when a server connection died) when it cannot."""
+        bound, :class:`ConnectionLost` when a server connection died) when it cannot.
+        ``row_sink``: every row of the whole result, past the cap too, is passed to it as it
+        streams past (within the time limit); only the first ``max_rows`` are kept."""
         raise NotImplementedError
 
     def check(self, sql: str, *, timeout_s: float = 10.0,
@@ -161,10 +170,11 @@ class SqliteDatabase(Database):
     def execute(self, sql: str, *, timeout_s: float = 10.0, max_rows: int = 10_000,
                 max_sql_bytes: int = DEFAULT_MAX_SQL_BYTES,
                 max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
-                max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES) -> QueryResult:
+                max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
+                row_sink: Callable[[tuple], None] | None = None) -> QueryResult:
         return execute_readonly(self.connection, sql, timeout_s=timeout_s, max_rows=max_rows,
                                 max_sql_bytes=max_sql_bytes, max_value_bytes=max_value_bytes,
-                                max_result_bytes=max_result_bytes)
+                                max_result_bytes=max_result_bytes, row_sink=row_sink)
 
     def check(self, sql: str, *, timeout_s: float = 10.0,
               max_sql_bytes: int = DEFAULT_MAX_SQL_BYTES) -> str | None:
@@ -221,13 +231,16 @@ class ServerDatabase(Database):
 
     def _run(self, statement: str, timeout_s: float, max_rows: int, *, explain: bool,
              max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
-             max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES) -> QueryResult:
+             max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
+             row_sink: Callable[[tuple], None] | None = None) -> QueryResult:
         start = time.monotonic()
         with self.engine.connect() as conn:
             self.reached = True
             try:
                 if self.spec.query_setup is not None:
-                    self.spec.query_setup(conn, timeout_s, max_rows)
+                    # Streaming the whole result: no server-side row limit.
+                    self.spec.query_setup(conn, timeout_s,
+                                          max_rows if row_sink is None else STREAM_ROW_LIMIT)
                 if explain:
                     if self.spec.check_statement is not None:
                         self.spec.check_statement(conn, statement)
@@ -243,11 +256,16 @@ class ServerDatabase(Database):
                 columns = list(result.keys())
                 rows: list[tuple] = []
                 total = 0
-                while len(rows) <= max_rows:
-                    fetched = result.fetchmany(min(batch, max_rows + 1 - len(rows)))
+                while len(rows) <= max_rows or row_sink is not None:
+                    fetched = result.fetchmany(batch if row_sink is not None
+                                               else min(batch, max_rows + 1 - len(rows)))
                     if not fetched:
                         break
                     for row in fetched:
+                        if row_sink is not None:
+                            row_sink(tuple(row))
+                            if len(rows) > max_rows:
+                                continue  # streamed, not kept
                         total += row_bytes(row, max_value_bytes)
                         if total > max_result_bytes:
                             raise result_too_large(max_result_bytes)
@@ -263,7 +281,8 @@ class ServerDatabase(Database):
     def execute(self, sql: str, *, timeout_s: float = 10.0, max_rows: int = 10_000,
                 max_sql_bytes: int = DEFAULT_MAX_SQL_BYTES,
                 max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
-                max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES) -> QueryResult:
+                max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
+                row_sink: Callable[[tuple], None] | None = None) -> QueryResult:
         check_limits(timeout_s, max_rows)
         check_sql_size(sql, max_sql_bytes)
         statement = allowed_statement(sql, self.spec)
@@ -271,7 +290,7 @@ class ServerDatabase(Database):
         try:
             return self._run(statement, timeout_s, max_rows, explain=False,
                              max_value_bytes=max_value_bytes,
-                             max_result_bytes=max_result_bytes)
+                             max_result_bytes=max_result_bytes, row_sink=row_sink)
         except sa_exc.DBAPIError as err:
             message = _driver_message(err)
             if self._is_connection_error(err):

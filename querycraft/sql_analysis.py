@@ -67,7 +67,7 @@ from typing import Any
 from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 
-from querycraft.sql import parse_statement
+from querycraft.sql import parse_statement_shared
 
 __all__ = [
     "FEATURES",
@@ -112,7 +112,7 @@ def _parse(sql: str, dialect: str) -> exp.Query | None:
     Dialect.get_or_raise(dialect)  # an unknown dialect is the caller's bug: let it raise
     if not isinstance(sql, str) or not sql.strip():
         return None
-    tree = parse_statement(sql, dialect)
+    tree = parse_statement_shared(sql, dialect)  # shared: copied before any change
     if not isinstance(tree, exp.Query):
         return None
     if any(not s.expressions for s in tree.find_all(exp.Select)):
@@ -389,14 +389,24 @@ def _quoted_word(node: exp.Expression | None) -> bool:
     )
 
 
-def _values_from_quoted_words(tree: exp.Expression, columns: set[str]) -> None:
-    """``name = "Bob"``: SQLite reads "Bob" as a string when no such column; so do we."""
-    for node in list(tree.find_all(*_COMPARISONS, exp.Between, exp.In)):
+def _quoted_values(tree: exp.Expression, columns: set[str]) -> list[exp.Expression]:
+    found = []
+    for node in tree.find_all(*_COMPARISONS, exp.Between, exp.In):
         keys = ("low", "high") if isinstance(node, exp.Between) else ("expression",)
         values = [node.args.get(key) for key in keys] + list(node.args.get("expressions") or [])
-        for value in values:
-            if _quoted_word(value) and value.name.lower() not in columns:
-                value.replace(exp.Literal.string(value.name))
+        found += [v for v in values if _quoted_word(v) and v.name.lower() not in columns]
+    return found
+
+
+def _values_from_quoted_words(tree: exp.Expression, columns: set[str]) -> exp.Expression:
+    """``name = "Bob"``: SQLite reads "Bob" as a string when no such column; so do we. The
+    tree is shared: changed on a copy, and only when there is something to change."""
+    if not _quoted_values(tree, columns):
+        return tree
+    tree = tree.copy()
+    for value in _quoted_values(tree, columns):
+        value.replace(exp.Literal.string(value.name))
+    return tree
 
 
 class _Canon:
@@ -587,7 +597,8 @@ def exact_set_match(
         tree = _parse(sql, dialect)
         if tree is None:
             return False
-        _values_from_quoted_words(tree, set().union(*lowered.values()) if lowered else set())
+        tree = _values_from_quoted_words(tree, set().union(*lowered.values()) if lowered
+                                         else set())
         canons.append(_Canon(lowered).query(tree, None))
     return canons[0] == canons[1]
 
@@ -608,6 +619,10 @@ def strip_distinct(sql: str, dialect: str = "sqlite", *, in_aggregates: bool = T
     tree = _parse(sql, dialect)
     if tree is None:
         return sql
+    if tree.find(exp.Distinct) is None and not any(
+            s.args.get("distinct") is not None for s in tree.find_all(exp.Select)):
+        return sql
+    tree = tree.copy()  # the parsed tree is shared
     changed = False
     for select in list(tree.find_all(exp.Select)):
         if select.args.get("distinct") is not None:

@@ -9,6 +9,7 @@ import sqlite3
 import time
 from collections import defaultdict
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -309,8 +310,10 @@ def test_query_error_rejects_unknown_kind() -> None:
         ([(1,)], [], False, False),
         ([(1,)], [(1.0,)], False, True),  # 1 == 1.0
         ([(True,)], [(1,)], False, True),
-        ([(0.1 + 0.2,)], [(0.3,)], False, True),  # rounded to 6 significant digits
-        ([(2.0 / 3.0,)], [(0.666667,)], False, True),
+        ([(0.1 + 0.2,)], [(0.3,)], False, False),  # exact, as the official evaluator
+        ([(2.0 / 3.0,)], [(0.666667,)], False, False),
+        ([(37.0,)], [(37.0000001,)], False, False),
+        ([(0.1234567,)], [(0.1234568,)], False, False),  # the 7th digit counts
         ([(2.5,)], [(2.6,)], False, False),
         ([(1234567.0,)], [(1234568,)], False, False),  # integers compare exactly
         ([(1,)], [("1",)], False, False),  # a string is not a number
@@ -327,6 +330,25 @@ def test_results_match(
     gold: list[tuple], pred: list[tuple], order_matters: bool, expected: bool
 ) -> None:
     assert results_match(result(gold), result(pred), order_matters=order_matters) is expected
+
+
+@pytest.mark.parametrize(
+    ("gold", "pred", "expected"),
+    [
+        ([(0.1 + 0.2,)], [(0.3,)], True),
+        ([(2.0 / 3.0,)], [(0.666667,)], True),
+        ([(0.1234567,)], [(0.1234568,)], True),  # equal to 6 significant digits
+        ([(37.0,)], [(37.0000001,)], False),  # an integral value compares exactly
+        ([(2.5,)], [(2.6,)], False),
+        ([(Decimal("2.5"),)], [(2.5,)], True),
+    ],
+)
+def test_results_match_with_float_digits(gold: list[tuple], pred: list[tuple],
+                                         expected: bool) -> None:
+    """evaluate.float_digits=6: the tolerance evaluate used before it matched the official
+    evaluator's exact comparison."""
+    assert results_match(result(gold), result(pred), order_matters=False,
+                         float_digits=6) is expected
 
 
 def test_results_match_empty_results_ignore_columns() -> None:

@@ -16,9 +16,8 @@ from typing import Any, Literal, get_args
 import sqlalchemy
 from sqlglot import exp
 
-from querycraft.dialects import parse_statements
 from querycraft.errors import QueryCraftError
-from querycraft.sql import is_read_only_statement, split_statements
+from querycraft.sql import is_read_only_statement, parse_shared, split_statements
 
 __all__ = [
     "ERROR_KINDS",
@@ -245,7 +244,7 @@ def allowed_statement(sql: str, engine: Engine) -> str:
         raise QueryError("syntax" if reason.startswith("syntax error") else "refused", reason)
     statement = split_statements(sql)[0]
     if engine.allowed_functions is not None or engine.system_relations is not None:
-        tree = parse_statements(statement, engine.dialect)[0]  # parsed above: it parses
+        tree = parse_shared(statement, engine.dialect)[0]  # parsed above: it parses
         why = function_problem(tree, engine) or relation_problem(tree, engine)
         if why:
             raise QueryError("refused", why)

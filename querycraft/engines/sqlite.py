@@ -15,6 +15,7 @@ import dataclasses
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from querycraft.engines import classify_error
@@ -256,6 +257,7 @@ def execute_readonly(
     max_sql_bytes: int = DEFAULT_MAX_SQL_BYTES,
     max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
     max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
+    row_sink: Callable[[tuple], None] | None = None,
 ) -> QueryResult:
     """Run one read-only query with a time limit, a row cap and byte bounds.
 
@@ -275,7 +277,9 @@ def execute_readonly(
         dialect: sqlglot dialect used by the read-only check.
         max_sql_bytes: The longest SQL text, in bytes, that is parsed at all.
         max_value_bytes: The largest single value (string or BLOB) SQLite may build.
-        max_result_bytes: The most bytes of values fetched in all.
+        max_result_bytes: The most bytes of values fetched in all (kept rows).
+        row_sink: When given, every row of the whole result is passed to it as it streams
+            past (within the time limit), also the rows past the cap, which are not kept.
 
     Returns:
         The result.
@@ -311,11 +315,15 @@ def execute_readonly(
         columns = [d[0] for d in cursor.description or ()]
         total = 0
         for row in cursor:
+            if row_sink is not None:
+                row_sink(row)
+                if len(rows) > max_rows:
+                    continue  # streamed, not kept
             total += row_bytes(row, max_value_bytes)
             if total > max_result_bytes:
                 raise result_too_large(max_result_bytes)
             rows.append(row)
-            if len(rows) > max_rows:
+            if len(rows) > max_rows and row_sink is None:
                 break
     except (sqlite3.Error, sqlite3.Warning) as err:
         if timed_out:

@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 
 from querycraft import db as dbmod
 from querycraft.artifacts import EvaluationArtifact, PredictionsArtifact
+from querycraft.compare import ResultDigest, digest_permutations
 from querycraft.errors import QueryCraftError
 from querycraft.report import cut_value
 from querycraft.runs import read_jsonl, resolve_run, start_run, write_jsonl
@@ -42,6 +43,7 @@ from querycraft.sql import (
     BudgetExceeded,
     exact_match,
     has_order_by,
+    join_split_operators,
     time_budget,
     token_match_score,
 )
@@ -69,6 +71,17 @@ class EvaluateConfig:
     # DISTINCT in SELECT: "keep" (stricter: a missing or extra DISTINCT can change the
     # result) or "strip" from gold and prediction alike, as the official Spider evaluator does.
     distinct: str = "keep"
+    # When row order counts: "text" (the official Spider evaluator's rule: whenever the gold
+    # query's text contains "order by", in a subquery or a string too) or "outer" (only when
+    # the outermost query orders its rows).
+    order_rule: str = "text"
+    # An operator split by a space ("> =", "< =", "! ="): "join" it before running, in gold
+    # and prediction alike, as the official evaluator does, or "error" (the database's
+    # syntax error stands).
+    split_operators: str = "join"
+    # Non-integral numbers: null compares them exactly (the official evaluator); a number
+    # rounds them to that many significant digits first (6: 0.1 + 0.2 equals 0.3).
+    float_digits: int | None = None
     # Also score Spider's exact-set (component) match, values ignored.
     exact_set_match: bool = True
     # Rows of each result kept in items.jsonl and the HTML report.
@@ -86,6 +99,7 @@ class EvaluateConfig:
 # No dialect setting: gold SQL of another dialect than the database's (Spider's SQLite gold on
 # PostgreSQL) is fitted to it first, read in the dataset's dialect (data.dialect at ingest).
 SETTINGS = EvaluateConfig
+ORDER_RULES = ("text", "outer")
 
 
 def check(cfg: DictConfig) -> list[str]:
@@ -94,6 +108,15 @@ def check(cfg: DictConfig) -> list[str]:
     if settings.distinct not in ("keep", "strip"):
         problems.append(f"evaluate.distinct must be 'keep' or 'strip', got "
                         f"'{settings.distinct}'")
+    if settings.order_rule not in ORDER_RULES:
+        problems.append(f"evaluate.order_rule must be one of {', '.join(ORDER_RULES)}, got "
+                        f"'{settings.order_rule}'")
+    if settings.split_operators not in ("join", "error"):
+        problems.append(f"evaluate.split_operators must be 'join' or 'error', got "
+                        f"'{settings.split_operators}'")
+    if settings.float_digits is not None and not 1 <= settings.float_digits <= 17:
+        problems.append(f"evaluate.float_digits must be null (exact) or 1 to 17 significant "
+                        f"digits, got {settings.float_digits}")
     if settings.workers is not None and settings.workers < 1:
         problems.append("evaluate.workers must be at least 1 (or null for one per core)")
     if not settings.item_budget_s > 0:
@@ -136,6 +159,9 @@ class Scoring:
     item_budget_s: float = 60.0
     preview_value_chars: int = 200
     max_text_chars: int = 10_000
+    order_rule: str = "text"
+    split_operators: str = "join"
+    float_digits: int | None = None
 
 
 def _preview(result: dbmod.QueryResult | None, n: int, chars: int = 200
@@ -175,20 +201,34 @@ def _query_error_kind(err: dbmod.QueryError) -> str:
     return err.kind
 
 
+def order_matters(gold_sql: str, dialect: str, rule: str = "text") -> bool:
+    """Whether row order is part of the gold answer: "text", the official Spider evaluator's
+    rule (``"order by" in gold.lower()``, wherever it stands), or "outer" (the outermost
+    query orders its rows)."""
+    if rule == "text":
+        return "order by" in gold_sql.lower()
+    return has_order_by(gold_sql, dialect)
+
+
 def score_execution(gold_sql: str, predicted_sql: str, database: dbmod.Database,
                     scoring: Scoring, deadline: float | None = None) -> dict[str, Any]:
     """Execution-based fields for one pair: match, validity, error and result relation.
 
     Each query gets at most ``db.timeout_s`` and the time left before ``deadline`` (a
     ``time.monotonic()`` value: the item's budget); :class:`BudgetExceeded` when none is
-    left."""
+    left. Results cut at ``db.max_rows`` are never compared by their first rows: when only
+    one side was cut the two differ in length; when both were, both queries stream their
+    whole results into digests (:func:`compare_whole`)."""
     out: dict[str, Any] = {"execution_match": False, "prediction_valid": False,
                            "error_kind": "", "error": "", "relation": "", "gold_rows": None,
                            "pred_rows": None, "gold_preview": None, "pred_preview": None}
     if scoring.distinct == "strip":
         gold_sql, predicted_sql = strip_distinct(gold_sql), strip_distinct(predicted_sql)
+    if scoring.split_operators == "join":
+        gold_sql, predicted_sql = join_split_operators(gold_sql), join_split_operators(
+            predicted_sql)
 
-    def run(sql: str) -> dbmod.QueryResult:
+    def run(sql: str, row_sink: Any = None) -> dbmod.QueryResult:
         timeout = scoring.timeout_s
         if deadline is not None:
             left = deadline - time.monotonic()
@@ -198,7 +238,7 @@ def score_execution(gold_sql: str, predicted_sql: str, database: dbmod.Database,
         return database.execute(sql, timeout_s=timeout, max_rows=scoring.max_rows,
                                 max_sql_bytes=scoring.max_sql_bytes,
                                 max_value_bytes=scoring.max_value_bytes,
-                                max_result_bytes=scoring.max_result_bytes)
+                                max_result_bytes=scoring.max_result_bytes, row_sink=row_sink)
 
     try:
         gold = run(gold_sql)
@@ -223,12 +263,54 @@ def score_execution(gold_sql: str, predicted_sql: str, database: dbmod.Database,
     except dbmod.QueryError as err:
         out.update(error_kind=_query_error_kind(err), error=err.message)
         return out
-    order_matters = has_order_by(gold_sql, database.dialect)
-    relation = dbmod.result_relation(gold, predicted, order_matters=order_matters)
-    out.update(prediction_valid=True, execution_match=relation == "same", relation=relation,
-               pred_rows=len(predicted.rows),
+    ordered = order_matters(gold_sql, database.dialect, scoring.order_rule)
+    out.update(prediction_valid=True, pred_rows=len(predicted.rows),
                pred_preview=_preview(predicted, scoring.preview_rows, chars))
+    if gold.truncated and predicted.truncated:
+        try:
+            out.update(compare_whole(gold_sql, predicted_sql, run, ordered,
+                                     scoring.float_digits))
+        except dbmod.QueryError as err:
+            out.update(error_kind=_query_error_kind(err), error=f"while comparing the whole "
+                       f"results (both longer than db.max_rows): {err.message}")
+        return out
+    relation = dbmod.result_relation(gold, predicted, order_matters=ordered,
+                                     float_digits=scoring.float_digits)
+    out.update(execution_match=relation == "same", relation=relation)
     return out
+
+
+def compare_whole(gold_sql: str, predicted_sql: str, run: Any, ordered: bool,
+                  float_digits: int | None) -> dict[str, Any]:
+    """Compare two results too long for the row cap by streaming each whole result into a
+    :class:`ResultDigest` (``run(sql, row_sink)`` runs a query, feeding every row to the
+    sink): row counts, then the digest with the prediction's columns as returned, then under
+    each other column order its per-column digests allow. Never equal unless the whole
+    results are (up to a 128-bit hash collision); when more than 120 column orders would
+    have to be tried, the item is reported as too large to compare (``too_large``)."""
+    gold, pred = ResultDigest(ordered, float_digits=float_digits), ResultDigest(
+        ordered, float_digits=float_digits)
+    run(gold_sql, gold.add)
+    run(predicted_sql, pred.add)
+    fields: dict[str, Any] = {"gold_rows": gold.rows, "pred_rows": pred.rows}
+    if gold.width != pred.width:
+        return {**fields, "relation": "different_columns"}
+    if gold.rows != pred.rows:
+        return {**fields, "relation": "more_rows" if pred.rows > gold.rows else "fewer_rows"}
+    if gold.digests() == pred.digests():
+        return {**fields, "relation": "same", "execution_match": True}
+    orders = digest_permutations(gold, pred)
+    if orders is None:
+        return {**fields, "error_kind": "too_large",
+                "error": "both results are longer than db.max_rows and too many column "
+                         "orders would have to be compared; not scored as a match"}
+    orders = [o for o in orders if o != tuple(range(pred.width or 0))]
+    if orders:
+        again = ResultDigest(ordered, orders, float_digits=float_digits)
+        run(predicted_sql, again.add)
+        if gold.digests()[0] in again.digests():
+            return {**fields, "relation": "same", "execution_match": True}
+    return {**fields, "relation": "different_values"}
 
 
 def _failed(kind: str, message: str) -> dict[str, Any]:
@@ -476,7 +558,10 @@ def run(cfg: DictConfig) -> Path:
                           max_result_bytes=cfg.db.max_result_bytes,
                           item_budget_s=settings.item_budget_s,
                           preview_value_chars=settings.preview_value_chars,
-                          max_text_chars=settings.max_text_chars)
+                          max_text_chars=settings.max_text_chars,
+                          order_rule=settings.order_rule,
+                          split_operators=settings.split_operators,
+                          float_digits=settings.float_digits)
         gold_dialect = _dataset_dialect(given, cfg.data.dialect)
         if gold_dialect != target.dialect:
             rows = fit_gold_to_database(rows, target, gold_dialect)

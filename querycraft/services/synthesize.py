@@ -10,8 +10,10 @@ and not degenerate, deduplicates them by template and result, and writes a quest
 each from built-in templates (no teacher). Every rejection is recorded with its reason.
 
 Output in the run folder: ``pairs.csv`` (question, query, db_id, plus the provenance
-columns feature, features, complexity, teacher, style, rule, rows), readable by
-``service=ingest data=csv_db`` as is; ``rejected.csv``; ``report.md`` and ``report.json``.
+columns feature, features, complexity, teacher, style, rule, rows; with
+``synthesize.context=query_tables`` also a context column, the tables each query uses),
+readable by ``service=ingest data=csv_db`` as is; ``rejected.csv``; ``report.md`` and
+``report.json``.
 See docs/SYNTHESIZE.md.
 """
 
@@ -71,6 +73,7 @@ COMPLEXITIES = ("easy", "medium", "hard")
 PAIR_FIELDS = ("question", "query", "db_id", "feature", "features", "complexity", "teacher",
                "style", "agreement", "rule", "rows")
 MODES = ("sql_first", "teacher_first")
+CONTEXTS = ("none", "query_tables")
 JOURNAL = "teacher.jsonl"
 REJECT_FIELDS = ("db_id", "feature", "rule", "reason", "detail", "query", "question")
 # A rule that found nothing to work with this many times in a row is given up on.
@@ -110,6 +113,10 @@ class SynthesizeConfig:
     mode: str = "sql_first"
     # Who writes the questions (synthesize.teacher.kind: none | openai | local).
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    # none: no context column, ingest reads the schema from the database (as ask and serve
+    # do later) | query_tables: a context column holding the CREATE TABLE statements of the
+    # tables each query uses, the convention of CSVs like the sample's and sql-create-context.
+    context: str = "none"
 
 
 SETTINGS = SynthesizeConfig
@@ -147,6 +154,8 @@ def check(cfg: DictConfig) -> list[str]:
                         f"in the run folder), got '{s.output}'")
     if s.mode not in MODES:
         problems.append(f"synthesize.mode '{s.mode}' is not one of {', '.join(MODES)}")
+    if s.context not in CONTEXTS:
+        problems.append(f"synthesize.context '{s.context}' is not one of {', '.join(CONTEXTS)}")
     problems += check_teacher(s.teacher, s.mode, cfg.paths.prompts_dir)
     if cfg.service.name == "synthesize" and cfg.db.kind == "sqlite":
         location = _database_location(cfg)
@@ -723,6 +732,27 @@ def check_teacher_pairs(completion: Completion, db_id: str, checker: Checker,
 # ---------------------------------------------------------------- report
 
 
+def query_contexts(databases: Databases, pairs: list[dict[str, Any]]) -> None:
+    """Set each pair's ``context``: the schema text of the tables its query uses, in order of
+    appearance (read once per set of tables). A query whose tables cannot be read gets an
+    empty context, which ingest fills from the database."""
+    cache: dict[tuple[str, tuple[str, ...]], str] = {}
+    for pair in pairs:
+        database = databases.get(pair["db_id"])
+        tree = parse_statement(pair["query"], database.dialect)
+        ctes = {c.alias_or_name for c in tree.find_all(exp.CTE)} if tree else set()
+        names = tuple(dict.fromkeys(t.name for t in tree.find_all(exp.Table)
+                                    if t.name not in ctes)) if tree else ()
+        key = (pair["db_id"], names)
+        if key not in cache:
+            try:
+                cache[key] = database.schema_text(tables=list(names)) if names else ""
+            except QueryCraftError as err:
+                log.warning("synthesize: no context for tables %s: %s", names, err)
+                cache[key] = ""
+        pair["context"] = cache[key]
+
+
 def _write_csv(path: Path, fields: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields)
@@ -870,7 +900,11 @@ def run(cfg: DictConfig) -> Path:
         seconds = time.perf_counter() - began
         pairs = [p for o in outcomes.values() for p in o.pairs]
         rejected = [r for o in outcomes.values() for r in o.rejected]
-        _write_csv(run_.path(settings.output), PAIR_FIELDS, pairs)
+        fields = PAIR_FIELDS
+        if settings.context == "query_tables":
+            query_contexts(databases, pairs)
+            fields = (*PAIR_FIELDS[:2], "context", *PAIR_FIELDS[2:])
+        _write_csv(run_.path(settings.output), fields, pairs)
         _write_csv(run_.path("rejected.csv"), REJECT_FIELDS, rejected)
         report = _report(cfg, target, db_ids, outcomes, seconds,
                          teacher.name if teacher is not None else "none",

@@ -28,6 +28,7 @@ from querycraft.generation import (
     cut_at_stop,
     generate_batch,
     generate_batches,
+    sequence_logprobs,
 )
 
 log = logging.getLogger("querycraft")
@@ -98,6 +99,10 @@ class HFBackend:
         (the server's dynamic batches)."""
         return generate_batch(self.model, self.tokenizer, prompts, settings, on_text)
 
+    def logprobs(self, prompt: str, texts: list[str]) -> list[float]:
+        """The model's log-likelihood of each text after ``prompt`` (voting's tie-break)."""
+        return sequence_logprobs(self.model, self.tokenizer, prompt, texts)
+
 
 class VLLMBackend:
     """vLLM offline engine; the LoRA adapter is applied through vLLM's LoRA support."""
@@ -137,6 +142,7 @@ class VLLMBackend:
             top_p=settings.top_p if settings.do_sample else 1.0,
             max_tokens=settings.max_new_tokens,
             stop=[settings.stop_string] if settings.stop_string else None,
+            n=settings.samples,
         )
         lora = (LoRARequest("querycraft-adapter", 1, self.source.adapter)
                 if self.source.adapter and not self.source.merged else None)
@@ -148,8 +154,12 @@ class VLLMBackend:
             outputs = self.llm.generate([prompts[i] for i in indices], params,
                                         lora_request=lora, use_tqdm=True)
             seconds = (time.perf_counter() - began) / len(indices)
-            yield indices, [Generation(cut_at_stop(o.outputs[0].text, settings.stop_string),
-                                       seconds) for o in outputs]
+            generations = []
+            for o in outputs:
+                texts = [cut_at_stop(c.text, settings.stop_string) for c in o.outputs]
+                generations.append(Generation(texts[0], seconds, samples=texts
+                                              if settings.samples > 1 else None))
+            yield indices, generations
 
 
 def _adapter_config(adapter_dir: str) -> dict[str, Any]:
@@ -237,10 +247,15 @@ class OpenAIBackend:
         }
         if settings.stop_string:
             payload["stop"] = [settings.stop_string]
+        n = settings.samples
+        if n > 1:
+            payload["n"] = n
         choices = self.client.request("/completions", payload)["choices"]
-        texts = [""] * len(prompts)
+        texts = [""] * (len(prompts) * n)  # prompt i's samples at i * n ... i * n + n - 1
         for position, choice in enumerate(choices):
-            texts[choice.get("index", position)] = choice["text"]
+            index = choice.get("index", position)
+            if 0 <= index < len(texts):
+                texts[index] = choice["text"]
         return ([cut_at_stop(t, settings.stop_string) for t in texts],
                 (time.perf_counter() - began) / len(prompts))
 
@@ -252,7 +267,13 @@ class OpenAIBackend:
                        for chunk in chunks}
             for future in as_completed(futures):
                 texts, seconds = future.result()
-                yield futures[future], [Generation(text, seconds) for text in texts]
+                n = settings.samples
+                if n > 1:
+                    yield futures[future], [
+                        Generation(texts[i * n], seconds, samples=texts[i * n:(i + 1) * n])
+                        for i in range(len(texts) // n)]
+                else:
+                    yield futures[future], [Generation(text, seconds) for text in texts]
 
 
 def make_backend(cfg: DictConfig, source: ModelSource | None) -> Backend:

@@ -25,6 +25,8 @@ class Generation:
     seconds: float  # the batch's wall time divided by its size
     # Tokens generated (stop string and end-of-sequence included), when the backend knows.
     tokens: int | None = None
+    # With GenerationSettings.samples > 1: every sampled text (``text`` is the first).
+    samples: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,8 @@ class GenerationSettings:
     temperature: float = 1.0
     top_p: float = 1.0
     batch_size: int = 16
+    # Texts sampled per prompt (needs do_sample); each Generation then carries them all.
+    samples: int = 1
 
     @classmethod
     def from_config(cls, infer_cfg, stop_string: str | None) -> GenerationSettings:
@@ -140,11 +144,15 @@ def generate_batch(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
             if settings.stop_string else {})
     streamer = (RowStreamer(tokenizer, len(prompts), settings.stop_string, on_text)
                 if on_text is not None else None)
+    n = settings.samples
+    if n > 1 and (not settings.do_sample or streamer is not None):
+        raise ValueError("several samples per prompt need do_sample and no streaming")
     with torch.inference_mode():
         output = model.generate(
             **encoded, max_new_tokens=settings.max_new_tokens,
             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
             streamer=streamer, **sampling, **stop,
+            **({"num_return_sequences": n} if n > 1 else {}),
         )
     new_tokens = output[:, encoded["input_ids"].shape[1]:]
     texts = [cut_at_stop(tokenizer.decode(ids, skip_special_tokens=True), settings.stop_string)
@@ -154,7 +162,31 @@ def generate_batch(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
     pad = tokenizer.pad_token_id
     counts = [int((ids != pad).sum()) if pad is not None else len(ids) for ids in new_tokens]
     seconds = (time.perf_counter() - began) / max(len(prompts), 1)
+    if n > 1:  # a prompt's samples are consecutive rows of the output
+        return [Generation(texts[i * n], seconds, sum(counts[i * n:(i + 1) * n]),
+                           samples=texts[i * n:(i + 1) * n]) for i in range(len(prompts))]
     return [Generation(text, seconds, count) for text, count in zip(texts, counts, strict=True)]
+
+
+def sequence_logprobs(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompt: str,
+                      texts: list[str]) -> list[float]:
+    """The model's log-likelihood of each text as the continuation of ``prompt`` (summed over
+    the text's tokens): one forward pass over the batch, right-padded."""
+    import torch
+
+    prompt_ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
+    rows = [prompt_ids + tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    width = max(len(r) for r in rows)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=model.device)
+    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows],
+                        device=model.device)
+    with torch.inference_mode():
+        logits = model(input_ids=ids, attention_mask=mask).logits.float()
+    logprobs = torch.log_softmax(logits[:, :-1], dim=-1).gather(
+        -1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+    start = len(prompt_ids) - 1  # position predicting the text's first token
+    return [float(logprobs[i, start:len(r) - 1].sum()) for i, r in enumerate(rows)]
 
 
 def generate_batches(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,

@@ -9,15 +9,18 @@ inputs and settings is reused rather than redone, unless ``infer.redo=true``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from querycraft import db as dbmod
 from querycraft import models
 from querycraft.artifacts import (
     PREDICTIONS_FILE,
@@ -30,7 +33,7 @@ from querycraft.backends import ModelSource, make_backend
 from querycraft.data import prompt_for
 from querycraft.db import sqlite_path_for
 from querycraft.errors import QueryCraftError
-from querycraft.generation import GenerationSettings
+from querycraft.generation import Generation, GenerationSettings
 from querycraft.prompts import (
     PromptTemplate,
     load_template,
@@ -38,6 +41,7 @@ from querycraft.prompts import (
 )
 from querycraft.runs import read_jsonl, resolve_run, start_run, write_jsonl
 from querycraft.sql import extract_sql
+from querycraft.voting import Vote, vote
 
 log = logging.getLogger("querycraft")
 
@@ -80,6 +84,11 @@ class InferConfig:
     temperature: float = 1.0
     top_p: float = 1.0
     limit: int | None = None
+    # Execution-guided voting: N > 1 writes N queries per question (the greedy one and N - 1
+    # sampled at candidate_temperature, in batches), runs them read-only on the database and
+    # keeps one from the largest group of equal results (ties: the model's likelihood).
+    candidates: int = 1
+    candidate_temperature: float = 0.8
     # A finished run with the same inputs and settings is reused, not redone, unless true.
     redo: bool = False
     server: ServerConfig = field(default_factory=ServerConfig)
@@ -98,6 +107,12 @@ def check(cfg: DictConfig) -> list[str]:
                         f"{', '.join(INFER_BACKENDS)}")
     if infer.batch_size < 1 or infer.max_new_tokens < 1:
         problems.append("infer.batch_size and infer.max_new_tokens must be at least 1")
+    if infer.candidates < 1:
+        problems.append(f"infer.candidates must be at least 1 (1: no voting), got "
+                        f"{infer.candidates}")
+    if not infer.candidate_temperature > 0:
+        problems.append(f"infer.candidate_temperature must be above 0, got "
+                        f"{infer.candidate_temperature}")
     if infer.split not in ("train", "eval"):
         problems.append(f"infer.split must be 'train' or 'eval', got '{infer.split}'")
     return problems
@@ -211,6 +226,67 @@ def _prediction(row: dict[str, Any], text: str, seconds: float, request: Request
             "adapter": source.adapter if source else None}
 
 
+@dataclass
+class VotedGeneration(Generation):
+    """The chosen candidate's text, with the greedy SQL, every candidate and the vote."""
+
+    greedy_sql: str = ""
+    vote: Vote | None = None
+
+    def fields(self) -> dict[str, Any]:
+        assert self.vote is not None
+        return {"greedy_sql": self.greedy_sql, "candidates": self.vote.candidates,
+                "vote": self.vote.record()}
+
+
+def _voted_batches(cfg: DictConfig, backend: Any, prompts: list[str], rows: list[dict],
+                   settings: GenerationSettings, database: str | None, request: Request
+                   ) -> Iterator[tuple[list[int], list[Generation]]]:
+    """``infer.candidates`` queries per prompt, voted on by execution, a chunk of prompts
+    at a time (greedy, then the samples, then the votes; a kill loses one chunk)."""
+    target = dbmod.target_from_config(cfg.db, database)
+    if not target.is_server and not target.location:
+        raise QueryCraftError("infer.candidates > 1 runs the candidates on the database, but "
+                              "there is none: the dataset was ingested without one. Set "
+                              "db.path to a SQLite file or folder, or use a server (db=...).")
+    n = cfg.infer.candidates
+    sampling = dataclasses.replace(settings, do_sample=True, samples=n - 1,
+                                   temperature=cfg.infer.candidate_temperature,
+                                   batch_size=max(1, settings.batch_size // max(1, n // 2)))
+    limits = {"timeout_s": cfg.db.timeout_s, "max_rows": cfg.db.max_rows,
+              "max_sql_bytes": cfg.db.max_sql_bytes, "max_value_bytes": cfg.db.max_value_bytes,
+              "max_result_bytes": cfg.db.max_result_bytes}
+    chunk = max(settings.batch_size, 1) * 4
+    scorer = getattr(backend, "logprobs", None)  # the HF backend's: ties by likelihood
+    with dbmod.Databases(target) as databases:
+        for start in range(0, len(prompts), chunk):
+            indices = list(range(start, min(start + chunk, len(prompts))))
+            part = [prompts[i] for i in indices]
+            greedy = _collect(backend.generate_batches(part, settings), len(part))
+            samples = _collect(backend.generate_batches(part, sampling), len(part))
+            out = []
+            for k, i in enumerate(indices):
+                texts = [greedy[k].text, *(samples[k].samples or [samples[k].text])]
+                sqls = [extract_sql(t) for t in texts]
+                database_ = databases.get(rows[i].get("db_id", ""))
+                result = vote(
+                    sqls, lambda sql, d=database_: d.execute(sql, **limits),
+                    (lambda chosen, p=prompts[i], t=texts, s=scorer: s(p, [t[c] for c in chosen]))
+                    if scorer is not None else None)
+                out.append(VotedGeneration(
+                    texts[result.chosen], greedy[k].seconds + samples[k].seconds,
+                    greedy_sql=sqls[0], vote=result))
+            yield indices, out
+
+
+def _collect(batches: Any, count: int) -> list[Generation]:
+    found: list[Generation | None] = [None] * count
+    for indices, generations in batches:
+        for i, generation in zip(indices, generations, strict=True):
+            found[i] = generation
+    return [g for g in found if g is not None]
+
+
 def question_row(cfg: DictConfig, request: Request) -> dict[str, Any]:
     """The one question of ``question=...`` as a dataset row, its schema context built the
     way the training rows' were (:func:`querycraft.services.ingest.question_contexts`)."""
@@ -277,11 +353,18 @@ def run(cfg: DictConfig) -> Path:
         settings = GenerationSettings.from_config(cfg.infer, request.template.stop_string)
         if todo:
             backend = make_backend(cfg, request.source)
+            database = request.database or (ingest.database if ingest else None)
             with path.open("a", encoding="utf-8") as out:
-                for indices, generations in backend.generate_batches(prompts, settings):
+                batches = (backend.generate_batches(prompts, settings)
+                           if cfg.infer.candidates == 1
+                           else _voted_batches(cfg, backend, prompts, todo, settings,
+                                               database, request))
+                for indices, generations in batches:
                     for i, generation in zip(indices, generations, strict=True):
                         row = _prediction(todo[i], generation.text, generation.seconds,
                                           request)
+                        if isinstance(generation, VotedGeneration):
+                            row.update(generation.fields())
                         written[row["id"]] = row
                         out.write(json.dumps(row, ensure_ascii=False) + "\n")
                     out.flush()

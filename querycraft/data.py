@@ -24,7 +24,8 @@ IGNORE_INDEX = -100  # label value the loss skips
 def prompt_for(row: dict[str, Any], template: PromptTemplate, dialect: str) -> str:
     """The prompt for a dataset row (training and inference alike)."""
     return render_prompt(template, question=row["question"], context=row.get("context", ""),
-                         dialect=dialect, db_id=row.get("db_id", ""))
+                         dialect=dialect, db_id=row.get("db_id", ""),
+                         values=row.get("values", ""))
 
 
 def encode_example(row: dict[str, Any], template: PromptTemplate, dialect: str,

@@ -21,6 +21,7 @@ PLACEHOLDERS = {
     "query": "the SQL answer (training target; must come last)",
     "dialect": "the SQL dialect's name, e.g. SQLite",
     "db_id": "the database's name",
+    "values": "the database's values that match words of the question (ingest.value_index)",
     # Only for self-correction prompts (prompts/self_correct.txt): empty elsewhere.
     "previous_sql": "the model's earlier query that the database refused",
     "error": "the database's error message for it",
@@ -129,13 +130,14 @@ def render_prompt(
     context: str = "",
     dialect: str = "SQL",
     db_id: str = "",
+    values: str = "",
     previous_sql: str = "",
     error: str = "",
 ) -> str:
     """The text the model sees before it writes SQL (used in training and inference)."""
     return template.prefix.format(
         question=question.strip(), context=context.strip(), dialect=dialect, db_id=db_id,
-        previous_sql=previous_sql.strip(), error=error.strip(),
+        values=values.strip(), previous_sql=previous_sql.strip(), error=error.strip(),
     )
 
 

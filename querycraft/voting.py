@@ -35,7 +35,7 @@ class Vote:
     tie: bool = False
     fallback: bool = False  # no candidate ran: the greedy one (index 0) was kept
 
-    def record(self) -> dict[str, Any]:
+    def summary(self) -> dict[str, Any]:
         return {"chosen": self.chosen, "groups": self.group_sizes, "tie": self.tie,
                 "fallback": self.fallback}
 

@@ -215,7 +215,7 @@ class Asker:
         """The question as a dataset row: the fields ``prompt_for`` reads."""
         db_id = self.db_id if db_id is None else db_id
         return {"question": question, "context": self._contexts.schema(db_id, question),
-                "db_id": db_id}
+                "values": self._contexts.values(db_id, question), "db_id": db_id}
 
     def prompt(self, question: str, db_id: str | None = None) -> str:
         """The prompt for ``question``, exactly as training rendered its rows."""

@@ -236,7 +236,7 @@ class VotedGeneration(Generation):
     def fields(self) -> dict[str, Any]:
         assert self.vote is not None
         return {"greedy_sql": self.greedy_sql, "candidates": self.vote.candidates,
-                "vote": self.vote.record()}
+                "vote": self.vote.summary()}
 
 
 def _voted_batches(cfg: DictConfig, backend: Any, prompts: list[str], rows: list[dict],
@@ -308,6 +308,7 @@ def question_row(cfg: DictConfig, request: Request) -> dict[str, Any]:
         db_id = contexts.default_db_id()
         return {"id": "question", "question": cfg.question, "query": "",
                 "context": contexts.schema(db_id, cfg.question),
+                "values": contexts.values(db_id, cfg.question),
                 "db_id": Path(database).stem if database else ""}
     finally:
         contexts.close()

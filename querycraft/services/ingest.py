@@ -24,6 +24,7 @@ import random
 import re
 import sys
 import tempfile
+import time
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+from tqdm.auto import tqdm
 
 from querycraft import db as dbmod
 from querycraft.artifacts import DATASET_DIR, IngestArtifact
@@ -38,6 +40,7 @@ from querycraft.errors import QueryCraftError
 from querycraft.prompts import load_template
 from querycraft.runs import start_run, write_jsonl
 from querycraft.sql import parses
+from querycraft.values import ValueIndex, ValueIndexConfig, index_file, read_values
 
 log = logging.getLogger("querycraft")
 
@@ -73,6 +76,9 @@ class IngestConfig:
     # QueryCraft's own output): "unwrap" joins the strings with newlines (and warns),
     # "refuse" drops the row.
     list_context: str = "unwrap"
+    # Value-aware context: an index of the database's text values, matched against each
+    # question into the {values} placeholder (see querycraft/values.py).
+    value_index: ValueIndexConfig = field(default_factory=ValueIndexConfig)
     load: LoadConfig = field(default_factory=LoadConfig)
     # Token lengths in the report are measured against this.
     max_seq_length: int = "${train.max_seq_length}"  # type: ignore[assignment]
@@ -343,6 +349,13 @@ class ExampleDatabases:
         self.sample_values = cfg.db.sample_values
         self.by_question = cfg.ingest.context_tables == "question"
         self._databases = dbmod.Databases(self.target) if self.target else None
+        settings = OmegaConf.select(cfg, "ingest.value_index", default=None)
+        self.values_settings = ValueIndexConfig(**OmegaConf.to_container(settings)) \
+            if settings else ValueIndexConfig()
+        # Where the value indexes are kept (an ingest run's values/), read from and, when
+        # missing there and a database is at hand, built into.
+        self.values_dir: Path | None = None
+        self._indexes: dict[str, ValueIndex | None] = {}
         # Least recently used last out: a server asked endless distinct questions (each its
         # own per-question context) must not keep every one.
         self._schemas: OrderedDict[tuple[str, str], str] = OrderedDict()
@@ -367,6 +380,33 @@ class ExampleDatabases:
                 self._schemas.popitem(last=False)
         return self._schemas[key]
 
+    def value_index(self, db_id: str) -> ValueIndex | None:
+        """The database's value index: from ``values_dir`` when it is there, else read from
+        the database (and saved into ``values_dir``); None without either."""
+        if db_id not in self._indexes:
+            stored = index_file(self.values_dir, db_id) if self.values_dir else None
+            if stored is not None and stored.is_file():
+                self._indexes[db_id] = ValueIndex.load(stored)
+            elif self._databases is not None:
+                index = ValueIndex(read_values(self._databases.get(db_id),
+                                               self.values_settings, self.timeout_s))
+                if stored is not None:
+                    index.save(stored)
+                self._indexes[db_id] = index
+            else:
+                self._indexes[db_id] = None
+        return self._indexes[db_id]
+
+    def values(self, db_id: str, question: str) -> str:
+        """The ``{values}`` text for a question: "" when ``ingest.value_index.enabled`` is
+        off."""
+        if not self.values_settings.enabled:
+            return ""
+        index = self.value_index(db_id)
+        settings = self.values_settings
+        return index.render(question, settings.max_values, settings.max_tokens) if index \
+            else ""
+
     def run(self, db_id: str, sql: str) -> None:
         assert self._databases is not None
         self._databases.get(db_id).execute(sql, timeout_s=self.timeout_s, max_rows=1)
@@ -390,19 +430,25 @@ def question_contexts(cfg: DictConfig, database: str | None,
         ingest_run: The ingest run the model trained on, or None.
     """
     context_tables, sample_values = str(cfg.ingest.context_tables), int(cfg.db.sample_values)
+    values = OmegaConf.to_container(cfg.ingest.value_index)
     saved_config = ingest_run / "config.yaml" if ingest_run is not None else None
     if saved_config is not None and saved_config.is_file():
         saved = OmegaConf.load(saved_config)
         context_tables = str(OmegaConf.select(saved, "ingest.context_tables", default="all"))
         sample_values = int(OmegaConf.select(saved, "db.sample_values", default=0) or 0)
+        saved_values = OmegaConf.select(saved, "ingest.value_index", default=None)
+        values = OmegaConf.to_container(saved_values) if saved_values else {"enabled": False}
     elif ingest_run is not None:
         log.warning("%s is missing: the schema context uses this config's "
                     "ingest.context_tables and db.sample_values, which may differ from the "
                     "prompts the model trained on", saved_config)
-    return ExampleDatabases(OmegaConf.create({
+    contexts = ExampleDatabases(OmegaConf.create({
         "db": {**OmegaConf.to_container(cfg.db, resolve=True), "sample_values": sample_values},
         "data": {"database": database},
-        "ingest": {"context_tables": context_tables}}))
+        "ingest": {"context_tables": context_tables, "value_index": values}}))
+    if ingest_run is not None and (ingest_run / VALUES_DIR).is_dir():
+        contexts.values_dir = ingest_run / VALUES_DIR
+    return contexts
 
 
 # ---------------------------------------------------------------- validation and split
@@ -728,6 +774,33 @@ def load_table(cfg: DictConfig) -> Path:
     return run_.dir
 
 
+VALUES_DIR = "values"
+
+
+def _question_values(cfg: DictConfig, folder: Path, examples: list[Example],
+                     stats: dict[str, Any]) -> dict[int, str]:
+    """With ``ingest.value_index.enabled``: each example's ``{values}`` text (keyed by ``id``),
+    from one value index per database, built here and kept in the run's values/."""
+    if not cfg.ingest.value_index.enabled:
+        return {}
+    databases = ExampleDatabases(cfg)
+    if not databases.available:
+        raise QueryCraftError("ingest.value_index.enabled=true reads the text values of the "
+                              "database, but there is none: set data.database (SQLite) or use "
+                              "a server (db=postgres ...), or turn ingest.value_index off.")
+    databases.values_dir = folder
+    began = time.perf_counter()
+    try:
+        found = {id(e): databases.values(e.db_id or databases.default_db_id(), e.question)
+                 for e in tqdm(examples, desc="matching values", unit="q")}
+    finally:
+        databases.close()
+    stats["values"] = {"databases": len(list(folder.glob("*.json"))),
+                       "questions_with_values": sum(bool(v) for v in found.values()),
+                       "seconds": round(time.perf_counter() - began, 2)}
+    return found
+
+
 def run(cfg: DictConfig) -> Path:
     """Ingest ``cfg.data`` into ``<run_dir>/dataset/{train,eval}.jsonl`` plus a report; or,
     with ``ingest.load.csv``, load that CSV into a database table (:func:`load_table`).
@@ -746,10 +819,12 @@ def run(cfg: DictConfig) -> Path:
                                   by=cfg.ingest.split_by)
         dataset_dir = run_.path(DATASET_DIR)
         dataset_dir.mkdir()
+        values = _question_values(cfg, run_.path(VALUES_DIR), examples, stats)
         for name, part in (("train", train), ("eval", evaluation)):
             # A generator: the rows are written one by one, not built as a second list.
             write_jsonl(dataset_dir / f"{name}.jsonl",
-                        ({"id": f"{name}-{i:05d}", **e.__dict__}  # type: ignore[arg-type]
+                        ({"id": f"{name}-{i:05d}", **e.__dict__,  # type: ignore[arg-type]
+                          **({"values": values[id(e)]} if values else {})}
                          for i, e in enumerate(part)))
         reasons: dict[str, int] = {}
         for d in dropped:
@@ -761,6 +836,7 @@ def run(cfg: DictConfig) -> Path:
             "kept": len(examples), "train": len(train), "eval": len(evaluation),
             "dropped": len(dropped), "drop_reasons": reasons,
             "list_context_unwrapped": stats.get("list_context_unwrapped", 0),
+            **({"values": stats["values"]} if "values" in stats else {}),
             "token_lengths": token_length_report(cfg, train),
         }
         _write_report(run_.dir, report, dropped)

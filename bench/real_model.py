@@ -18,6 +18,16 @@ ingest, finetune, then for the base model (zero-shot: infer.use_adapter=false) a
 fine-tuned model: infer, correct, evaluate. Reported per condition: execution accuracy of the
 raw and of the corrected SQL, valid-SQL rate, Spider exact-set match; and seconds per stage.
 Results are printed as a Markdown table and written to <work>/results.json.
+
+``--extra`` adds conditions on the same fine-tuned model and eval split (issue 18):
+  voting-N         infer.candidates=N (execution-guided voting; N = 4, 8, ...);
+  values           a second ingest with the value index (ingest.value_index.enabled=true,
+                   prompt.template=values: the database's values matching each question in
+                   the prompt, in training and inference), its own fine-tuning, then infer;
+  values+voting-N  both.
+Each reports execution accuracy and infer seconds per question (the infer stage's wall time,
+model loading included, over the questions). A stage whose run folder already holds a
+completed run (a rerun with the same --work) is reused, not run again.
 """
 
 from __future__ import annotations
@@ -74,7 +84,7 @@ def summary_of(evaluate_dir: Path) -> dict:
 
 
 def bench_one(model: str, dataset: str, work: Path, extra: list[str],
-              env: dict[str, str]) -> dict:
+              env: dict[str, str], extra_conditions: list[str] = ()) -> dict:
     out = work / f"{model}-{dataset}"
     common = [f"model={model}", *DATASETS[dataset], f"paths.output_dir={out}",
               "train.report_to=[]", *extra]
@@ -82,22 +92,46 @@ def bench_one(model: str, dataset: str, work: Path, extra: list[str],
 
     def stage(name: str, service: str, *overrides: str) -> Path:
         folder = out / name
+        manifest = folder / "run.json"
+        if manifest.is_file() and json.loads(manifest.read_text()).get("status") == "completed":
+            print(f"  {model} {dataset} {name}: reused from {folder}", flush=True)
+            return folder
         seconds[name] = round(querycraft([f"service={service}", f"hydra.run.dir={folder}",
                                           *common, *overrides], env, out / f"{name}.log"), 1)
         print(f"  {model} {dataset} {name}: {seconds[name]:.0f} s", flush=True)
         return folder
+
+    def condition_(name: str, finetune: Path, *infer_overrides: str) -> dict:
+        infer = stage(f"infer-{name}", "infer", f"infer.finetune_dir={finetune}",
+                      *infer_overrides)
+        correct = stage(f"correct-{name}", "correct", f"correct.predictions_dir={infer}")
+        evaluate = stage(f"evaluate-{name}", "evaluate", f"evaluate.predictions_dir={correct}")
+        result = summary_of(evaluate)
+        if f"infer-{name}" in seconds:
+            result["infer_seconds_per_question"] = round(
+                seconds[f"infer-{name}"] / max(result["items"], 1), 2)
+        return result
 
     out.mkdir(parents=True, exist_ok=True)
     ingest = stage("ingest", "ingest")
     finetune = stage("finetune", "finetune", f"train.dataset_dir={ingest}")
     results = {}
     for condition, use_adapter in (("zero-shot", "false"), ("fine-tuned", "true")):
-        infer = stage(f"infer-{condition}", "infer", f"infer.finetune_dir={finetune}",
-                      f"infer.use_adapter={use_adapter}")
-        correct = stage(f"correct-{condition}", "correct", f"correct.predictions_dir={infer}")
-        evaluate = stage(f"evaluate-{condition}", "evaluate",
-                         f"evaluate.predictions_dir={correct}")
-        results[condition] = summary_of(evaluate)
+        results[condition] = condition_(condition, finetune, f"infer.use_adapter={use_adapter}")
+    finetune_values = None
+    for name in extra_conditions:
+        values, _, voting = name.partition("voting-")
+        model_dir = finetune
+        if values.startswith("values"):
+            if finetune_values is None:
+                ingest_values = stage("ingest-values", "ingest",
+                                      "ingest.value_index.enabled=true", "prompt.template=values")
+                finetune_values = stage("finetune-values", "finetune",
+                                        f"train.dataset_dir={ingest_values}",
+                                        "prompt.template=values")
+            model_dir = finetune_values
+        results[name] = condition_(name, model_dir, "infer.use_adapter=true",
+                                   *([f"infer.candidates={voting}"] if voting else []))
     metrics = json.loads((finetune / "metrics.json").read_text())
     return {"model": model, "dataset": dataset, "results": results, "seconds": seconds,
             "train_examples": metrics["train_examples"], "epochs": metrics["epochs"],
@@ -116,6 +150,14 @@ def markdown(rows: list[dict]) -> str:
                 f"{r['execution_accuracy']:.3f} | {r['execution_accuracy_corrected']:.3f} | "
                 f"{r['valid_sql']:.2f} / {r['valid_sql_corrected']:.2f} | "
                 f"{r['exact_set_match']:.3f} | {r['items']} |")
+    timed = [(row, c, r) for row in rows for c, r in row["results"].items()
+             if "infer_seconds_per_question" in r]
+    if timed:
+        lines += ["", "| model | data | condition | EX raw | EX corrected | infer s / question |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {row['model']} | {row['dataset']} | {c} | {r['execution_accuracy']:.3f} | "
+                  f"{r['execution_accuracy_corrected']:.3f} | "
+                  f"{r['infer_seconds_per_question']:.2f} |" for row, c, r in timed]
     lines += ["", "| model | data | " + " | ".join(
         ["ingest", "finetune", "infer zero-shot", "correct", "evaluate", "infer fine-tuned",
          "correct", "evaluate", "total"]) + " |", "|---|---|" + "---|" * 9]
@@ -125,7 +167,7 @@ def markdown(rows: list[dict]) -> str:
                  "evaluate-zero-shot", "infer-fine-tuned", "correct-fine-tuned",
                  "evaluate-fine-tuned"]
         lines.append(f"| {row['model']} | {row['dataset']} | "
-                     + " | ".join(f"{s[k]:.0f}" for k in order)
+                     + " | ".join(f"{s[k]:.0f}" if k in s else "reused" for k in order)
                      + f" | {sum(s.values()):.0f} |")
     return "\n".join(lines)
 
@@ -137,6 +179,8 @@ def main() -> int:
                         choices=sorted(DATASETS))
     parser.add_argument("--work", type=Path, default=None,
                         help="folder for the runs (default: a new temporary folder)")
+    parser.add_argument("--extra", nargs="*", default=[],
+                        help="extra conditions: voting-N, values, values+voting-N")
     parser.add_argument("overrides", nargs="*", help="extra config overrides, after --")
     args = parser.parse_args()
     if "spider" in args.datasets and not SPIDER.is_dir():
@@ -148,7 +192,7 @@ def main() -> int:
     rows = []
     for dataset in args.datasets:
         for model in args.models:
-            rows.append(bench_one(model, dataset, work, args.overrides, env))
+            rows.append(bench_one(model, dataset, work, args.overrides, env, args.extra))
             (work / "results.json").write_text(json.dumps(rows, indent=2))
     print(markdown(rows))
     return 0

@@ -416,3 +416,19 @@ def test_strip_distinct_leaves_other_queries_untouched():
     assert strip_distinct("select  name from singer") == "select  name from singer"
     assert strip_distinct("not sql (") == "not sql ("
     assert strip_distinct("") == ""
+
+
+def test_shared_trees_are_parsed_once_and_never_changed_by_the_analyses():
+    """Scoring reads one sqlglot tree per query text (sql.parse_shared); the analyses that
+    rewrite a tree (exact-set's quoted values, strip_distinct) work on a copy."""
+    from querycraft.sql import is_read_only_statement, parse_shared
+
+    gold = 'SELECT DISTINCT name FROM singer WHERE country = "France" ORDER BY age'
+    before = parse_shared(gold, "sqlite")[0].sql()
+    assert exact_set_match(gold, "SELECT DISTINCT name FROM singer WHERE country = 'x' "
+                                 "ORDER BY age")
+    assert strip_distinct(gold) != gold
+    spider_hardness(gold), sql_features(gold), is_read_only_statement(gold)
+    tree = parse_shared(gold, "sqlite")[0]
+    assert tree.sql() == before
+    assert parse_shared(gold, "sqlite")[0] is tree  # the same object: parsed once

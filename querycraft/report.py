@@ -396,8 +396,22 @@ def _failing_row(item: dict[str, Any]) -> str:
             f"<td><pre>{_e(cut_value(item.get('query'), TEXT_CHARS))}</pre>"
             f"{_preview('gold', item.get('gold_preview'), item.get('gold_rows'))}</td>"
             f"<td><pre>{_e(cut_value(item.get('prediction'), TEXT_CHARS))}</pre>"
-            f"{_preview('predicted', item.get('pred_preview'), item.get('pred_rows'))}</td>"
+            f"{_preview('predicted', item.get('pred_preview'), item.get('pred_rows'))}"
+            f"{_vote(item.get('vote'))}</td>"
             f"<td>{_why(item)}</td></tr>")
+
+
+def _vote(vote: dict[str, Any] | None) -> str:
+    """How voting chose the prediction (infer.candidates), under it."""
+    if not vote:
+        return ""
+    if vote.get("fallback"):
+        text = f"voting: none of the {vote.get('candidates')} candidates ran; the greedy one kept"
+    else:
+        groups = " · ".join(str(g) for g in vote.get("groups") or [])
+        text = (f"voting: candidate {vote.get('chosen')} of {vote.get('candidates')}, "
+                f"groups of equal results {groups}")
+    return f"<div class=\"muted vote\">{_e(text)}</div>"
 
 
 def _failing(summary: dict[str, Any], items: list[dict[str, Any]], limit: int) -> str:

@@ -135,3 +135,12 @@ def test_infer_with_candidates_records_them_and_the_vote(trained):
         else:
             assert len(groups) >= 1
             assert groups[row["candidates"][chosen]["group"]] == max(groups)
+    # Evaluate carries each vote into its items and the report shows it under the prediction.
+    evaluate = run(make_config(output, ["service=evaluate", *FAST_MODEL,
+                                        f"evaluate.predictions_dir={output / 'voted'}"],
+                               output / "evaluate"))
+    items = read_jsonl(evaluate / "items.jsonl")
+    assert all(i["vote"]["candidates"] == 3 for i in items)
+    failing = [i for i in items if not i["execution_match"]]
+    report = (evaluate / "report.html").read_text()
+    assert not failing or "voting:" in report

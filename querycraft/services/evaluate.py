@@ -338,6 +338,11 @@ def score_item(row: dict[str, Any], column: str, database: dbmod.Database, scori
         "id": row["id"], "db_id": row.get("db_id", ""), "column": column,
         "question": row["question"], "query": cut_value(gold, text),
         "prediction": cut_value(prediction, text), "difficulty": None, "features": []}
+    if row.get("vote") and column == "sql":
+        # infer.candidates: how the prediction was chosen, for the report
+        item["vote"] = {"groups": row["vote"].get("groups"), "chosen": row["vote"].get("chosen"),
+                        "candidates": len(row.get("candidates") or []),
+                        "fallback": row["vote"].get("fallback")}
     gold_to_run = row.get("query_for_database") or gold
     if gold_to_run != gold:
         item["gold_executed"] = cut_value(gold_to_run, text)

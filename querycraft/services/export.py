@@ -99,14 +99,21 @@ def ollama_template(template: PromptTemplate, dialect: str, db_id: str = "") -> 
     question the prompt; rendered with them it is the training prompt, character for
     character."""
     marks = {"context": "\x02", "question": "\x03"}
+    # {values} (ingest.value_index) are matched per question by QueryCraft; a Modelfile
+    # cannot, so the section stays empty there (ask and serve fill it).
     text = template.prefix.format(context=marks["context"], question=marks["question"],
-                                  dialect=dialect, db_id=db_id, previous_sql="", error="")
+                                  dialect=dialect, db_id=db_id, values="", previous_sql="",
+                                  error="")
     return _go_literal(text).replace(marks["context"], OLLAMA_SYSTEM).replace(
         marks["question"], OLLAMA_PROMPT)
 
 
 def modelfile(gguf_name: str, template: PromptTemplate, dialect: str, db_id: str,
               max_new_tokens: int) -> str:
+    if "{values}" in template.prefix:
+        log.warning("export: the prompt template has {values}; the Ollama Modelfile leaves "
+                    "that section empty (the values are matched per question by QueryCraft: "
+                    "use service=serve or ask for value-aware prompts)")
     if '"""' in template.prefix:
         raise QueryCraftError('The prompt template holds """, which ends an Ollama TEMPLATE; '
                               "change the template or write the Modelfile by hand.")

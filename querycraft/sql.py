@@ -947,6 +947,12 @@ def has_order_by(sql: str, dialect: str = "sqlite") -> bool:
     return bool(tree.args.get("order"))
 
 
+def mentions_order_by(sql: str) -> bool:
+    """The official Spider evaluator's test for whether row order counts: "order by" anywhere
+    in the text (a subquery, a string literal), case-insensitive."""
+    return "order by" in sql.lower()
+
+
 def tables_in(sql: str, dialect: str = "sqlite") -> set[str]:
     """Lower-case names of the tables a query reads (CTE names excluded).
 

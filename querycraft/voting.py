@@ -20,6 +20,7 @@ from typing import Any
 
 from querycraft.compare import results_match
 from querycraft.engines.base import QueryError, QueryResult
+from querycraft.sql import mentions_order_by
 
 __all__ = ["Vote", "vote"]
 
@@ -38,10 +39,6 @@ class Vote:
     def summary(self) -> dict[str, Any]:
         return {"chosen": self.chosen, "groups": self.group_sizes, "tie": self.tie,
                 "fallback": self.fallback}
-
-
-def _ordered(sql: str) -> bool:
-    return "order by" in sql.lower()
 
 
 def vote(candidates: list[str], run: Callable[[str], QueryResult],
@@ -80,8 +77,8 @@ def vote(candidates: list[str], run: Callable[[str], QueryResult],
         row.update(valid=True, rows=len(result.rows))
         for number, (rep_sql, rep) in enumerate(representatives):
             same_text = rep_sql == sql
-            if same_text or results_match(rep, result, order_matters=_ordered(rep_sql)
-                                          or _ordered(sql)):
+            if same_text or results_match(rep, result, order_matters=mentions_order_by(rep_sql)
+                                          or mentions_order_by(sql)):
                 groups[number].append(index)
                 row["group"] = number
                 break

@@ -199,3 +199,22 @@ def test_category_values_may_stand_alone_in_a_question() -> None:
     many = ColumnProfile(name="city", type="TEXT", kind="text", distinct=400)
     assert bare("Ghent", many) is None
     assert bare("a@b.org", segment) is None
+
+
+def test_query_table_contexts_name_exactly_the_tables_each_query_uses(shop: dict) -> None:
+    """synthesize.context=query_tables: a context column of the query's own tables (the
+    sample eval split's convention), which ingest reads as is."""
+    from querycraft.sql import tables_in
+
+    out = shop["root"] / "output"
+    run_dir = _synthesize(out, shop["database"], "with-context", "synthesize.count=60",
+                          "seed=7", "synthesize.context=query_tables")
+    pairs = _pairs(run_dir)
+    assert list(pairs[0])[:4] == ["question", "query", "context", "db_id"]
+    for pair in pairs:
+        named = {line.split()[2].lower() for line in pair["context"].splitlines()
+                 if line.startswith("CREATE TABLE")}
+        assert named == tables_in(pair["query"]), pair
+    report = _ingest(out, run_dir / "pairs.csv", shop["database"], "ingest-with-context")
+    assert report["dropped"] == 0 and report["kept"] == len(pairs)
+    assert "context" not in _pairs(shop["run"])[0]  # the default writes none

@@ -44,6 +44,7 @@ from querycraft.sql import (
     exact_match,
     has_order_by,
     join_split_operators,
+    mentions_order_by,
     time_budget,
     token_match_score,
 )
@@ -206,7 +207,7 @@ def order_matters(gold_sql: str, dialect: str, rule: str = "text") -> bool:
     rule (``"order by" in gold.lower()``, wherever it stands), or "outer" (the outermost
     query orders its rows)."""
     if rule == "text":
-        return "order by" in gold_sql.lower()
+        return mentions_order_by(gold_sql)
     return has_order_by(gold_sql, dialect)
 
 

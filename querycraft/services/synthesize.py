@@ -47,7 +47,13 @@ from querycraft.db import (
 )
 from querycraft.errors import QueryCraftError
 from querycraft.runs import start_run
-from querycraft.sql import extract_sql, has_order_by, is_read_only_statement, parse_statement
+from querycraft.sql import (
+    extract_sql,
+    has_order_by,
+    is_read_only_statement,
+    parse_statement,
+    tables_in,
+)
 from querycraft.sql_analysis import spider_hardness
 from querycraft.synthesis import FEATURES, RULES, Candidate, Generator, read_profile
 from querycraft.synthesis.teacher import (
@@ -733,16 +739,16 @@ def check_teacher_pairs(completion: Completion, db_id: str, checker: Checker,
 
 
 def query_contexts(databases: Databases, pairs: list[dict[str, Any]]) -> None:
-    """Set each pair's ``context``: the schema text of the tables its query uses, in order of
-    appearance (read once per set of tables). A query whose tables cannot be read gets an
-    empty context, which ingest fills from the database."""
+    """Set each pair's ``context``: the schema text of the tables its query uses
+    (:func:`querycraft.sql.tables_in`, read once per set of tables). A query whose tables
+    cannot be read gets an empty context, which ingest fills from the database."""
     cache: dict[tuple[str, tuple[str, ...]], str] = {}
     for pair in pairs:
         database = databases.get(pair["db_id"])
-        tree = parse_statement(pair["query"], database.dialect)
-        ctes = {c.alias_or_name for c in tree.find_all(exp.CTE)} if tree else set()
-        names = tuple(dict.fromkeys(t.name for t in tree.find_all(exp.Table)
-                                    if t.name not in ctes)) if tree else ()
+        try:
+            names = tuple(sorted(tables_in(pair["query"], database.dialect)))
+        except ValueError:
+            names = ()
         key = (pair["db_id"], names)
         if key not in cache:
             try:

@@ -26,7 +26,10 @@ Results are printed as a Markdown table and written to <work>/results.json.
                    the prompt, in training and inference), its own fine-tuning, then infer;
   values+voting-N  both.
 Each reports execution accuracy and infer seconds per question (the infer stage's wall time,
-model loading included, over the questions). A stage whose run folder already holds a
+model loading included, over the questions). ``--eval-limit N`` scores every condition on the
+same N questions spread evenly over the eval split (infer.limit_by=spread: every database of
+a split grouped by database), for runs where the whole split would take too long;
+``--no-zero-shot`` leaves out the base-model condition. A stage whose run folder already holds a
 completed run (a rerun with the same --work) is reused, not run again.
 """
 
@@ -84,7 +87,8 @@ def summary_of(evaluate_dir: Path) -> dict:
 
 
 def bench_one(model: str, dataset: str, work: Path, extra: list[str],
-              env: dict[str, str], extra_conditions: list[str] = ()) -> dict:
+              env: dict[str, str], extra_conditions: list[str] = (),
+              eval_limit: int | None = None, zero_shot: bool = True) -> dict:
     out = work / f"{model}-{dataset}"
     common = [f"model={model}", *DATASETS[dataset], f"paths.output_dir={out}",
               "train.report_to=[]", *extra]
@@ -102,8 +106,9 @@ def bench_one(model: str, dataset: str, work: Path, extra: list[str],
         return folder
 
     def condition_(name: str, finetune: Path, *infer_overrides: str) -> dict:
+        subset = [f"infer.limit={eval_limit}", "infer.limit_by=spread"] if eval_limit else []
         infer = stage(f"infer-{name}", "infer", f"infer.finetune_dir={finetune}",
-                      *infer_overrides)
+                      *subset, *infer_overrides)
         correct = stage(f"correct-{name}", "correct", f"correct.predictions_dir={infer}")
         evaluate = stage(f"evaluate-{name}", "evaluate", f"evaluate.predictions_dir={correct}")
         result = summary_of(evaluate)
@@ -117,6 +122,8 @@ def bench_one(model: str, dataset: str, work: Path, extra: list[str],
     finetune = stage("finetune", "finetune", f"train.dataset_dir={ingest}")
     results = {}
     for condition, use_adapter in (("zero-shot", "false"), ("fine-tuned", "true")):
+        if condition == "zero-shot" and not zero_shot:
+            continue
         results[condition] = condition_(condition, finetune, f"infer.use_adapter={use_adapter}")
     finetune_values = None
     for name in extra_conditions:
@@ -181,6 +188,10 @@ def main() -> int:
                         help="folder for the runs (default: a new temporary folder)")
     parser.add_argument("--extra", nargs="*", default=[],
                         help="extra conditions: voting-N, values, values+voting-N")
+    parser.add_argument("--eval-limit", type=int, default=None,
+                        help="score every condition on N questions spread over the eval split")
+    parser.add_argument("--no-zero-shot", action="store_true",
+                        help="leave out the base model (zero-shot) condition")
     parser.add_argument("overrides", nargs="*", help="extra config overrides, after --")
     args = parser.parse_args()
     if "spider" in args.datasets and not SPIDER.is_dir():
@@ -192,7 +203,8 @@ def main() -> int:
     rows = []
     for dataset in args.datasets:
         for model in args.models:
-            rows.append(bench_one(model, dataset, work, args.overrides, env, args.extra))
+            rows.append(bench_one(model, dataset, work, args.overrides, env, args.extra,
+                                  args.eval_limit, not args.no_zero_shot))
             (work / "results.json").write_text(json.dumps(rows, indent=2))
     print(markdown(rows))
     return 0

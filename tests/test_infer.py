@@ -27,7 +27,7 @@ from querycraft.errors import QueryCraftError
 from querycraft.generation import GenerationSettings, generate, generate_batches
 from querycraft.prompts import load_template, render_training_text
 from querycraft.runs import read_jsonl, read_manifest
-from querycraft.services.infer import resolve_request
+from querycraft.services.infer import check, limited, resolve_request
 from tests.conftest import FAST_MODEL, PROJECT_ROOT, make_config
 
 TEMPLATES = sorted(p.stem for p in (PROJECT_ROOT / "prompts").glob("*.txt"))
@@ -114,6 +114,18 @@ def test_predictions_have_one_row_per_input_with_provenance(output, finetune_dir
         assert set(row) >= {"id", "question", "raw_output", "sql", "seconds", "model",
                             "adapter"}
         assert row["model"] == info["base_model"] and row["adapter"] == info["adapter"]
+
+
+def test_limit_takes_the_first_questions_or_spreads_them_over_the_split(tmp_path):
+    rows = [{"id": str(k), "db_id": f"db{k // 10}"} for k in range(40)]  # grouped by database
+    assert [r["id"] for r in limited(rows, 3)] == ["0", "1", "2"]
+    spread = limited(rows, 8, "spread")
+    assert [r["id"] for r in spread] == ["0", "5", "10", "15", "20", "25", "30", "35"]
+    assert {r["db_id"] for r in spread} == {"db0", "db1", "db2", "db3"}
+    assert limited(rows, 40, "spread") == rows and limited(rows, 99) == rows
+    problems = check(make_config(tmp_path, ["infer.limit=0", "infer.limit_by=random"]))
+    assert any("infer.limit must be at least 1" in p for p in problems)
+    assert any("infer.limit_by must be 'first' or 'spread'" in p for p in problems)
 
 
 def test_a_finished_run_is_reused_unless_redo(output, finetune_dir):

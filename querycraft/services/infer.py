@@ -84,6 +84,9 @@ class InferConfig:
     temperature: float = 1.0
     top_p: float = 1.0
     limit: int | None = None
+    # Which `limit` questions: "first" in file order, or "spread": evenly spaced over the
+    # split (a split grouped by database then samples every database, for a quick look).
+    limit_by: str = "first"
     # Execution-guided voting: N > 1 writes N queries per question (the greedy one and N - 1
     # sampled at candidate_temperature, in batches), runs them read-only on the database and
     # keeps one from the largest group of equal results (ties: the model's likelihood).
@@ -113,6 +116,11 @@ def check(cfg: DictConfig) -> list[str]:
     if not infer.candidate_temperature > 0:
         problems.append(f"infer.candidate_temperature must be above 0, got "
                         f"{infer.candidate_temperature}")
+    if infer.limit is not None and infer.limit < 1:
+        problems.append(f"infer.limit must be at least 1 (null: every question), got "
+                        f"{infer.limit}")
+    if infer.limit_by not in ("first", "spread"):
+        problems.append(f"infer.limit_by must be 'first' or 'spread', got '{infer.limit_by}'")
     if infer.split not in ("train", "eval"):
         problems.append(f"infer.split must be 'train' or 'eval', got '{infer.split}'")
     return problems
@@ -314,6 +322,16 @@ def question_row(cfg: DictConfig, request: Request) -> dict[str, Any]:
         contexts.close()
 
 
+def limited(rows: list[dict], limit: int, by: str = "first") -> list[dict]:
+    """``limit`` of ``rows``: the first ones, or ("spread") evenly spaced, in file order."""
+    if limit >= len(rows):
+        return rows
+    if by == "first":
+        return rows[:limit]
+    step = len(rows) / limit
+    return [rows[int(k * step)] for k in range(limit)]
+
+
 def run(cfg: DictConfig) -> Path:
     """Write ``predictions.jsonl``: one row per question with raw output and extracted SQL.
 
@@ -334,7 +352,7 @@ def run(cfg: DictConfig) -> Path:
         ingest = IngestArtifact.read(dataset_dir)
         rows = read_jsonl(ingest.split_file(cfg.infer.split))
         if cfg.infer.limit:
-            rows = rows[: cfg.infer.limit]
+            rows = limited(rows, cfg.infer.limit, cfg.infer.limit_by)
         fingerprint = _fingerprint(cfg, request, dataset_dir)
         done = None if cfg.infer.redo else _finished_run_with(fingerprint,
                                                               cfg.paths.output_dir)

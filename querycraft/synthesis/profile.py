@@ -38,6 +38,8 @@ _RESERVED = frozenset((
     "time", "timestamp", "to", "top", "true", "union", "unique", "update", "user", "using",
     "values", "when", "where", "window", "with", "year",
 ))
+# Columns that name a row: "name", "title", "first_name", "LastName", "song_title".
+_NAME_COLUMN = re.compile(r"(^|_|[a-z])(name|title)$|^(name|title)(_|$)", re.IGNORECASE)
 _PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?")
 # Dialects that fold unquoted names to lower (PostgreSQL) or, as SQLAlchemy reports names,
@@ -93,6 +95,25 @@ class TableProfile:
         """Columns of these kinds (keys left out unless ``keys``) that have values."""
         return [c for c in self.columns if c.kind in kinds and (keys or not c.is_key)
                 and (c.values or not values)]
+
+    def identity(self) -> list[ColumnProfile]:
+        """What a question that names no column shows ("Which customers ...?"): the row's
+        name columns (``name``, ``title``, ``first_name`` and ``last_name``), else its
+        primary key ("Which orders ...?" -> ``order_id``), else its best label."""
+        names = [c for c in self.of_kind("text") if _NAME_COLUMN.search(c.name)
+                 and c.distinct > 1]
+        # A name shared by many rows ("category_name") is a category, not the row's name.
+        telling = [c for c in names if c.distinct * 4 > self.rows]
+        pair = [c for c in telling if re.match(r"(?i)f(irst)?_?name$|l(ast)?_?name$", c.name)]
+        if len(pair) == 2:
+            return pair
+        whole = [c for c in telling if c.name.lower() in ("name", "title")
+                 or c.name.lower() == f"{self.name.lower()}_name"]
+        if whole or telling or names:  # "Name" alone; else "first_name", "last_name"
+            return (whole or telling or [max(names, key=lambda c: c.distinct)])[:1 if whole
+                                                                                else 2]
+        keys = [self.column(k) for k in self.primary_key if self.column(k).values]
+        return keys[:1] or self.labels()[:1]
 
     def labels(self) -> list[ColumnProfile]:
         """The columns that best name a row: text columns with many distinct values (a

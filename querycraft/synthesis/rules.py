@@ -106,6 +106,18 @@ def bare(value: Any, column: ColumnProfile) -> str | None:
     return value.strip()
 
 
+# A share of the filter, order and null questions name no column to show ("Which products
+# cost more than 40?"): their SQL shows the row's name columns or key, as people expect.
+IMPLICIT_SHARE = 0.5
+_PRICE = re.compile(r"price|cost|fee", re.IGNORECASE)
+
+
+def total_of(column: ColumnProfile) -> str:
+    """"total <column>" in words, without doubling a "total" the name already has."""
+    name = words(column.name)
+    return name if name.startswith("total") else f"total {name}"
+
+
 def _capital(text: str) -> str:
     return text[:1].upper() + text[1:]
 
@@ -141,6 +153,14 @@ class Generator:
 
     def label(self, table: TableProfile) -> ColumnProfile:
         return self.pick(table.labels())
+
+    def implicit(self) -> bool:
+        """Whether this question names no column to show (see IMPLICIT_SHARE)."""
+        return self.rng.random() < IMPLICIT_SHARE
+
+    def identity(self, table: TableProfile, alias: str | None = None) -> list[exp.Column]:
+        """The columns a question that names none shows (:meth:`TableProfile.identity`)."""
+        return [self.col(c, alias) for c in table.identity()]
 
     # SQL pieces -------------------------------------------------------------------
 
@@ -260,13 +280,21 @@ def filter_equals(g: Generator) -> Candidate | None:
     tree = g.select(g.col(label), table=table).where(
         exp.EQ(this=g.col(col), expression=g.lit(value)))
     plain = bare(value, col)
+    slots = {"t": plural(words(table.name)), "s": singular(words(table.name)),
+             "c": words(col.name), "v": say(value), "b": plain}
+    if g.implicit():
+        tree = g.select(*g.identity(table), table=table).where(
+            exp.EQ(this=g.col(col), expression=g.lit(value)))
+        q = g.phrase("Which {t} have {c} {v}?", "List the {t} whose {c} is {v}.",
+                     "Show the {t} with {c} {v}.",
+                     *(("List the {b} {t}.", "Which {t} are in {b}?", "Show {t} in {b}.",
+                        "Which {b} {t} are there?") if plain else ()), **slots)
+        return Candidate("filter", "filter_equals", tree, q, ("where",))
     q = g.phrase("What is the {l} of the {t} whose {c} is {v}?",
                  "List the {l} of every {s} with {c} {v}.",
                  "Which {t} have {c} {v}? Give their {l}.",
                  *(("List the {l} of the {b} {t}.", "Show the {l} of {t} in {b}.")
-                   if plain else ()), l=words(label.name),
-                 t=plural(words(table.name)), s=singular(words(table.name)), c=words(col.name),
-                 v=say(value), b=plain)
+                   if plain else ()), l=words(label.name), **slots)
     return Candidate("filter", "filter_equals", tree, q, ("where",))
 
 
@@ -281,6 +309,14 @@ def filter_compare(g: Generator) -> Candidate | None:
         op(this=g.col(col), expression=g.lit(value)))
     more = g.pick(("greater than", "more than", "above")) if above else \
         g.pick(("less than", "below", "smaller than"))
+    if g.implicit():
+        tree = g.select(*g.identity(table), g.col(col), table=table).where(
+            op(this=g.col(col), expression=g.lit(value)))
+        q = g.phrase("Which {t} have a {c} {m} {v}?", "Show {t} with a {c} {m} {v}.",
+                     "List the {t} whose {c} is {m} {v}, with their {c}.",
+                     *(("Which {t} cost {m} {v}?",) if _PRICE.search(col.name) else ()),
+                     t=plural(words(table.name)), c=words(col.name), m=more, v=say(value))
+        return Candidate("filter", "filter_compare", tree, q, ("where",))
     q = g.phrase("Which {t} have a {c} {m} {v}? Show their {l} and {c}.",
                  "List the {l} and {c} of {t} whose {c} is {m} {v}.",
                  "Show the {l} and {c} of every {s} with a {c} {m} {v}.", t=plural(words(
@@ -305,8 +341,15 @@ def filter_like(g: Generator) -> Candidate | None:
         parts = [w for w in re.split(r"[\s,.;/]+", value) if len(w) >= 3]
         fragment = g.pick(parts) or value[:3]
         pattern, how = f"%{fragment}%", "contains"
-    tree = g.select(g.col(label), table=table).where(
-        exp.Like(this=g.col(col), expression=exp.Literal.string(pattern)))
+    like = exp.Like(this=g.col(col), expression=exp.Literal.string(pattern))
+    if g.implicit():
+        tree = g.select(*g.identity(table), table=table).where(like)
+        inside = ("Which {t} have {f} in their {c}?", "List the {t} with '{f}' in their {c}.",
+                  "Show {t} whose {c} contains {f}.") if how == "contains" else ()
+        q = g.phrase("Which {t} have a {c} that {h} '{f}'?", *inside,
+                     t=plural(words(table.name)), c=words(col.name), h=how, f=fragment)
+        return Candidate("filter", "filter_like", tree, q, ("where",))
+    tree = g.select(g.col(label), table=table).where(like)
     q = g.phrase("Which {t} have a {c} that {h} '{f}'? Show their {l}.",
                  "List the {l} of the {t} whose {c} {h} '{f}'.",
                  "Find the {l} of every {s} whose {c} {h} '{f}'.", t=plural(words(table.name)),
@@ -322,8 +365,15 @@ def filter_between(g: Generator) -> Candidate | None:
     table, col, label = base
     low, high = sorted(g.rng.sample(range(len(col.values)), 2))
     a, b = col.values[low], col.values[high]
-    tree = g.select(g.col(label), g.col(col), table=table).where(
-        exp.Between(this=g.col(col), low=g.lit(a), high=g.lit(b)))
+    between = exp.Between(this=g.col(col), low=g.lit(a), high=g.lit(b))
+    if g.implicit():
+        tree = g.select(*g.identity(table), g.col(col), table=table).where(between)
+        q = g.phrase("Which {t} have a {c} between {a} and {b}?",
+                     "Show {t} whose {c} is between {a} and {b}, with their {c}.",
+                     "List the {t} with a {c} from {a} to {b}.", t=plural(words(table.name)),
+                     c=words(col.name), a=say(a), b=say(b))
+        return Candidate("filter", "filter_between", tree, q, ("where",))
+    tree = g.select(g.col(label), g.col(col), table=table).where(between)
     q = g.phrase("Which {t} have a {c} between {a} and {b}? Give their {l} and {c}.",
                  "List the {l} and {c} of {t} with a {c} from {a} to {b}.",
                  "Show the {l} and {c} of every {s} whose {c} lies between {a} and {b}.",
@@ -356,7 +406,8 @@ def count_where(g: Generator) -> Candidate | None:
     plain = bare(value, col)
     q = g.phrase("How many {t} have {c} {v}?", "Count the {t} whose {c} is {v}.",
                  "What is the number of {t} with {c} {v}?",
-                 *(("How many {b} {t} are there?", "Count the {b} {t}.") if plain else ()),
+                 *(("How many {b} {t} are there?", "Count the {b} {t}.",
+                    "How many {t} are in {b}?") if plain else ()),
                  t=plural(words(table.name)), c=words(col.name), v=say(value), b=plain)
     return Candidate("aggregation", "count_where", tree, q, ("where",))
 
@@ -470,6 +521,24 @@ def top_k(g: Generator) -> Candidate | None:
         g.order(g.col(col), desc)).limit(k)
     most = ("highest" if desc else "lowest") if col.kind == "number" else \
         ("latest" if desc else "earliest")
+    price = ("most expensive" if desc else "cheapest") if _PRICE.search(col.name) else None
+    if g.implicit() and k == 1:  # "Which product is the cheapest?": its name, nothing more
+        tree = g.select(*g.identity(table), table=table).order_by(
+            g.order(g.col(col), desc)).limit(1)
+        q = g.phrase("Which {s} has the {m} {c}?", "Find the {s} with the {m} {c}.",
+                     *(("Which {s} is the {p}?",) if price else ()),
+                     s=singular(words(table.name)), m=most, c=words(col.name), p=price)
+        return Candidate("order_limit", "top_k", tree, q, ("order_by", "limit"))
+    if g.implicit():
+        tree = g.select(*g.identity(table), g.col(col), table=table).order_by(
+            g.order(g.col(col), desc)).limit(k)
+        q = g.phrase("Show the {k} {t} with the {m} {c}.",
+                     "List the top {k} {t} ranked by {c}." if desc else
+                     "List the {k} {t} with the {m} {c}, with their {c}.",
+                     *(("List the {k} {p} {t} with their {c}.", "Show the top {k} {p} {t} "
+                        "and their {c}.") if price else ()),
+                     k=str(k), t=plural(words(table.name)), m=most, c=words(col.name), p=price)
+        return Candidate("order_limit", "top_k", tree, q, ("order_by", "limit"))
     if k == 1:
         q = g.phrase("Which {s} has the {m} {c}? Give its {l} and {c}.",
                      "Show the {l} and {c} of the {s} with the {m} {c}.",
@@ -481,6 +550,67 @@ def top_k(g: Generator) -> Candidate | None:
                      k=str(k), t=plural(words(table.name)), m=most, c=words(col.name),
                      l=words(label.name))
     return Candidate("order_limit", "top_k", tree, q, ("order_by", "limit"))
+
+
+def _summed_children(g: Generator) -> tuple[ForeignKey, TableProfile, TableProfile,
+                                            ColumnProfile] | None:
+    """A foreign key whose child table has a number to add up per parent (order items'
+    quantity per order, orders' amount per customer)."""
+    joins = [fk for fk in g.profile.joins()
+             if any(len(c.values) >= 3 for c in g.profile.tables[fk.table].of_kind("number"))]
+    fk = g.pick(joins)
+    if fk is None:
+        return None
+    child, parent = g.profile.tables[fk.table], g.profile.tables[fk.ref_table]
+    return fk, child, parent, g.pick([c for c in child.of_kind("number")
+                                      if len(c.values) >= 3])
+
+
+def group_top_k(g: Generator) -> Candidate | None:
+    """The parents with the largest sum over their children: GROUP BY, ORDER BY the sum,
+    LIMIT ("the 9 customers with the highest total spending")."""
+    parts = _summed_children(g)
+    if parts is None:
+        return None
+    fk, child, parent, col = parts
+    k = g.pick((3, 5, 8, 10))
+    names = parent.identity()
+    if len(names) == 1 and names[0].kind == "text":  # by name, through the join
+        key = g.col(names[0], "T2")
+        total = exp.Sum(this=g.col(col, "T1"))
+        tree = g.join(fk).select(key, total).group_by(key.copy())
+    else:  # by the key the child holds
+        key = g.col(fk.columns[0])
+        total = exp.Sum(this=g.col(col))
+        tree = g.select(key, total, table=child).group_by(key.copy())
+    tree = tree.order_by(g.order(total.copy(), True)).limit(k)
+    q = g.phrase("Show the {k} {pt} with the highest {tc}.",
+                 "What are the {k} {pt} with the largest {tc} over their {ct}?",
+                 "List the top {k} {pt} by {tc}.", k=str(k), pt=plural(words(parent.name)),
+                 ct=plural(words(child.name)), tc=total_of(col))
+    return Candidate("order_limit", "group_top_k", tree, q,
+                     ("group_by", "aggregation", "order_by", "limit"))
+
+
+def group_having_sum(g: Generator) -> Candidate | None:
+    """``GROUP BY key HAVING SUM(x) > k``: "Which orders contain more than 5 units?"."""
+    parts = _summed_children(g)
+    if parts is None:
+        return None
+    fk, child, parent, col = parts
+    # About the median value times the average group size: some groups pass, not all.
+    size = max(1, child.rows // max(child.column(fk.columns[0]).distinct, 1))
+    k = g.middle_value(col) * size
+    k = round(k) if isinstance(k, float) and k > 10 else k
+    key = g.col(fk.columns[0])
+    tree = g.select(key, exp.Sum(this=g.col(col)), table=child).group_by(key.copy()).having(
+        exp.GT(this=exp.Sum(this=g.col(col)), expression=g.lit(k)))
+    q = g.phrase("Which {pt} have more than {k} {c} in total?",
+                 "Which {pt} have a {tc} above {k}?",
+                 "List the {pt} whose {ct} add up to more than {k} {c}.", pt=plural(
+                     words(parent.name)), ct=plural(words(child.name)), c=words(col.name),
+                 tc=total_of(col), k=say(k))
+    return Candidate("group_by", "group_having_sum", tree, q, ("having", "aggregation"))
 
 
 def sorted_list(g: Generator) -> Candidate | None:
@@ -516,6 +646,25 @@ def null_rows(g: Generator) -> Candidate | None:
     label = g.pick([c for c in table.labels() if c.name != col.name]) or g.label(table)
     missing = g.rng.random() < 0.5
     test = exp.Null() if missing else exp.Not(this=exp.Null())
+    if g.implicit():
+        cond: exp.Expression = exp.Is(this=g.col(col), expression=test)
+        category = g.pick([c for c in table.of_kind("text") if c.name != col.name
+                           and any(bare(v, c) for v in c.values)])
+        kind = ""
+        if category is not None and g.rng.random() < 0.6:
+            value = g.pick([v for v in category.values if bare(v, category)])
+            cond = exp.And(this=cond, expression=exp.EQ(this=g.col(category),
+                                                        expression=g.lit(value)))
+            kind = bare(value, category) + " "
+        tree = g.select(*g.identity(table), table=table).where(cond)
+        if missing:
+            q = g.phrase("Which {k}{t} have no {c}?", "List {k}{t} whose {c} is missing.",
+                         "Which {k}{t} have no {c} on file?", k=kind,
+                         t=plural(words(table.name)), c=words(col.name))
+        else:
+            q = g.phrase("Which {k}{t} have a {c}?", "List {k}{t} whose {c} is known.",
+                         k=kind, t=plural(words(table.name)), c=words(col.name))
+        return Candidate("null", "null_rows", tree, q, ("where",))
     tree = g.select(g.col(label), table=table).where(exp.Is(this=g.col(col), expression=test))
     if missing:
         q = g.phrase("Which {t} have no {c}? Show their {l}.",
@@ -566,6 +715,24 @@ def date_year(g: Generator) -> Candidate | None:
     high = f"{year + 1}-01-01" if text else datetime.date(year + 1, 1, 1)
     cond = exp.And(this=exp.GTE(this=g.col(col), expression=g.lit(low)),
                    expression=exp.LT(this=g.col(col), expression=g.lit(high)))
+    category = g.pick([c for c in table.of_kind("text")
+                       if any(bare(v, c) for v in c.values)]) if g.implicit() else None
+    if category is not None:  # "corporate customers with a signup in 2023"
+        value = g.pick([v for v in category.values if bare(v, category)])
+        cond = exp.And(this=exp.EQ(this=g.col(category), expression=g.lit(value)),
+                       expression=cond)
+        slots = {"b": bare(value, category), "t": plural(words(table.name)),
+                 "c": words(col.name), "y": str(year)}
+        if g.rng.random() < 0.5:
+            tree = g.select(exp.Count(this=exp.Star()), table=table).where(cond)
+            q = g.phrase("How many {b} {t} have a {c} in {y}?",
+                         "What is the number of {b} {t} with a {c} in {y}?",
+                         "Count the {b} {t} from {y}.", **slots)
+            return Candidate("date", "date_year", tree, q, ("where", "aggregation"))
+        tree = g.select(*g.identity(table), table=table).where(cond)
+        q = g.phrase("Which {b} {t} have a {c} in {y}?", "List the {b} {t} with a {c} in {y}.",
+                     **slots)
+        return Candidate("date", "date_year", tree, q, ("where",))
     if g.rng.random() < 0.5:
         tree = g.select(exp.Count(this=exp.Star()), table=table).where(cond)
         q = g.phrase("How many {t} have a {c} in {y}?", "Count the {t} whose {c} falls in {y}.",
@@ -857,8 +1024,8 @@ RULES: dict[str, tuple[Callable[[Generator], Candidate | None], ...]] = {
                filter_and),
     "join": (join_filter, join_pairs, join_count),
     "aggregation": (count_all, count_where, aggregate, aggregate_where),
-    "group_by": (group_count, group_average, group_having),
-    "order_limit": (top_k, sorted_list),
+    "group_by": (group_count, group_average, group_having, group_having_sum),
+    "order_limit": (top_k, sorted_list, group_top_k),
     "null": (null_rows, null_count),
     "date": (date_year, date_after, date_extreme),
     "nested": (nested_in, nested_not_in, nested_scalar),

@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -59,6 +60,60 @@ DATASETS = {
                # global batch, and so the schedule, stays the preset's).
                "train.micro_batch_size=2"],
 }
+
+
+# The database file of a db_id, to re-run candidates against the gold in the analysis.
+DATABASE_FILES = {
+    "sample": lambda db_id: ROOT / "input" / "sample" / f"{db_id}.sqlite",
+    "spider": lambda db_id: SPIDER / "database" / db_id / f"{db_id}.sqlite",
+}
+_TEXT_LITERAL = re.compile(r"'([^']+)'|\"([^\"]+)\"")
+
+
+def voting_ceiling(infer_dir: Path, database_file) -> dict:
+    """Why voting gains what it gains: for how many questions any candidate was right (the
+    most voting could reach) and for how many no candidate ran at all."""
+    from querycraft.compare import results_match
+    from querycraft.db import QueryError, SqliteDatabase
+    from querycraft.sql import mentions_order_by
+
+    any_right = none_ran = 0
+    for line in (infer_dir / "predictions.jsonl").open():
+        row = json.loads(line)
+        with SqliteDatabase(database_file(row["db_id"])) as db:
+            gold = db.execute(row["query"], timeout_s=10)
+            right, ran = False, False
+            for candidate in row.get("candidates") or []:
+                try:
+                    result = db.execute(candidate["sql"], timeout_s=10)
+                except QueryError:
+                    continue
+                ran = True
+                right = right or results_match(gold, result,
+                                               order_matters=mentions_order_by(row["query"]))
+        any_right += right
+        none_ran += not ran
+    return {"any_candidate_right": any_right, "no_candidate_ran": none_ran}
+
+
+def literal_questions(evaluate_dir: Path, values_eval: Path) -> dict:
+    """Why value-aware context gains what it gains: how many questions need a text literal,
+    for how many the value lines held it, and how many of those this condition got right."""
+    lines = {json.loads(line)["id"]: json.loads(line) for line in values_eval.open()}
+    need = held = right = 0
+    for line in (evaluate_dir / "items.jsonl").open():
+        item = json.loads(line)
+        if item.get("column", "sql") != "sql":
+            continue
+        literals = [a or b for a, b in _TEXT_LITERAL.findall(item["query"])]
+        if not literals:
+            continue
+        need += 1
+        values = lines[item["id"]].get("values", "").lower()
+        held += any(lit.lower() in values for lit in literals)
+        right += bool(item["execution_match"])
+    return {"literal_questions": need, "literal_in_value_lines": held,
+            "right_on_literal_questions": right}
 
 
 def querycraft(args: list[str], env: dict[str, str], log_file: Path) -> float:
@@ -112,9 +167,11 @@ def bench_one(model: str, dataset: str, work: Path, extra: list[str],
         correct = stage(f"correct-{name}", "correct", f"correct.predictions_dir={infer}")
         evaluate = stage(f"evaluate-{name}", "evaluate", f"evaluate.predictions_dir={correct}")
         result = summary_of(evaluate)
-        if f"infer-{name}" in seconds:
-            result["infer_seconds_per_question"] = round(
-                seconds[f"infer-{name}"] / max(result["items"], 1), 2)
+        # A reused stage: the seconds its own manifest recorded (the run, without the start).
+        took = seconds.get(f"infer-{name}") or json.loads(
+            (infer / "run.json").read_text()).get("seconds")
+        if took:
+            result["infer_seconds_per_question"] = round(took / max(result["items"], 1), 2)
         return result
 
     out.mkdir(parents=True, exist_ok=True)
@@ -139,6 +196,12 @@ def bench_one(model: str, dataset: str, work: Path, extra: list[str],
             model_dir = finetune_values
         results[name] = condition_(name, model_dir, "infer.use_adapter=true",
                                    *([f"infer.candidates={voting}"] if voting else []))
+    values_eval = out / "ingest-values" / "dataset" / "eval.jsonl"
+    for name, result in results.items():
+        if "voting-" in name:
+            result.update(voting_ceiling(out / f"infer-{name}", DATABASE_FILES[dataset]))
+        if values_eval.is_file():
+            result.update(literal_questions(out / f"evaluate-{name}", values_eval))
     metrics = json.loads((finetune / "metrics.json").read_text())
     return {"model": model, "dataset": dataset, "results": results, "seconds": seconds,
             "train_examples": metrics["train_examples"], "epochs": metrics["epochs"],
@@ -157,6 +220,21 @@ def markdown(rows: list[dict]) -> str:
                 f"{r['execution_accuracy']:.3f} | {r['execution_accuracy_corrected']:.3f} | "
                 f"{r['valid_sql']:.2f} / {r['valid_sql_corrected']:.2f} | "
                 f"{r['exact_set_match']:.3f} | {r['items']} |")
+    voted = [(row, c, r) for row in rows for c, r in row["results"].items()
+             if "any_candidate_right" in r]
+    if voted:
+        lines += ["", "| model | data | condition | any candidate right | no candidate ran "
+                  "| items |", "|---|---|---|---|---|---|"]
+        lines += [f"| {row['model']} | {row['dataset']} | {c} | {r['any_candidate_right']} | "
+                  f"{r['no_candidate_ran']} | {r['items']} |" for row, c, r in voted]
+    literal = [(row, c, r) for row in rows for c, r in row["results"].items()
+               if "literal_questions" in r]
+    if literal:
+        lines += ["", "| model | data | condition | questions with a text literal | literal "
+                  "in the value lines | right on those |", "|---|---|---|---|---|---|"]
+        lines += [f"| {row['model']} | {row['dataset']} | {c} | {r['literal_questions']} | "
+                  f"{r['literal_in_value_lines']} | {r['right_on_literal_questions']} |"
+                  for row, c, r in literal]
     timed = [(row, c, r) for row in rows for c, r in row["results"].items()
              if "infer_seconds_per_question" in r]
     if timed:

@@ -109,9 +109,10 @@ class TableProfile:
             return pair
         whole = [c for c in telling if c.name.lower() in ("name", "title")
                  or c.name.lower() == f"{self.name.lower()}_name"]
-        if whole or telling or names:  # "Name" alone; else "first_name", "last_name"
-            return (whole or telling or [max(names, key=lambda c: c.distinct)])[:1 if whole
-                                                                                else 2]
+        if whole:  # "Name" alone, not "Name" and "Song_Name"
+            return whole[:1]
+        if telling or names:
+            return telling[:2] or [max(names, key=lambda c: c.distinct)]
         keys = [self.column(k) for k in self.primary_key if self.column(k).values]
         return keys[:1] or self.labels()[:1]
 

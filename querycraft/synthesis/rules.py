@@ -522,14 +522,15 @@ def top_k(g: Generator) -> Candidate | None:
     most = ("highest" if desc else "lowest") if col.kind == "number" else \
         ("latest" if desc else "earliest")
     price = ("most expensive" if desc else "cheapest") if _PRICE.search(col.name) else None
-    if g.implicit() and k == 1:  # "Which product is the cheapest?": its name, nothing more
+    implicit = g.implicit()
+    if implicit and k == 1:  # "Which product is the cheapest?": its name, nothing more
         tree = g.select(*g.identity(table), table=table).order_by(
             g.order(g.col(col), desc)).limit(1)
         q = g.phrase("Which {s} has the {m} {c}?", "Find the {s} with the {m} {c}.",
                      *(("Which {s} is the {p}?",) if price else ()),
                      s=singular(words(table.name)), m=most, c=words(col.name), p=price)
         return Candidate("order_limit", "top_k", tree, q, ("order_by", "limit"))
-    if g.implicit():
+    if implicit:
         tree = g.select(*g.identity(table), g.col(col), table=table).order_by(
             g.order(g.col(col), desc)).limit(k)
         q = g.phrase("Show the {k} {t} with the {m} {c}.",
@@ -598,7 +599,7 @@ def group_having_sum(g: Generator) -> Candidate | None:
     if parts is None:
         return None
     fk, child, parent, col = parts
-    # About the median value times the average group size: some groups pass, not all.
+    # A middle value times the average group size: some groups pass, not all.
     size = max(1, child.rows // max(child.column(fk.columns[0]).distinct, 1))
     k = g.middle_value(col) * size
     k = round(k) if isinstance(k, float) and k > 10 else k

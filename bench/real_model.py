@@ -220,21 +220,18 @@ def markdown(rows: list[dict]) -> str:
                 f"{r['execution_accuracy']:.3f} | {r['execution_accuracy_corrected']:.3f} | "
                 f"{r['valid_sql']:.2f} / {r['valid_sql_corrected']:.2f} | "
                 f"{r['exact_set_match']:.3f} | {r['items']} |")
-    voted = [(row, c, r) for row in rows for c, r in row["results"].items()
-             if "any_candidate_right" in r]
-    if voted:
-        lines += ["", "| model | data | condition | any candidate right | no candidate ran "
-                  "| items |", "|---|---|---|---|---|---|"]
-        lines += [f"| {row['model']} | {row['dataset']} | {c} | {r['any_candidate_right']} | "
-                  f"{r['no_candidate_ran']} | {r['items']} |" for row, c, r in voted]
-    literal = [(row, c, r) for row in rows for c, r in row["results"].items()
-               if "literal_questions" in r]
-    if literal:
-        lines += ["", "| model | data | condition | questions with a text literal | literal "
-                  "in the value lines | right on those |", "|---|---|---|---|---|---|"]
-        lines += [f"| {row['model']} | {row['dataset']} | {c} | {r['literal_questions']} | "
-                  f"{r['literal_in_value_lines']} | {r['right_on_literal_questions']} |"
-                  for row, c, r in literal]
+    # The analysis tables: (heading, the result keys shown), for conditions that have them.
+    for headings, keys in (
+            (("any candidate right", "no candidate ran", "items"),
+             ("any_candidate_right", "no_candidate_ran", "items")),
+            (("questions with a text literal", "literal in the value lines", "right on those"),
+             ("literal_questions", "literal_in_value_lines", "right_on_literal_questions"))):
+        shown = [(row, c, r) for row in rows for c, r in row["results"].items() if keys[0] in r]
+        if shown:
+            lines += ["", "| model | data | condition | " + " | ".join(headings) + " |",
+                      "|---|---|---|" + "---|" * len(keys)]
+            lines += [f"| {row['model']} | {row['dataset']} | {c} | "
+                      + " | ".join(str(r[k]) for k in keys) + " |" for row, c, r in shown]
     timed = [(row, c, r) for row in rows for c, r in row["results"].items()
              if "infer_seconds_per_question" in r]
     if timed:

@@ -122,8 +122,19 @@ def test_deterministic_for_a_seed_and_the_database_is_untouched(shop: dict) -> N
 def test_weights_shape_the_spread(shop: dict) -> None:
     weights = [f"synthesize.weights.{f}=0" for f in FEATURES if f not in ("join", "nested")]
     run_dir = _synthesize(shop["root"] / "output", shop["database"], "weighted",
-                          "synthesize.count=20", *weights)
-    assert Counter(p["feature"] for p in _pairs(run_dir)) == {"join": 10, "nested": 10}
+                          "synthesize.count=20", *weights, "synthesize.weights.join=3",
+                          "synthesize.weights.nested=1")
+    assert Counter(p["feature"] for p in _pairs(run_dir)) == {"join": 15, "nested": 5}
+
+
+def test_the_default_spread_follows_the_default_weights(shop: dict) -> None:
+    from querycraft.synthesis import DEFAULT_WEIGHTS
+
+    counts = Counter(p["feature"] for p in _pairs(shop["run"]))  # 150 pairs, default weights
+    total = sum(DEFAULT_WEIGHTS.values())
+    for feature, weight in DEFAULT_WEIGHTS.items():
+        assert abs(counts[feature] - 150 * weight / total) < 1, (feature, counts)
+    assert counts["filter"] > counts["join"] > counts["set_operation"]
 
 
 def test_spider_databases(spider: dict) -> None:
@@ -269,3 +280,28 @@ def test_ranking_by_a_sum_and_having_a_sum_write_grouped_queries_that_return_row
                                     max_rows=10_000).rows)
             telling += 0 < kept < groups
     assert telling >= 0.6 * len(having)
+
+
+def test_category_words_combine_with_a_second_condition() -> None:
+    """"delivered orders with a total amount above 100", "How many phone contacts have
+    outcome 'resolved'?", "the distinct cities of addresses in Portugal": a category's bare
+    value joined with another condition, each query running and returning rows."""
+    import random
+
+    from querycraft.synthesis.rules import Generator, count_where, filter_and, projection_distinct
+
+    generator = Generator(_profile(SAMPLE_DB, "shop"), random.Random(5))
+    made = [rule(generator) for rule in (filter_and, count_where, projection_distinct)
+            for _ in range(40)]
+    two = [c for c in made if c is not None and (" AND " in c.tree.sql(dialect="sqlite") or (
+        c.rule == "projection_distinct" and " WHERE " in c.tree.sql(dialect="sqlite")))]
+    rules = Counter(c.rule for c in two)
+    assert set(rules) == {"filter_and", "count_where", "projection_distinct"}, rules
+    implicit = [c for c in two if c.rule == "filter_and" and "'" not in c.question]
+    assert implicit and all(c.tree.sql(dialect="sqlite").startswith(
+        ("SELECT order_id, ", "SELECT name, ", "SELECT first_name, last_name, ",
+         "SELECT order_item_id, ")) for c in implicit), [c.question for c in implicit]
+    assert not any(" an unit " in c.question for c in made if c is not None)
+    with SqliteDatabase(SAMPLE_DB) as db:
+        for candidate in two:
+            db.execute(candidate.tree.sql(dialect="sqlite"), timeout_s=5, max_rows=10)

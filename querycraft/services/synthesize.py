@@ -55,7 +55,14 @@ from querycraft.sql import (
     tables_in,
 )
 from querycraft.sql_analysis import spider_hardness
-from querycraft.synthesis import FEATURES, RULES, Candidate, Generator, read_profile
+from querycraft.synthesis import (
+    DEFAULT_WEIGHTS,
+    FEATURES,
+    RULES,
+    Candidate,
+    Generator,
+    read_profile,
+)
 from querycraft.synthesis.teacher import (
     FOCUS,
     Completion,
@@ -99,7 +106,7 @@ class SynthesizeConfig:
     # The spread: a weight per feature (0 leaves a feature out); pairs are shared out in
     # proportion. Features: projection, filter, join, aggregation, group_by, order_limit,
     # null, date, nested, set_operation.
-    weights: dict[str, float] = field(default_factory=lambda: dict.fromkeys(FEATURES, 1.0))
+    weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     # Candidates tried before giving up short of count; null: 20 per pair asked for.
     max_attempts: int | None = None
     seed: int = "${seed}"  # type: ignore[assignment]

@@ -8,6 +8,7 @@ ones, deduplicates them and writes the CSV and the report.
 """
 
 from querycraft.synthesis.profile import DatabaseProfile, read_profile
-from querycraft.synthesis.rules import FEATURES, RULES, Candidate, Generator
+from querycraft.synthesis.rules import DEFAULT_WEIGHTS, FEATURES, RULES, Candidate, Generator
 
-__all__ = ["FEATURES", "RULES", "Candidate", "DatabaseProfile", "Generator", "read_profile"]
+__all__ = ["DEFAULT_WEIGHTS", "FEATURES", "RULES", "Candidate", "DatabaseProfile", "Generator",
+           "read_profile"]

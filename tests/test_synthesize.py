@@ -305,3 +305,29 @@ def test_category_words_combine_with_a_second_condition() -> None:
     with SqliteDatabase(SAMPLE_DB) as db:
         for candidate in two:
             db.execute(candidate.tree.sql(dialect="sqlite"), timeout_s=5, max_rows=10)
+
+
+def test_a_container_key_names_the_rows_and_columns_go_by_short_names() -> None:
+    """"List the product names and quantity for order 233": order_item joined to product,
+    filtered on its order (the container its name says); "the customers for address 60"
+    (orders is no address's part) is never written. A share of questions say "price" for
+    unit_price, never "name" for last_name (first_name ends in it too)."""
+    import random
+
+    from querycraft.synthesis.rules import Generator, filter_compare, join_for_key
+
+    generator = Generator(_profile(SAMPLE_DB, "shop"), random.Random(2))
+    made = [join_for_key(generator) for _ in range(20)]
+    sql = {c.tree.sql(dialect="sqlite") for c in made}
+    assert all(s.startswith("SELECT T2.name") and "FROM order_item AS T1 JOIN product AS T2"
+               in s and "WHERE T1.order_id = " in s for s in sql), sql
+    assert any(", T1.quantity FROM" in s for s in sql) and any(
+        "product names" in c.question for c in made)
+    with SqliteDatabase(SAMPLE_DB) as db:
+        assert all(db.execute(s, timeout_s=5, max_rows=10).rows for s in sql)
+    questions = [filter_compare(generator).question for _ in range(60)]
+    short = [q for q in questions if " price" in q and "unit price" not in q]
+    assert short and len(short) < len([q for q in questions if "price" in q])
+    people = Generator(_profile(SAMPLE_DB, "shop"), random.Random(4))
+    assert all(people.name_of(people.profile.tables["customer"].column("last_name")) ==
+               "last name" for _ in range(30))

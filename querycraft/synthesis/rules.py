@@ -119,6 +119,8 @@ def bare(value: Any, column: ColumnProfile) -> str | None:
 # A share of the filter, order and null questions name no column to show ("Which products
 # cost more than 40?"): their SQL shows the row's name columns or key, as people expect.
 IMPLICIT_SHARE = 0.5
+# A share of questions name a column by its last word ("price" for unit_price).
+SHORT_NAME_SHARE = 0.35
 _PRICE = re.compile(r"price|cost|fee", re.IGNORECASE)
 
 
@@ -168,6 +170,21 @@ class Generator:
     def implicit(self) -> bool:
         """Whether this question names no column to show (see IMPLICIT_SHARE)."""
         return self.rng.random() < IMPLICIT_SHARE
+
+    def name_of(self, column: ColumnProfile) -> str:
+        """A column as a question names it: its words ("unit price"), or in a share of
+        questions (SHORT_NAME_SHARE) its last word alone ("price", "amount", "date") where no
+        other column of its table ends in that word, as people shorten names."""
+        full = words(column.name)
+        parts = full.split()
+        if len(parts) < 2 or parts[-1] in ("id", "no", "code", "number", "name") or \
+                self.rng.random() >= SHORT_NAME_SHARE:
+            return full
+        table = next((t for t in self.tables if any(c is column for c in t.columns)), None)
+        if table is None or sum(words(c.name).split()[-1] == parts[-1]
+                                for c in table.columns) > 1:
+            return full
+        return parts[-1]
 
     def category_value(self, table: TableProfile, exclude: ColumnProfile | None = None
                        ) -> tuple[ColumnProfile, Any] | None:
@@ -242,7 +259,7 @@ def projection_one(g: Generator) -> Candidate | None:
     tree = g.select(g.col(col), table=table)
     names = plural(words(table.name))
     q = g.phrase("List the {c} of all {t}.", "What is the {c} of each of the {t}?",
-                 "Show the {c} for every {s}.", c=words(col.name), t=names,
+                 "Show the {c} for every {s}.", c=g.name_of(col), t=names,
                  s=singular(words(table.name)))
     return Candidate("projection", "projection_one", tree, q)
 
@@ -276,12 +293,12 @@ def projection_distinct(g: Generator) -> Candidate | None:
         tree = tree.where(exp.EQ(this=g.col(category), expression=g.lit(value)))
         q = g.phrase("List the distinct {c} values of {t} in {b}.",
                      "What different {c} values do the {b} {t} have?",
-                     "Which {c} values appear among {t} in {b}?", c=words(col.name),
+                     "Which {c} values appear among {t} in {b}?", c=g.name_of(col),
                      t=plural(words(table.name)), b=bare(value, category))
         return Candidate("projection", "projection_distinct", tree, q, ("distinct", "where"))
     q = g.phrase("What are the different {c} values of the {t}?",
                  "List the distinct {c} values found among {t}.",
-                 "Which {c} values do the {t} have?", c=words(col.name),
+                 "Which {c} values do the {t} have?", c=g.name_of(col),
                  t=plural(words(table.name)))
     return Candidate("projection", "projection_distinct", tree, q, ("distinct",))
 
@@ -346,12 +363,12 @@ def filter_compare(g: Generator) -> Candidate | None:
         q = g.phrase("Which {t} have a {c} {m} {v}?", "Show {t} with a {c} {m} {v}.",
                      "List the {t} whose {c} is {m} {v}, with their {c}.",
                      *(("Which {t} cost {m} {v}?",) if _PRICE.search(col.name) else ()),
-                     t=plural(words(table.name)), c=words(col.name), m=more, v=say(value))
+                     t=plural(words(table.name)), c=g.name_of(col), m=more, v=say(value))
         return Candidate("filter", "filter_compare", tree, q, ("where",))
     q = g.phrase("Which {t} have a {c} {m} {v}? Show their {l} and {c}.",
                  "List the {l} and {c} of {t} whose {c} is {m} {v}.",
                  "Show the {l} and {c} of every {s} with a {c} {m} {v}.", t=plural(words(
-                     table.name)), s=singular(words(table.name)), c=words(col.name), m=more,
+                     table.name)), s=singular(words(table.name)), c=g.name_of(col), m=more,
                  v=say(value), l=words(label.name))
     return Candidate("filter", "filter_compare", tree, q, ("where",))
 
@@ -378,13 +395,13 @@ def filter_like(g: Generator) -> Candidate | None:
         inside = ("Which {t} have {f} in their {c}?", "List the {t} with '{f}' in their {c}.",
                   "Show {t} whose {c} contains {f}.") if how == "contains" else ()
         q = g.phrase("Which {t} have a {c} that {h} '{f}'?", *inside,
-                     t=plural(words(table.name)), c=words(col.name), h=how, f=fragment)
+                     t=plural(words(table.name)), c=g.name_of(col), h=how, f=fragment)
         return Candidate("filter", "filter_like", tree, q, ("where",))
     tree = g.select(g.col(label), table=table).where(like)
     q = g.phrase("Which {t} have a {c} that {h} '{f}'? Show their {l}.",
                  "List the {l} of the {t} whose {c} {h} '{f}'.",
                  "Find the {l} of every {s} whose {c} {h} '{f}'.", t=plural(words(table.name)),
-                 s=singular(words(table.name)), c=words(col.name), h=how, f=fragment,
+                 s=singular(words(table.name)), c=g.name_of(col), h=how, f=fragment,
                  l=words(label.name))
     return Candidate("filter", "filter_like", tree, q, ("where",))
 
@@ -402,13 +419,13 @@ def filter_between(g: Generator) -> Candidate | None:
         q = g.phrase("Which {t} have a {c} between {a} and {b}?",
                      "Show {t} whose {c} is between {a} and {b}, with their {c}.",
                      "List the {t} with a {c} from {a} to {b}.", t=plural(words(table.name)),
-                     c=words(col.name), a=say(a), b=say(b))
+                     c=g.name_of(col), a=say(a), b=say(b))
         return Candidate("filter", "filter_between", tree, q, ("where",))
     tree = g.select(g.col(label), g.col(col), table=table).where(between)
     q = g.phrase("Which {t} have a {c} between {a} and {b}? Give their {l} and {c}.",
                  "List the {l} and {c} of {t} with a {c} from {a} to {b}.",
                  "Show the {l} and {c} of every {s} whose {c} lies between {a} and {b}.",
-                 t=plural(words(table.name)), s=singular(words(table.name)), c=words(col.name),
+                 t=plural(words(table.name)), s=singular(words(table.name)), c=g.name_of(col),
                  a=say(a), b=say(b), l=words(label.name))
     return Candidate("filter", "filter_between", tree, q, ("where",))
 
@@ -442,14 +459,14 @@ def count_where(g: Generator) -> Candidate | None:
         q = g.phrase("How many {k} {t} have {c} {v}?", "Count the {k} {t} whose {c} is {v}.",
                      "What is the number of {k} {t} with {c} {v}?",
                      *(("How many {k} {t} are {b}?",) if plain else ()),
-                     k=bare(kind, category), t=plural(words(table.name)), c=words(col.name),
+                     k=bare(kind, category), t=plural(words(table.name)), c=g.name_of(col),
                      v=say(value), b=plain)
         return Candidate("aggregation", "count_where", tree, q, ("where",))
     q = g.phrase("How many {t} have {c} {v}?", "Count the {t} whose {c} is {v}.",
                  "What is the number of {t} with {c} {v}?",
                  *(("How many {b} {t} are there?", "Count the {b} {t}.",
                     "How many {t} are in {b}?") if plain else ()),
-                 t=plural(words(table.name)), c=words(col.name), v=say(value), b=plain)
+                 t=plural(words(table.name)), c=g.name_of(col), v=say(value), b=plain)
     return Candidate("aggregation", "count_where", tree, q, ("where",))
 
 
@@ -471,7 +488,7 @@ def aggregate(g: Generator) -> Candidate | None:
     name = g.pick(sorted(_AGGREGATES))
     func, templates = _AGGREGATES[name]
     tree = g.select(func(this=g.col(col)), table=table)
-    q = g.phrase(*templates, c=words(col.name), t=plural(words(table.name)),
+    q = g.phrase(*templates, c=g.name_of(col), t=plural(words(table.name)),
                  s=singular(words(table.name)))
     return Candidate("aggregation", "aggregate", tree, q)
 
@@ -488,7 +505,7 @@ def aggregate_where(g: Generator) -> Candidate | None:
     tree = g.select(func(this=g.col(col)), table=table).where(
         exp.EQ(this=g.col(by), expression=g.lit(value)))
     q = g.phrase("What is the {h} {c} of the {t} whose {b} is {v}?",
-                 "Among {t} with {b} {v}, what is the {h} {c}?", h=how, c=words(col.name),
+                 "Among {t} with {b} {v}, what is the {h} {c}?", h=how, c=g.name_of(col),
                  t=plural(words(table.name)), b=words(by.name), v=say(value))
     return Candidate("aggregation", "aggregate_where", tree, q, ("where",))
 
@@ -527,7 +544,7 @@ def group_average(g: Generator) -> Candidate | None:
     tree = g.select(g.col(by), _AGGREGATES[name][0](this=g.col(col)), table=table).group_by(
         g.col(by))
     q = g.phrase("What is the {h} {c} of the {t} for each {b}?",
-                 "For every {b}, give the {h} {c} of its {t}.", h=how, c=words(col.name),
+                 "For every {b}, give the {h} {c} of its {t}.", h=how, c=g.name_of(col),
                  t=plural(words(table.name)), b=words(by.name))
     return Candidate("group_by", "group_aggregate", tree, q, ("aggregation",))
 
@@ -569,7 +586,7 @@ def top_k(g: Generator) -> Candidate | None:
             g.order(g.col(col), desc)).limit(1)
         q = g.phrase("Which {s} has the {m} {c}?", "Find the {s} with the {m} {c}.",
                      *(("Which {s} is the {p}?",) if price else ()),
-                     s=singular(words(table.name)), m=most, c=words(col.name), p=price)
+                     s=singular(words(table.name)), m=most, c=g.name_of(col), p=price)
         return Candidate("order_limit", "top_k", tree, q, ("order_by", "limit"))
     if implicit:
         tree = g.select(*g.identity(table), g.col(col), table=table).order_by(
@@ -579,17 +596,17 @@ def top_k(g: Generator) -> Candidate | None:
                      "List the {k} {t} with the {m} {c}, with their {c}.",
                      *(("List the {k} {p} {t} with their {c}.", "Show the top {k} {p} {t} "
                         "and their {c}.") if price else ()),
-                     k=str(k), t=plural(words(table.name)), m=most, c=words(col.name), p=price)
+                     k=str(k), t=plural(words(table.name)), m=most, c=g.name_of(col), p=price)
         return Candidate("order_limit", "top_k", tree, q, ("order_by", "limit"))
     if k == 1:
         q = g.phrase("Which {s} has the {m} {c}? Give its {l} and {c}.",
                      "Show the {l} and {c} of the {s} with the {m} {c}.",
-                     s=singular(words(table.name)), m=most, c=words(col.name),
+                     s=singular(words(table.name)), m=most, c=g.name_of(col),
                      l=words(label.name))
     else:
         q = g.phrase("Show the {l} and {c} of the {k} {t} with the {m} {c}.",
                      "Which {k} {t} have the {m} {c}? List their {l} and {c}.",
-                     k=str(k), t=plural(words(table.name)), m=most, c=words(col.name),
+                     k=str(k), t=plural(words(table.name)), m=most, c=g.name_of(col),
                      l=words(label.name))
     return Candidate("order_limit", "top_k", tree, q, ("order_by", "limit"))
 
@@ -650,7 +667,7 @@ def group_having_sum(g: Generator) -> Candidate | None:
     q = g.phrase("Which {pt} have more than {k} {c} in total?",
                  "Which {pt} have a {tc} above {k}?",
                  "List the {pt} whose {ct} add up to more than {k} {c}.", pt=plural(
-                     words(parent.name)), ct=plural(words(child.name)), c=words(col.name),
+                     words(parent.name)), ct=plural(words(child.name)), c=g.name_of(col),
                  tc=total_of(col), k=say(k))
     return Candidate("group_by", "group_having_sum", tree, q, ("having", "aggregation"))
 
@@ -669,7 +686,7 @@ def sorted_list(g: Generator) -> Candidate | None:
     q = g.phrase("List the {l} of all {t}, sorted by {c} in {o} order.",
                  "Show every {s}'s {l}, ordered by {c} ({o}).", l=shown,
                  t=plural(words(table.name)), s=singular(words(table.name)),
-                 c=words(col.name), o=order)
+                 c=g.name_of(col), o=order)
     return Candidate("order_limit", "sorted_list", tree, q, ("order_by",))
 
 
@@ -702,21 +719,21 @@ def null_rows(g: Generator) -> Candidate | None:
         if missing:
             q = g.phrase("Which {k}{t} have no {c}?", "List {k}{t} whose {c} is missing.",
                          "Which {k}{t} have no {c} on file?", k=kind,
-                         t=plural(words(table.name)), c=words(col.name))
+                         t=plural(words(table.name)), c=g.name_of(col))
         else:
             q = g.phrase("Which {k}{t} have a {c}?", "List {k}{t} whose {c} is known.",
-                         k=kind, t=plural(words(table.name)), c=words(col.name))
+                         k=kind, t=plural(words(table.name)), c=g.name_of(col))
         return Candidate("null", "null_rows", tree, q, ("where",))
     tree = g.select(g.col(label), table=table).where(exp.Is(this=g.col(col), expression=test))
     if missing:
         q = g.phrase("Which {t} have no {c}? Show their {l}.",
                      "List the {l} of the {t} whose {c} is missing.",
                      "Show the {l} of every {s} without a {c}.", t=plural(words(table.name)),
-                     s=singular(words(table.name)), c=words(col.name), l=words(label.name))
+                     s=singular(words(table.name)), c=g.name_of(col), l=words(label.name))
     else:
         q = g.phrase("Which {t} have a {c} recorded? Show their {l}.",
                      "List the {l} of the {t} whose {c} is known.", t=plural(words(table.name)),
-                     c=words(col.name), l=words(label.name))
+                     c=g.name_of(col), l=words(label.name))
     return Candidate("null", "null_rows", tree, q, ("where",))
 
 
@@ -731,10 +748,10 @@ def null_count(g: Generator) -> Candidate | None:
         exp.Is(this=g.col(col), expression=test))
     if missing:
         q = g.phrase("How many {t} have no {c}?", "Count the {t} whose {c} is missing.",
-                     t=plural(words(table.name)), c=words(col.name))
+                     t=plural(words(table.name)), c=g.name_of(col))
     else:
         q = g.phrase("How many {t} have a {c}?", "Count the {t} with a known {c}.",
-                     t=plural(words(table.name)), c=words(col.name))
+                     t=plural(words(table.name)), c=g.name_of(col))
     return Candidate("null", "null_count", tree, q, ("where", "aggregation"))
 
 
@@ -778,14 +795,14 @@ def date_year(g: Generator) -> Candidate | None:
     if g.rng.random() < 0.5:
         tree = g.select(exp.Count(this=exp.Star()), table=table).where(cond)
         q = g.phrase("How many {t} have a {c} in {y}?", "Count the {t} whose {c} falls in {y}.",
-                     t=plural(words(table.name)), c=words(col.name), y=str(year))
+                     t=plural(words(table.name)), c=g.name_of(col), y=str(year))
         tags = ("where", "aggregation")
     else:
         label = g.label(table)
         tree = g.select(g.col(label), g.col(col), table=table).where(cond)
         q = g.phrase("Which {t} have a {c} in {y}? Show their {l} and {c}.",
                      "List the {l} and {c} of the {t} dated {y} by {c}.",
-                     t=plural(words(table.name)), c=words(col.name), y=str(year),
+                     t=plural(words(table.name)), c=g.name_of(col), y=str(year),
                      l=words(label.name))
         tags = ("where",)
     return Candidate("date", "date_year", tree, q, tags)
@@ -804,7 +821,7 @@ def date_after(g: Generator) -> Candidate | None:
     how = "after" if after else "before"
     q = g.phrase("Which {t} have a {c} {h} {v}? Give their {l} and {c}.",
                  "List the {l} and {c} of {t} with a {c} {h} {v}.", t=plural(words(table.name)),
-                 c=words(col.name), h=how, v=str(value), l=words(label.name))
+                 c=g.name_of(col), h=how, v=str(value), l=words(label.name))
     return Candidate("date", "date_after", tree, q, ("where",))
 
 
@@ -818,7 +835,7 @@ def date_extreme(g: Generator) -> Candidate | None:
     tree = g.select(func(this=g.col(col)), table=table)
     how = "latest" if latest else "earliest"
     q = g.phrase("What is the {h} {c} of any {s}?", "When is the {h} {c} among the {t}?",
-                 h=how, c=words(col.name), s=singular(words(table.name)),
+                 h=how, c=g.name_of(col), s=singular(words(table.name)),
                  t=plural(words(table.name)))
     return Candidate("date", "date_extreme", tree, q, ("aggregation",))
 
@@ -853,8 +870,45 @@ def join_filter(g: Generator) -> Candidate | None:
                  *(("List the {l} of the {ct} of {b} {pt}.",) if plain else ()),
                  l=words(label.name), ct=plural(words(child.name)),
                  cs=singular(words(child.name)), p=singular(words(parent.name)),
-                 pt=plural(words(parent.name)), c=words(col.name), v=say(value), b=plain)
+                 pt=plural(words(parent.name)), c=g.name_of(col), v=say(value), b=plain)
     return Candidate("join", "join_filter", tree, q, ("where",))
+
+
+def join_for_key(g: Generator) -> Candidate | None:
+    """Rows of a parent reached through a child that another key filters: "List the product
+    names and quantities for order 233" (order_item joined to product, on one order_id)."""
+    # The filtering key's table must be the child's container, as its name says (an
+    # order_item belongs to an order): "the customers for address 60" reads wrong.
+    joins = g.profile.joins()
+    pairs = [(fk, other) for fk in joins for other in joins
+             if other.table == fk.table and other.columns[0] != fk.columns[0]
+             and singular(words(other.ref_table)) in words(fk.table).split()
+             and g.profile.tables[fk.table].column(other.columns[0]).values]
+    if not pairs:
+        return None
+    fk, other = g.pick(pairs)
+    child, parent = g.profile.tables[fk.table], g.profile.tables[fk.ref_table]
+    key = child.column(other.columns[0])
+    value = g.pick(key.values)
+    shown = g.identity(parent, "T2")
+    mine = g.pick(child.of_kind("number", "text", "date")) if g.rng.random() < 0.6 else None
+    tree = g.join(fk).select(*shown, *([g.col(mine, "T1")] if mine else [])).where(
+        exp.EQ(this=g.col(key, "T1"), expression=g.lit(value)))
+    names = [c.name for c in parent.identity()]
+    whole = words(names[0]) if len(names) == 1 and re.search(r"(?i)name|title", names[0]) \
+        else None  # "product names", else "products"
+    slots = {"pt": plural(words(parent.name)), "os": singular(words(other.ref_table)),
+             "v": say(value), "n": f"{singular(words(parent.name))} {plural(whole)}"
+             if whole and not whole.startswith(singular(words(parent.name))) else
+             plural(whole or words(parent.name))}
+    if mine is None:
+        q = g.phrase("Which {pt} are in {os} {v}?", "List the {n} for {os} {v}.",
+                     "What {pt} does {os} {v} have?", **slots)
+        return Candidate("join", "join_for_key", tree, q, ("where",))
+    q = g.phrase("List the {n} and {m} for {os} {v}.",
+                 "Which {pt} are in {os} {v}, and with what {m}?",
+                 "Show the {n} of {os} {v} with their {m}.", m=g.name_of(mine), **slots)
+    return Candidate("join", "join_for_key", tree, q, ("where",))
 
 
 def join_pairs(g: Generator) -> Candidate | None:
@@ -921,7 +975,7 @@ def nested_in(g: Generator) -> Candidate | None:
     q = g.phrase("List the {l} of the {pt} that have a {cs} with {c} {v}.",
                  "Which {pt} have at least one {cs} whose {c} is {v}? Give their {l}.",
                  l=words(label.name), pt=plural(words(parent.name)),
-                 cs=singular(words(child.name)), c=words(col.name), v=say(value))
+                 cs=singular(words(child.name)), c=g.name_of(col), v=say(value))
     return Candidate("nested", "nested_in", tree, q, ("where",))
 
 
@@ -958,14 +1012,14 @@ def nested_scalar(g: Generator) -> Candidate | None:
         how = "above" if above else "below"
         q = g.phrase("Which {t} have a {c} {h} the average? Show their {l} and {c}.",
                      "List the {l} and {c} of {t} whose {c} is {h} the average {c}.",
-                     t=plural(words(table.name)), c=words(col.name), h=how,
+                     t=plural(words(table.name)), c=g.name_of(col), h=how,
                      l=words(label.name))
     else:
         op = exp.EQ
         most = "highest" if name == "MAX" else "lowest"
         q = g.phrase("Which {t} have the {m} {c}? Show their {l} and {c}.",
                      "List the {l} and {c} of the {t} whose {c} equals the {m} {c} of all.",
-                     t=plural(words(table.name)), c=words(col.name), m=most,
+                     t=plural(words(table.name)), c=g.name_of(col), m=most,
                      l=words(label.name))
     tree = g.select(g.col(label), g.col(col), table=table).where(
         op(this=g.col(col), expression=exp.Subquery(this=inner)))
@@ -1025,7 +1079,7 @@ def filter_in(g: Generator) -> Candidate | None:
                  "Show the {l} of every {s} with {c} {a} or {b}.",
                  *(("List the {l} of {t} in {pa} or {pb}.", "Show the {l} of the {pa} or {pb} "
                     "{t}.") if all(plain) else ()), t=plural(words(table.name)),
-                 s=singular(words(table.name)), c=words(col.name), a=say(first), b=say(second),
+                 s=singular(words(table.name)), c=g.name_of(col), a=say(first), b=say(second),
                  l=words(label.name), pa=plain[0], pb=plain[1])
     return Candidate("filter", "filter_in", tree, q, ("where",))
 
@@ -1073,7 +1127,7 @@ RULES: dict[str, tuple[Callable[[Generator], Candidate | None], ...]] = {
     "projection": (projection_one, projection_two, projection_distinct),
     "filter": (filter_equals, filter_compare, filter_like, filter_between, filter_in,
                filter_and),
-    "join": (join_filter, join_pairs, join_count),
+    "join": (join_filter, join_pairs, join_count, join_for_key),
     "aggregation": (count_all, count_where, aggregate, aggregate_where),
     "group_by": (group_count, group_average, group_having, group_having_sum),
     "order_limit": (top_k, sorted_list, group_top_k),

@@ -774,10 +774,9 @@ def date_year(g: Generator) -> Candidate | None:
     high = f"{year + 1}-01-01" if text else datetime.date(year + 1, 1, 1)
     cond = exp.And(this=exp.GTE(this=g.col(col), expression=g.lit(low)),
                    expression=exp.LT(this=g.col(col), expression=g.lit(high)))
-    category = g.pick([c for c in table.of_kind("text")
-                       if any(bare(v, c) for v in c.values)]) if g.implicit() else None
-    if category is not None:  # "corporate customers with a signup in 2023"
-        value = g.pick([v for v in category.values if bare(v, category)])
+    where = g.category_value(table) if g.implicit() else None
+    if where is not None:  # "corporate customers with a signup in 2023"
+        category, value = where
         cond = exp.And(this=exp.EQ(this=g.col(category), expression=g.lit(value)),
                        expression=cond)
         slots = {"b": bare(value, category), "t": plural(words(table.name)),

@@ -43,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -143,7 +144,7 @@ def summary_of(evaluate_dir: Path) -> dict:
 
 def bench_one(model: str, dataset: str, work: Path, extra: list[str],
               env: dict[str, str], extra_conditions: list[str] = (),
-              eval_limit: int | None = None, zero_shot: bool = True) -> dict:
+              eval_limit: int | None = None, zero_shot: bool = True, jobs: int = 1) -> dict:
     out = work / f"{model}-{dataset}"
     common = [f"model={model}", *DATASETS[dataset], f"paths.output_dir={out}",
               "train.report_to=[]", *extra]
@@ -160,42 +161,56 @@ def bench_one(model: str, dataset: str, work: Path, extra: list[str],
         print(f"  {model} {dataset} {name}: {seconds[name]:.0f} s", flush=True)
         return folder
 
-    def condition_(name: str, finetune: Path, *infer_overrides: str) -> dict:
-        subset = [f"infer.limit={eval_limit}", "infer.limit_by=spread"] if eval_limit else []
-        infer = stage(f"infer-{name}", "infer", f"infer.finetune_dir={finetune}",
-                      *subset, *infer_overrides)
-        correct = stage(f"correct-{name}", "correct", f"correct.predictions_dir={infer}")
+    def in_parallel(*calls):
+        """Independent stages, ``jobs`` at a time (each its own process); results in order."""
+        if jobs <= 1:
+            return [call() for call in calls]
+        with ThreadPoolExecutor(jobs) as pool:
+            return [future.result() for future in [pool.submit(call) for call in calls]]
+
+    # (condition, trained with the value index, infer overrides); in the order reported.
+    conditions = [("zero-shot", False, ["infer.use_adapter=false"])] if zero_shot else []
+    conditions.append(("fine-tuned", False, ["infer.use_adapter=true"]))
+    for name in extra_conditions:
+        values, _, voting = name.partition("voting-")
+        conditions.append((name, values.startswith("values"),
+                           ["infer.use_adapter=true",
+                            *([f"infer.candidates={voting}"] if voting else [])]))
+    with_values = any(uses_values for _, uses_values, _ in conditions)
+
+    out.mkdir(parents=True, exist_ok=True)
+    values_overrides = ("prompt.template=values",)
+    ingests = in_parallel(
+        lambda: stage("ingest", "ingest"),
+        *([lambda: stage("ingest-values", "ingest", "ingest.value_index.enabled=true",
+                         *values_overrides)] if with_values else []))
+    finetunes = in_parallel(
+        lambda: stage("finetune", "finetune", f"train.dataset_dir={ingests[0]}"),
+        *([lambda: stage("finetune-values", "finetune", f"train.dataset_dir={ingests[1]}",
+                         *values_overrides)] if with_values else []))
+    finetune = finetunes[0]
+    subset = [f"infer.limit={eval_limit}", "infer.limit_by=spread"] if eval_limit else []
+
+    def infer(name: str, uses_values: bool, overrides: list[str]) -> Path:
+        return stage(f"infer-{name}", "infer",
+                     f"infer.finetune_dir={finetunes[1] if uses_values else finetune}",
+                     *subset, *overrides)
+
+    def score(name: str, infer_dir: Path) -> dict:
+        correct = stage(f"correct-{name}", "correct", f"correct.predictions_dir={infer_dir}")
         evaluate = stage(f"evaluate-{name}", "evaluate", f"evaluate.predictions_dir={correct}")
         result = summary_of(evaluate)
         # A reused stage: the seconds its own manifest recorded (the run, without the start).
         took = seconds.get(f"infer-{name}") or json.loads(
-            (infer / "run.json").read_text()).get("seconds")
+            (infer_dir / "run.json").read_text()).get("seconds")
         if took:
             result["infer_seconds_per_question"] = round(took / max(result["items"], 1), 2)
         return result
 
-    out.mkdir(parents=True, exist_ok=True)
-    ingest = stage("ingest", "ingest")
-    finetune = stage("finetune", "finetune", f"train.dataset_dir={ingest}")
-    results = {}
-    for condition, use_adapter in (("zero-shot", "false"), ("fine-tuned", "true")):
-        if condition == "zero-shot" and not zero_shot:
-            continue
-        results[condition] = condition_(condition, finetune, f"infer.use_adapter={use_adapter}")
-    finetune_values = None
-    for name in extra_conditions:
-        values, _, voting = name.partition("voting-")
-        model_dir = finetune
-        if values.startswith("values"):
-            if finetune_values is None:
-                ingest_values = stage("ingest-values", "ingest",
-                                      "ingest.value_index.enabled=true", "prompt.template=values")
-                finetune_values = stage("finetune-values", "finetune",
-                                        f"train.dataset_dir={ingest_values}",
-                                        "prompt.template=values")
-            model_dir = finetune_values
-        results[name] = condition_(name, model_dir, "infer.use_adapter=true",
-                                   *([f"infer.candidates={voting}"] if voting else []))
+    infers = in_parallel(*[lambda c=c: infer(*c) for c in conditions])
+    scores = in_parallel(*[lambda c=c, i=i: score(c[0], i)
+                           for c, i in zip(conditions, infers, strict=True)])
+    results = {name: result for (name, _, _), result in zip(conditions, scores, strict=True)}
     values_eval = out / "ingest-values" / "dataset" / "eval.jsonl"
     for name, result in results.items():
         if "voting-" in name:
@@ -267,6 +282,10 @@ def main() -> int:
                         help="score every condition on N questions spread over the eval split")
     parser.add_argument("--no-zero-shot", action="store_true",
                         help="leave out the base model (zero-shot) condition")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="stages run at once where they do not depend on each other "
+                             "(a GPU with room for several models); seconds are then "
+                             "measured under that sharing")
     parser.add_argument("overrides", nargs="*", help="extra config overrides, after --")
     args = parser.parse_args()
     if "spider" in args.datasets and not SPIDER.is_dir():
@@ -279,7 +298,7 @@ def main() -> int:
     for dataset in args.datasets:
         for model in args.models:
             rows.append(bench_one(model, dataset, work, args.overrides, env, args.extra,
-                                  args.eval_limit, not args.no_zero_shot))
+                                  args.eval_limit, not args.no_zero_shot, args.jobs))
             (work / "results.json").write_text(json.dumps(rows, indent=2))
     print(markdown(rows))
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import random
 from pathlib import Path
@@ -16,7 +17,9 @@ from querycraft.cli import run
 from querycraft.errors import QueryCraftError
 from querycraft.runs import read_jsonl, read_manifest
 from querycraft.services.finetune import (
+    checkpointing_arguments,
     gradient_accumulation_steps,
+    logits_mask_supported,
     split_validation,
     step_sorted_order,
 )
@@ -159,6 +162,36 @@ def test_gradient_accumulation_is_derived_from_global_and_micro_batch_per_proces
     assert gradient_accumulation_steps(train, world_size=2) == 4
     with pytest.raises(QueryCraftError, match=r"multiple of train\.micro_batch_size"):
         gradient_accumulation_steps(train, world_size=3)
+
+
+def test_checkpointing_is_named_as_the_installed_transformers_names_it(tmp_path):
+    from transformers import TrainingArguments
+
+    arguments = checkpointing_arguments(TrainingArguments, True)
+    TrainingArguments(output_dir=str(tmp_path), use_cpu=True, **arguments)  # accepted as is
+
+    @dataclasses.dataclass
+    class EarlierTrainingArguments:  # transformers 5.0-5.1x: only the old name
+        gradient_checkpointing: bool = False
+        gradient_checkpointing_kwargs: dict | None = None
+
+    assert checkpointing_arguments(EarlierTrainingArguments, True) == {
+        "gradient_checkpointing": True, "gradient_checkpointing_kwargs": {"use_reentrant": False}}
+
+
+def test_without_logit_masks_the_trainer_loss_is_used_with_the_same_value(finetune, monkeypatch):
+    """transformers before slice_logits_to_keep (5.17 on a GPU machine seen here) fails on a
+    boolean logits_to_keep; the fallback computes the full logits and the same loss."""
+    from transformers import modeling_utils
+
+    masked = json.loads((finetune([], "masked") / "metrics.json").read_text())
+    assert logits_mask_supported()
+    monkeypatch.delattr(modeling_utils, "slice_logits_to_keep")
+    assert not logits_mask_supported()
+    full = json.loads((finetune([], "full") / "metrics.json").read_text())
+    losses = [[h["loss"] for h in m["log_history"] if "loss" in h] for m in (masked, full)]
+    assert len(losses[0]) == 4
+    assert losses[1] == pytest.approx(losses[0], rel=1e-3)
 
 
 def test_batching_knobs_reach_the_trainer(finetune):

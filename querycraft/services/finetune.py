@@ -19,7 +19,7 @@ import logging
 import math
 import os
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -281,11 +281,21 @@ def selected_logits_loss(model: Any, inputs: dict[str, Any]) -> tuple[Any, int]:
     return loss, int(targets.numel())
 
 
+def logits_mask_supported() -> bool:
+    """Whether this transformers takes ``logits_to_keep`` as a boolean mask: the argument is
+    in every 5.x, masks only since ``slice_logits_to_keep`` (5.2x; 5.17 takes int or 1-D)."""
+    from transformers import modeling_utils
+
+    return hasattr(modeling_utils, "slice_logits_to_keep")
+
+
 def _accepts_logits_to_keep(model: Any) -> bool:
     import inspect
 
     from peft import PeftModel
 
+    if not logits_mask_supported():
+        return False  # the Trainer's own loss: full logits, same value
     inner = model.get_base_model() if isinstance(model, PeftModel) else model
     return "logits_to_keep" in inspect.signature(inner.forward).parameters
 
@@ -314,6 +324,16 @@ def gradient_accumulation_steps(train_cfg: DictConfig, world_size: int) -> int:
     return train_cfg.global_batch_size // per_step
 
 
+def checkpointing_arguments(arguments_class: type, enabled: bool) -> dict[str, Any]:
+    """Activation checkpointing under the name this transformers knows: newer 5.x releases
+    call it ``activation_checkpointing`` (the old name a deprecated alias), earlier 5.x only
+    ``gradient_checkpointing``."""
+    known = {known_field.name for known_field in fields(arguments_class)}
+    name = ("activation_checkpointing" if "activation_checkpointing" in known
+            else "gradient_checkpointing")
+    return {name: enabled, f"{name}_kwargs": {"use_reentrant": False}}
+
+
 def _training_arguments(cfg: DictConfig, run_: Run, has_validation: bool) -> Any:
     import torch
     from transformers import TrainingArguments
@@ -334,8 +354,7 @@ def _training_arguments(cfg: DictConfig, run_: Run, has_validation: bool) -> Any
         per_device_eval_batch_size=train.micro_batch_size,
         gradient_accumulation_steps=gradient_accumulation_steps(train, world_size),
         num_train_epochs=train.epochs,
-        activation_checkpointing=train.gradient_checkpointing,
-        activation_checkpointing_kwargs={"use_reentrant": False},
+        **checkpointing_arguments(TrainingArguments, train.gradient_checkpointing),
         logging_steps=train.logging_steps,
         logging_first_step=True,
         eval_strategy=interval if has_validation else "no",

@@ -329,5 +329,35 @@ def test_a_container_key_names_the_rows_and_columns_go_by_short_names() -> None:
     short = [q for q in questions if " price" in q and "unit price" not in q]
     assert short and len(short) < len([q for q in questions if "price" in q])
     people = Generator(_profile(SAMPLE_DB, "shop"), random.Random(4))
-    assert all(people.name_of(people.profile.tables["customer"].column("last_name")) ==
-               "last name" for _ in range(30))
+    last_names = {people.name_of(people.profile.tables["customer"].column("last_name"))
+                  for _ in range(30)}
+    assert "name" not in last_names and "last name" in last_names
+
+
+def test_questions_use_what_people_call_a_column(tmp_path) -> None:
+    """"phone number" for phone, "email address" for email, "surname" for last_name, in a
+    share of questions, the SQL unchanged; never a phrase that is another column's name."""
+    import random
+
+    from querycraft.synthesis.rules import Generator, null_rows
+
+    shop = Generator(_profile(SAMPLE_DB, "shop"), random.Random(5))
+    customer = shop.profile.tables["customer"]
+    for column, phrase in (("phone", "phone number"), ("email", "email address"),
+                           ("last_name", "surname")):
+        said = Counter(shop.name_of(customer.column(column)) for _ in range(200))
+        assert said[phrase] > 40 and said[column.replace("_", " ")] > 40, said
+    nulls = [null_rows(shop) for _ in range(80)]
+    phoned = [c for c in nulls if c and "phone number" in c.question]
+    assert phoned and all("phone" in c.tree.sql(dialect="sqlite") and "phone_number" not in
+                          c.tree.sql(dialect="sqlite") for c in phoned)
+
+    both = tmp_path / "both.sqlite"
+    with sqlite3.connect(both) as connection:
+        connection.execute("CREATE TABLE person (person_id INTEGER PRIMARY KEY, phone TEXT, "
+                           "phone_number TEXT)")
+        connection.executemany("INSERT INTO person VALUES (?, ?, ?)",
+                               [(i, f"0{i}", f"+32 {i}") for i in range(1, 30)])
+    generator = Generator(_profile(both, "both"), random.Random(6))
+    person = generator.profile.tables["person"]
+    assert {generator.name_of(person.column("phone")) for _ in range(50)} == {"phone"}

@@ -121,6 +121,20 @@ def bare(value: Any, column: ColumnProfile) -> str | None:
 IMPLICIT_SHARE = 0.5
 # A share of questions name a column by its last word ("price" for unit_price).
 SHORT_NAME_SHARE = 0.35
+# What people call a column whose name is short for it (keyed by the name as words): a
+# model trained only on "phone" writes an invented phone_number for "phone number".
+COLUMN_PHRASES: dict[str, tuple[str, ...]] = {
+    "phone": ("phone number",), "telephone": ("telephone number", "phone number"),
+    "tel": ("telephone number",), "mobile": ("mobile number",),
+    "email": ("email address",), "e mail": ("email address",),
+    "last name": ("surname", "family name"), "surname": ("last name",),
+    "first name": ("given name",), "dob": ("date of birth",), "birth date": ("date of birth",),
+    "birthday": ("date of birth",), "zip": ("zip code",), "zipcode": ("zip code",),
+    "postcode": ("postal code",), "qty": ("quantity",), "amt": ("amount",),
+    "desc": ("description",), "dept": ("department",), "addr": ("address",),
+}
+# The share of questions that use such a phrase instead of the column's own words.
+PHRASE_SHARE = 0.5
 _PRICE = re.compile(r"price|cost|fee", re.IGNORECASE)
 
 
@@ -172,15 +186,21 @@ class Generator:
         return self.rng.random() < IMPLICIT_SHARE
 
     def name_of(self, column: ColumnProfile) -> str:
-        """A column as a question names it: its words ("unit price"), or in a share of
-        questions (SHORT_NAME_SHARE) its last word alone ("price", "amount", "date") where no
-        other column of its table ends in that word, as people shorten names."""
+        """A column as a question names it: its words ("unit price"); in a share of
+        questions (PHRASE_SHARE) what people call it where its name is short for that
+        ("phone number" for phone, COLUMN_PHRASES); in another (SHORT_NAME_SHARE) its last
+        word alone ("price", "amount", "date") where no other column of its table ends in
+        that word, as people shorten names."""
         full = words(column.name)
+        table = next((t for t in self.tables if any(c is column for c in t.columns)), None)
+        phrases = [p for p in COLUMN_PHRASES.get(full, ()) if table is None or not any(
+            words(c.name) == p for c in table.columns)]  # never another column's own name
+        if phrases and self.rng.random() < PHRASE_SHARE:
+            return self.pick(phrases)
         parts = full.split()
         if len(parts) < 2 or parts[-1] in ("id", "no", "code", "number", "name") or \
                 self.rng.random() >= SHORT_NAME_SHARE:
             return full
-        table = next((t for t in self.tables if any(c is column for c in t.columns)), None)
         if table is None or sum(words(c.name).split()[-1] == parts[-1]
                                 for c in table.columns) > 1:
             return full

@@ -361,3 +361,41 @@ def test_questions_use_what_people_call_a_column(tmp_path) -> None:
     generator = Generator(_profile(both, "both"), random.Random(6))
     person = generator.profile.tables["person"]
     assert {generator.name_of(person.column("phone")) for _ in range(50)} == {"phone"}
+
+
+def test_questions_ask_for_the_names_where_the_query_shows_them() -> None:
+    """"List the names of customers whose phone is missing": where a query shows exactly the
+    rows' name columns, a share of its questions asks for the names; other queries, and
+    tables identified by a key (orders), keep their question."""
+    import random
+
+    from sqlglot import parse_one
+
+    from querycraft.synthesis import Candidate, Generator, name_the_rows
+
+    generator = Generator(_profile(SAMPLE_DB, "shop"), random.Random(7))
+
+    def asked(sql: str, question: str) -> set[str]:
+        candidate = Candidate("filter", "test", parse_one(sql), question)
+        made = [name_the_rows(generator, candidate) for _ in range(60)]
+        assert all(m.tree is candidate.tree for m in made)  # the SQL is never touched
+        return {m.question for m in made}
+
+    assert asked("SELECT first_name, last_name FROM customer WHERE phone IS NULL",
+                 "List customers whose phone is missing.") == {
+        "List customers whose phone is missing.",
+        "List the names of customers whose phone is missing."}
+    assert asked("SELECT name FROM product WHERE unit_price > 40",
+                 "Show the products with a unit price over 40.") == {
+        "Show the products with a unit price over 40.",
+        "Show the names of the products with a unit price over 40."}
+    which = asked("SELECT name FROM product WHERE category = 'office'",
+                  "Which products have category 'office'?")
+    assert len(which) > 1 and all(q.startswith("Which products have category 'office'?")
+                                  for q in which)
+    for sql, question in (
+            ("SELECT order_id FROM orders WHERE status = 'pending'", "List the orders pending."),
+            ("SELECT last_name FROM customer WHERE phone IS NULL",
+             "List customers whose phone is missing."),
+            ("SELECT first_name, last_name, phone FROM customer", "List customers.")):
+        assert asked(sql, question) == {question}

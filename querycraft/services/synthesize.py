@@ -61,6 +61,7 @@ from querycraft.synthesis import (
     RULES,
     Candidate,
     Generator,
+    name_the_rows,
     read_profile,
 )
 from querycraft.synthesis.teacher import (
@@ -399,6 +400,7 @@ def synthesize_database(database: Database, db_id: str, quota: int, cfg: DictCon
             continue
         misses[rule] = 0
         out.attempts += 1
+        cand = name_the_rows(gen, cand)
         sql = cand.tree.sql(dialect=database.dialect)
         reason, detail, result, template = checker.verdict(cand, sql, state)
         if reason is not None:

@@ -8,7 +8,14 @@ ones, deduplicates them and writes the CSV and the report.
 """
 
 from querycraft.synthesis.profile import DatabaseProfile, read_profile
-from querycraft.synthesis.rules import DEFAULT_WEIGHTS, FEATURES, RULES, Candidate, Generator
+from querycraft.synthesis.rules import (
+    DEFAULT_WEIGHTS,
+    FEATURES,
+    RULES,
+    Candidate,
+    Generator,
+    name_the_rows,
+)
 
 __all__ = ["DEFAULT_WEIGHTS", "FEATURES", "RULES", "Candidate", "DatabaseProfile", "Generator",
-           "read_profile"]
+           "name_the_rows", "read_profile"]

@@ -10,6 +10,7 @@ function here and one entry there.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import decimal
 import random
@@ -29,7 +30,8 @@ from querycraft.synthesis.profile import (
     ident,
 )
 
-__all__ = ["FEATURES", "RULES", "Candidate", "Generator", "plural", "singular", "words"]
+__all__ = ["FEATURES", "RULES", "Candidate", "Generator", "name_the_rows", "plural", "singular",
+           "words"]
 
 # The declared spread, in report order.
 FEATURES: tuple[str, ...] = (
@@ -1140,6 +1142,42 @@ def filter_and(g: Generator) -> Candidate | None:
                  c=words(text_col.name), v=say(value), n=words(number_col.name), m=more,
                  x=say(threshold), l=words(label.name))
     return Candidate("filter", "filter_and", tree, q, ("where",))
+
+
+# A share of the questions whose answer is the rows' name columns ("Which customers ...?"
+# showing first and last name) ask for the names in words, as people often do: "Show the
+# names of the customers who ...", "Which customers ...? Give their names."
+NAMES_SHARE = 0.4
+_ASK_NAMES = (  # (question start, its rewrite); {t}: the table in words, plural
+    (r"^(List|Show) the (?P<k>(?:\w+ ){{0,2}}?){t}\b", r"\1 the names of the \g<k>{t}"),
+    (r"^(List|Show) (?P<k>(?:\w+ ){{0,2}}?){t}\b", r"\1 the names of \g<k>{t}"),
+)
+
+
+def name_the_rows(g: Generator, candidate: Candidate) -> Candidate:
+    """``candidate`` with its question asking for the rows' names in a share of questions
+    (NAMES_SHARE) where its query shows exactly the name columns of its table
+    (:meth:`TableProfile.identity`: first and last name, a name, a title); else as it is."""
+    tree = candidate.tree
+    source = tree.find(exp.From) if isinstance(tree, exp.Select) else None
+    table = g.profile.tables.get(source.this.name) if source is not None and isinstance(
+        source.this, exp.Table) else None
+    if table is None or not all(isinstance(e, exp.Column) for e in tree.expressions):
+        return candidate
+    names = [c.name for c in table.identity()]
+    if [e.name for e in tree.expressions] != names or not all(
+            re.search(r"(?i)name|title", n) for n in names) or g.rng.random() >= NAMES_SHARE:
+        return candidate
+    rows = plural(words(table.name))
+    for pattern, rewrite in _ASK_NAMES:
+        question, done = re.subn(pattern.format(t=re.escape(rows)), rewrite.format(t=rows),
+                                 candidate.question, count=1)
+        if done:
+            return dataclasses.replace(candidate, question=question)
+    if candidate.question.startswith("Which ") and candidate.question.endswith("?"):
+        ending = g.pick((" Give their names.", " Show their names.", " List their names."))
+        return dataclasses.replace(candidate, question=candidate.question + ending)
+    return candidate
 
 
 RULES: dict[str, tuple[Callable[[Generator], Candidate | None], ...]] = {

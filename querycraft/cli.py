@@ -108,6 +108,12 @@ def explain_override_error(err: Exception, overrides: list[str]) -> str:
         r"full_key: ([\w.\[\]]+)", text)
     if bad_key:
         key = bad_key.group(1)
+        inner = re.search(r"full_key: ([\w.\[\]]+)", text)
+        if inner and inner.group(1).startswith(key + "."):  # a new key inside a map
+            new_key = inner.group(1)
+            return (f"'{key}' has no key '{new_key[len(key) + 1:]}' yet: a map's new keys "
+                    f"need a leading +, e.g. +{new_key}=<value> (or write them under "
+                    f"{key.split('.')[0]}: in a YAML file of conf/).")
         # The presets chosen, and Hydra's own settings: hydra.searchpath can bring presets
         # (a service's YAML) from another config folder.
         group_overrides = [o for o in overrides if "=" in o and not o.startswith(("+", "~"))

@@ -33,6 +33,17 @@ def test_every_group_choice_composes(tmp_path):
                 assert cfg[group] is not None
 
 
+def test_a_new_key_in_a_map_says_to_add_it_with_a_plus():
+    from querycraft import cli
+
+    message = cli.diagnose_overrides(
+        ["service=synthesize", 'synthesize.column_phrases={segment: ["customer type"]}'])
+    assert message is not None and "+synthesize.column_phrases.segment=" in message
+    assert "has no key 'column_phrases'" not in message  # the key exists: the map's is new
+    assert cli.diagnose_overrides(
+        ["service=synthesize", '+synthesize.column_phrases={segment: ["customer type"]}']) is None
+
+
 def test_default_config_passes_checks(tmp_path):
     check_config(make_config(tmp_path))
 

@@ -187,11 +187,13 @@ def test_bad_databases_give_one_paragraph(tmp_path: Path) -> None:
 def test_check_names_each_bad_setting(tmp_path: Path) -> None:
     cfg = make_config(tmp_path, ["service=synthesize", f"db.path={tmp_path / 'missing.db'}",
                                  "synthesize.count=0", "+synthesize.weights.colour=1",
-                                 "synthesize.output=out/pairs.txt"])
+                                 "synthesize.output=out/pairs.txt",
+                                 "+synthesize.column_phrases.cust_tel=[]"])
     with pytest.raises(QueryCraftError) as err:
         check_config(cfg)
     text = str(err.value)
-    for part in ("synthesize.count", "colour", "synthesize.output", "missing.db"):
+    for part in ("synthesize.count", "colour", "synthesize.output", "missing.db",
+                 "synthesize.column_phrases"):
         assert part in text
 
 
@@ -361,6 +363,11 @@ def test_questions_use_what_people_call_a_column(tmp_path) -> None:
     generator = Generator(_profile(both, "both"), random.Random(6))
     person = generator.profile.tables["person"]
     assert {generator.name_of(person.column("phone")) for _ in range(50)} == {"phone"}
+    # A team's own words (synthesize.column_phrases), keyed by the column's name.
+    ours = Generator(_profile(SAMPLE_DB, "shop"), random.Random(8),
+                     {"segment": ["customer type"]})
+    assert {ours.name_of(customer.column("segment")) for _ in range(40)} == {
+        "segment", "customer type"}
 
 
 def test_questions_ask_for_the_names_where_the_query_shows_them() -> None:

@@ -28,6 +28,7 @@ import random
 import re
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -131,6 +132,10 @@ class SynthesizeConfig:
     # do later) | query_tables: a context column holding the CREATE TABLE statements of the
     # tables each query uses, the convention of CSVs like the sample's and sql-create-context.
     context: str = "none"
+    # What your people call columns whose names are short for it, added to the built-in
+    # ones (rules.COLUMN_PHRASES): {column name: [phrases]}, e.g. {cust_tel: [phone number]}.
+    # Half of the template questions about such a column use a phrase.
+    column_phrases: dict[str, list[str]] = field(default_factory=dict)
 
 
 SETTINGS = SynthesizeConfig
@@ -170,6 +175,12 @@ def check(cfg: DictConfig) -> list[str]:
         problems.append(f"synthesize.mode '{s.mode}' is not one of {', '.join(MODES)}")
     if s.context not in CONTEXTS:
         problems.append(f"synthesize.context '{s.context}' is not one of {', '.join(CONTEXTS)}")
+    phrases = s.column_phrases or {}
+    if any(not isinstance(v, Sequence) or isinstance(v, str) or not v
+           or not all(isinstance(p, str) and p.strip() for p in v) for v in phrases.values()):
+        problems.append("synthesize.column_phrases maps a column name to a list of phrases, "
+                        "e.g. {cust_tel: [phone number]}; every list needs at least one "
+                        "non-empty phrase")
     problems += check_teacher(s.teacher, s.mode, cfg.paths.prompts_dir)
     if cfg.service.name == "synthesize" and cfg.db.kind == "sqlite":
         location = _database_location(cfg)
@@ -367,7 +378,7 @@ def synthesize_database(database: Database, db_id: str, quota: int, cfg: DictCon
                            sample_rows=settings.sample_rows)
     out.notes += profile.notes
     rng = random.Random(f"{settings.seed}:{db_id}")  # str seeds hash the same in every run
-    gen = Generator(profile, rng)
+    gen = Generator(profile, rng, dict(settings.column_phrases or {}))
     checker = Checker(database, cfg.db, settings.max_per_template)
     state = SeenPairs()
     targets = _quotas(quota, dict(settings.weights))

@@ -156,9 +156,14 @@ def _capital(text: str) -> str:
 class Generator:
     """The helpers rules share: random choices (seeded), names, SQL pieces."""
 
-    def __init__(self, profile: DatabaseProfile, rng: random.Random) -> None:
+    def __init__(self, profile: DatabaseProfile, rng: random.Random,
+                 column_phrases: dict[str, Sequence[str]] | None = None) -> None:
+        """``column_phrases``: more of COLUMN_PHRASES, keyed by column name (as written or
+        in words); they replace a built-in entry for the same name."""
         self.profile, self.rng, self.dialect = profile, rng, profile.dialect
         self.tables = profile.usable_tables()
+        self.phrases = {**COLUMN_PHRASES, **{words(name): tuple(p.strip() for p in said)
+                                             for name, said in (column_phrases or {}).items()}}
 
     # random choices ---------------------------------------------------------------
 
@@ -195,7 +200,7 @@ class Generator:
         that word, as people shorten names."""
         full = words(column.name)
         table = next((t for t in self.tables if any(c is column for c in t.columns)), None)
-        phrases = [p for p in COLUMN_PHRASES.get(full, ()) if table is None or not any(
+        phrases = [p for p in self.phrases.get(full, ()) if table is None or not any(
             words(c.name) == p for c in table.columns)]  # never another column's own name
         if phrases and self.rng.random() < PHRASE_SHARE:
             return self.pick(phrases)

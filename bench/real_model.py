@@ -30,7 +30,10 @@ model loading included, over the questions). ``--eval-limit N`` scores every con
 same N questions spread evenly over the eval split (infer.limit_by=spread: every database of
 a split grouped by database), for runs where the whole split would take too long;
 ``--no-zero-shot`` leaves out the base-model condition. A stage whose run folder already holds a
-completed run (a rerun with the same --work) is reused, not run again.
+completed run (a rerun with the same --work) is reused, not run again. ``--jobs N`` runs up
+to N stages at once where none needs another's output (the two ingests, the two
+fine-tunes, every infer, every correct/evaluate pair): for a GPU with room for several
+small models; the seconds reported are then measured under that sharing.
 """
 
 from __future__ import annotations

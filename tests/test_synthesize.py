@@ -284,13 +284,17 @@ def test_ranking_by_a_sum_and_having_a_sum_write_grouped_queries_that_return_row
     assert telling >= 0.6 * len(having)
 
 
-def test_category_words_combine_with_a_second_condition() -> None:
+def test_category_words_combine_with_a_second_condition(monkeypatch) -> None:
     """"delivered orders with a total amount above 100", "How many phone contacts have
     outcome 'resolved'?", "the distinct cities of addresses in Portugal": a category's bare
     value joined with another condition, each query running and returning rows."""
     import random
 
+    from querycraft.synthesis import rules as synthesis_rules
     from querycraft.synthesis.rules import Generator, count_where, filter_and, projection_distinct
+
+    # Every named value quoted, so that a question without a quote is one of the bare kind.
+    monkeypatch.setattr(synthesis_rules, "UNQUOTED_SHARE", 0.0)
 
     generator = Generator(_profile(SAMPLE_DB, "shop"), random.Random(5))
     made = [rule(generator) for rule in (filter_and, count_where, projection_distinct)
@@ -406,3 +410,22 @@ def test_questions_ask_for_the_names_where_the_query_shows_them() -> None:
              "List customers whose phone is missing."),
             ("SELECT first_name, last_name, phone FROM customer", "List customers.")):
         assert asked(sql, question) == {question}
+
+
+def test_a_share_of_questions_write_values_without_quotes() -> None:
+    """People write "addresses in Lyon or Porto", not "'Lyon' or 'Porto'": a model trained
+    on quoted values only copies the word after a space into its SQL (' Lyon')."""
+    import random
+
+    from sqlglot import exp
+
+    from querycraft.synthesis.rules import Generator, filter_in
+
+    generator = Generator(_profile(SAMPLE_DB, "shop"), random.Random(9))
+    made = [c for c in (filter_in(generator) for _ in range(80)) if c is not None and any(
+        lit.is_string for lit in c.tree.find_all(exp.Literal))]
+    quoted = [c for c in made if "'" in c.question]
+    assert 0.25 < len(quoted) / len(made) < 0.75
+    for candidate in made:  # the SQL keeps its literals, the question shows them as they are
+        texts = [lit.this for lit in candidate.tree.find_all(exp.Literal) if lit.is_string]
+        assert all(text in candidate.question for text in texts), candidate

@@ -123,6 +123,10 @@ def bare(value: Any, column: ColumnProfile) -> str | None:
 IMPLICIT_SHARE = 0.5
 # A share of questions name a column by its last word ("price" for unit_price).
 SHORT_NAME_SHARE = 0.35
+# A share of questions write their text values without quotes, as people do ("addresses in
+# Lyon or Porto"): trained on quoted values only, a model copies the word after a space
+# into its SQL as ' Lyon'.
+UNQUOTED_SHARE = 0.5
 # What people call a column whose name is short for it (keyed by the name as words): a
 # model trained only on "phone" writes an invented phone_number for "phone number".
 COLUMN_PHRASES: dict[str, tuple[str, ...]] = {
@@ -176,6 +180,8 @@ class Generator:
 
     def phrase(self, *templates: str, **slots: str) -> str:
         text = self.pick(templates).format(**slots)
+        if self.rng.random() < UNQUOTED_SHARE:  # "customers with last name Weber"
+            text = re.sub(r"'([^'\s][^']*?)'", r"\1", text)
         return _capital(re.sub(r"\b([aA]) (?=[aeiouAEIOU])(?![uU](ni|s[eu]))", r"\1n ",
                                   text))  # "an order", "a unit price"
 

@@ -3,7 +3,8 @@
 Usage:
     python bench/synthesize.py                      # SmolLM2-135M-Instruct, the sample shop
     python bench/synthesize.py --model tiny         # plumbing only (random weights)
-    python bench/synthesize.py --pairs 1000 -- train.epochs=2   # extra overrides after --
+    python bench/synthesize.py --pairs 1200 --synthesized-epochs 1 --max-per-template 8
+    python bench/synthesize.py -- train.learning_rate=5e-4   # overrides for every stage
 
 For the bundled sample database (input/sample/shop.sqlite) it runs, each stage its own
 process as the CLI runs it, in one work folder:
@@ -54,6 +55,13 @@ def main() -> int:
                              "synthesized-only only; compare with an earlier measurement)")
     parser.add_argument("--context", choices=("query_tables", "none"), default="query_tables",
                         help="synthesize.context for the training pairs (see above)")
+    parser.add_argument("--synthesized-epochs", type=int, default=None,
+                        help="train.epochs for the synthesized-only fine-tune alone (default: "
+                             "the preset's, as for the hand-written one); synthesized pairs "
+                             "are cheap, so e.g. 3x the pairs for 1 epoch costs the same "
+                             "steps as the hand-written split for 3")
+    parser.add_argument("--max-per-template", type=int, default=None,
+                        help="synthesize.max_per_template for the training pairs")
     parser.add_argument("overrides", nargs="*", help="extra config overrides, after --")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="qc-bench-synth-"))
@@ -83,15 +91,18 @@ def main() -> int:
     hand_train = json.loads((hand / "report.json").read_text())["train"]
     pairs = args.pairs or hand_train
     synth = stage("synthesize", "synthesize", f"synthesize.count={pairs}",
-                  f"db.path={SAMPLE_DB}", f"synthesize.context={args.context}")
+                  f"db.path={SAMPLE_DB}", f"synthesize.context={args.context}",
+                  *([f"synthesize.max_per_template={args.max_per_template}"]
+                    if args.max_per_template else []))
     synth_report = json.loads((synth / "report.json").read_text())
     synth_ingest = stage("ingest-synthesized", "ingest", "data=csv_db",
                          f"data.path={synth / 'pairs.csv'}", f"data.database={SAMPLE_DB}",
                          "ingest.context_tables=question", "ingest.eval_fraction=0.05")
     # (ingest.context_tables only matters for rows without a context: --context none)
 
-    finetuned = {"synthesized-only": stage("finetune-synthesized", "finetune",
-                                           f"train.dataset_dir={synth_ingest}")}
+    finetuned = {"synthesized-only": stage(
+        "finetune-synthesized", "finetune", f"train.dataset_dir={synth_ingest}",
+        *([f"train.epochs={args.synthesized_epochs}"] if args.synthesized_epochs else []))}
     if not args.skip_hand_written:
         finetuned["hand-written"] = stage("finetune-hand-written", "finetune",
                                           f"train.dataset_dir={hand}")
@@ -113,6 +124,8 @@ def main() -> int:
     hand_ex = results.get("hand-written", {}).get("execution_accuracy")
     synth_ex = results["synthesized-only"]["execution_accuracy"]
     summary = {"model": args.model, "pairs": pairs, "context": args.context,
+               "synthesized_epochs": args.synthesized_epochs,
+               "max_per_template": args.max_per_template,
                "hand_written_train": hand_train,
                "synthesized_kept": synth_report["kept"],
                "synthesized_by_feature": synth_report["by_feature"],

@@ -429,3 +429,94 @@ def test_a_share_of_questions_write_values_without_quotes() -> None:
     for candidate in made:  # the SQL keeps its literals, the question shows them as they are
         texts = [lit.this for lit in candidate.tree.find_all(exp.Literal) if lit.is_string]
         assert all(text in candidate.question for text in texts), candidate
+
+
+def test_people_by_full_name_links_and_child_counts_write_their_shapes() -> None:
+    """"What is the email of Ravi Martin?" (first AND last name, a pair that occurs), "the
+    addresses of Ravi Martin" (through the join), "What products appear in the orders of
+    customer 7?" (two joins through the linking table, DISTINCT), "the total quantity of
+    <product>" (a sum through the join), "Which customers have more than 5 orders?" (HAVING
+    COUNT on the child's key): each query runs on the sample and returns rows."""
+    import random
+
+    from querycraft.synthesis.rules import (
+        Generator,
+        filter_full_name,
+        group_having,
+        group_having_children,
+        join_full_name,
+        join_through,
+        join_total_for,
+    )
+
+    profile = _profile(SAMPLE_DB, "shop")
+    assert ("Ravi", "Martin") in profile.tables["customer"].full_names
+    assert not profile.tables["product"].full_names  # one name column: no pairs
+    generator = Generator(profile, random.Random(3))
+    made = {rule.__name__: [rule(generator) for _ in range(25)] for rule in (
+        filter_full_name, join_full_name, join_through, join_total_for, group_having,
+        group_having_children)}
+    sql = {name: [c.tree.sql(dialect="sqlite") for c in found if c] for name, found in
+           made.items()}
+    assert all(" FROM customer WHERE first_name = '" in s and "' AND last_name = '" in s
+               for s in sql["filter_full_name"]), sql["filter_full_name"]
+    assert all("JOIN customer AS T2 ON T1.customer_id = T2.customer_id WHERE T2.first_name = "
+               in s for s in sql["join_full_name"]), sql["join_full_name"]
+    assert any(s == "SELECT DISTINCT T3.name FROM orders AS T1 JOIN order_item AS T2 ON "
+               "T1.order_id = T2.order_id JOIN product AS T3 ON T2.product_id = "
+               "T3.product_id WHERE T1.customer_id = " + s.rsplit(" ", 1)[1]
+               for s in sql["join_through"]), sql["join_through"]
+    assert any(s.startswith("SELECT SUM(T1.quantity) FROM order_item AS T1 JOIN product AS T2")
+               and "WHERE T2.name = '" in s for s in sql["join_total_for"])
+    assert any(s.startswith("SELECT customer_id, COUNT(*) FROM orders GROUP BY customer_id "
+                            "HAVING COUNT(*) ") for s in sql["group_having_children"])
+    assert any("HAVING COUNT(*) >= " in s for s in sql["group_having"]) and any(
+        "HAVING COUNT(*) > " in s for s in sql["group_having"])
+    assert any(c.question.startswith("What is the ") and c.question.endswith("?")
+               and " of " in c.question for c in made["filter_full_name"])
+    with SqliteDatabase(SAMPLE_DB) as db:
+        for name in ("filter_full_name", "join_full_name", "join_through", "join_total_for"):
+            answered = [bool(db.execute(s, timeout_s=5, max_rows=10).rows) for s in sql[name]]
+            # The person's pair occurs, so only an all-NULL column or a person without
+            # children comes back empty (the service then rejects the candidate).
+            assert sum(answered) >= 0.6 * len(answered), (name, sql[name])
+    pets = _profile(FIXTURE_SPIDER / "database" / "pets_1" / "pets_1.sqlite", "pets_1")
+    assert pets.tables["Student"].full_names  # Fname / LName, as Spider writes them
+
+
+def test_owners_keys_parents_by_child_and_categories_inside_rankings_and_counts() -> None:
+    """"List the orders and order dates of customer 18" (the child's key, no join), "the
+    names of customers with an address in Utrecht" (DISTINCT parents through the join), "the
+    top 9 delivered orders by total amount" and "How many consumer customers have a phone
+    number?" (a category inside a ranking and a count), "Which categories have products
+    priced above 15?" (DISTINCT with a threshold): the shapes, and rows on the sample."""
+    import random
+
+    from querycraft.synthesis.rules import (
+        Generator,
+        filter_by_owner,
+        join_parent_by_child,
+        null_count,
+        projection_distinct,
+        top_k,
+    )
+
+    generator = Generator(_profile(SAMPLE_DB, "shop"), random.Random(8))
+    sql = {rule.__name__: [rule(generator).tree.sql(dialect="sqlite") for _ in range(200)]
+           for rule in (filter_by_owner, join_parent_by_child, null_count, projection_distinct,
+                        top_k)}
+    assert any(s.startswith("SELECT order_id, order_date FROM orders WHERE customer_id = ")
+               for s in sql["filter_by_owner"]), sql["filter_by_owner"]
+    assert any(s.startswith("SELECT DISTINCT T1.first_name, T1.last_name FROM customer AS T1 "
+                            "JOIN address AS T2 ON T1.customer_id = T2.customer_id WHERE T2.")
+               for s in sql["join_parent_by_child"]), sql["join_parent_by_child"]
+    assert any(" IS NOT NULL AND segment = '" in s or " IS NOT NULL AND status = '" in s
+               for s in sql["null_count"])
+    assert any(s.startswith("SELECT DISTINCT category FROM product WHERE unit_price ")
+               for s in sql["projection_distinct"]), sql["projection_distinct"]
+    assert any(" WHERE status = '" in s and " ORDER BY total_amount DESC LIMIT " in s
+               for s in sql["top_k"]), sql["top_k"]
+    with SqliteDatabase(SAMPLE_DB) as db:
+        for name, queries in sql.items():
+            answered = [bool(db.execute(s, timeout_s=5, max_rows=10).rows) for s in queries]
+            assert sum(answered) >= 0.8 * len(answered), (name, queries)

@@ -93,8 +93,9 @@ JOURNAL = "teacher.jsonl"
 REJECT_FIELDS = ("db_id", "feature", "rule", "reason", "detail", "query", "question")
 # A rule that found nothing to work with this many times in a row is given up on.
 RULE_PATIENCE = 25
-# A feature whose candidates were all rejected this many times in a row is given up on (its
-# share goes to the others): the database has no more distinct queries of that kind.
+# A rule whose candidates were all rejected this many times in a row is rested, and a feature
+# without rules left is given up on (its share goes to the others): the database has no more
+# distinct queries of that kind.
 FEATURE_PATIENCE = 60
 EXAMPLES_PER_REASON = 3
 # Teacher-first: rule-written pairs the prompts take their two worked examples from.
@@ -385,7 +386,8 @@ def synthesize_database(database: Database, db_id: str, quota: int, cfg: DictCon
     kept: Counter = Counter()
     rules = {f: list(RULES[f]) for f in targets}
     misses: Counter = Counter()  # consecutive Nones per rule
-    failures: Counter = Counter()  # consecutive rejections per feature
+    failures: Counter = Counter()  # consecutive rejections per rule
+    by_rule: Counter = Counter()  # pairs kept per rule
     budget = settings.max_attempts if settings.max_attempts is not None else 20 * settings.count
     budget = max(quota, round(budget * quota / settings.count))
     while len(out.pairs) < quota and out.attempts < budget:
@@ -398,7 +400,10 @@ def synthesize_database(database: Database, db_id: str, quota: int, cfg: DictCon
             feature = rng.choice([f for f in behind if kept[f] / targets[f] == lowest])
         else:  # every feature has its share, others gave up: share out the rest by weight
             feature = rng.choices(active, [settings.weights[f] for f in active])[0]
-        rule = rng.choice(rules[feature])
+        # The rule of the feature with the fewest pairs so far: every query shape of a
+        # feature gets its share, not only the shapes whose candidates pass most often.
+        fewest = min(by_rule[r] for r in rules[feature])
+        rule = rng.choice([r for r in rules[feature] if by_rule[r] == fewest])
         cand = rule(gen)
         if cand is None:
             out.skipped += 1
@@ -418,12 +423,16 @@ def synthesize_database(database: Database, db_id: str, quota: int, cfg: DictCon
             out.rejected.append({"db_id": db_id, "feature": cand.feature, "rule": cand.rule,
                                  "reason": reason, "detail": detail, "query": sql,
                                  "question": cand.question})
-            failures[feature] += 1
-            if failures[feature] >= FEATURE_PATIENCE:
-                out.given_up[feature] = (f"{FEATURE_PATIENCE} candidates in a row rejected "
-                                         "(no more distinct queries of this kind)")
+            failures[rule] += 1
+            if failures[rule] >= FEATURE_PATIENCE:
+                rules[feature].remove(rule)
+                if not rules[feature]:
+                    out.given_up[feature] = (f"{FEATURE_PATIENCE} candidates in a row "
+                                             "rejected for each of its rules (no more "
+                                             "distinct queries of this kind)")
             continue
-        failures[feature] = 0
+        failures[rule] = 0
+        by_rule[rule] += 1
         state.queries.add(sql)
         state.questions.add(" ".join(cand.question.lower().split()))
         state.templates[template] += 1

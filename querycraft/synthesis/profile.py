@@ -86,6 +86,8 @@ class TableProfile:
     columns: list[ColumnProfile]
     primary_key: list[str]
     rows: int = 0
+    # With first and last name columns as identity: (first, last) pairs that occur together.
+    full_names: list[tuple[str, str]] = field(default_factory=list)
 
     def column(self, name: str) -> ColumnProfile:
         return next(c for c in self.columns if c.name == name)
@@ -115,6 +117,15 @@ class TableProfile:
             return telling[:2] or [max(names, key=lambda c: c.distinct)]
         keys = [self.column(k) for k in self.primary_key if self.column(k).values]
         return keys[:1] or self.labels()[:1]
+
+    def name_pair(self) -> tuple[ColumnProfile, ColumnProfile] | None:
+        """The first and last name columns (in that order) when they are the row's identity
+        (a person table: ``first_name``/``last_name``, Spider's ``Fname``/``LName``)."""
+        pair = self.identity()
+        first = [c for c in pair if re.match(r"(?i)f(irst)?_?name$", c.name)]
+        if len(pair) != 2 or len(first) != 1 or not all(c.kind == "text" for c in pair):
+            return None
+        return first[0], next(c for c in pair if c is not first[0])
 
     def labels(self) -> list[ColumnProfile]:
         """The columns that best name a row: text columns with many distinct values (a
@@ -282,6 +293,19 @@ def read_profile(database: Database, db_id: str, *, timeout_s: float = 10.0,
             col.kind = _kind(col.type, col.values)
             if col.kind == "other":
                 col.values = []  # no filter on booleans, binary or JSON
+    for table in profile.usable_tables():
+        pair = table.name_pair()
+        if pair is not None:
+            refs = [exp.Column(this=ident(c.name, dialect)) for c in pair]
+            query = (exp.select(*refs).distinct().from_(exp.Table(this=ident(table.name,
+                                                                            dialect)))
+                     .where(exp.and_(*[exp.Not(this=exp.Is(this=r.copy(), expression=exp.Null()))
+                                       for r in refs])).order_by(*[r.copy() for r in refs]))
+            try:
+                table.full_names = [(str(a), str(b)) for a, b in
+                                    _run(database, query, timeout_s, sample_rows)]
+            except QueryError as err:
+                profile.notes.append(f"table {table.name}: no full names ({err.message})")
     if not profile.usable_tables():
         raise QueryCraftError(
             f"Every table of {database.name} is empty or unreadable, so no query can return "

@@ -201,12 +201,17 @@ class Generator:
     def name_of(self, column: ColumnProfile) -> str:
         """A column as a question names it: its words ("unit price"); in a share of
         questions (PHRASE_SHARE) what people call it where its name is short for that
-        ("phone number" for phone, COLUMN_PHRASES); in another (SHORT_NAME_SHARE) its last
+        ("phone number" for phone, COLUMN_PHRASES; "shipping address" for a reference
+        ``shipping_address_id``); in another (SHORT_NAME_SHARE) its last
         word alone ("price", "amount", "date") where no other column of its table ends in
         that word, as people shorten names."""
         full = words(column.name)
         table = next((t for t in self.tables if any(c is column for c in t.columns)), None)
-        phrases = [p for p in self.phrases.get(full, ()) if table is None or not any(
+        said = list(self.phrases.get(full, ()))
+        if full.endswith(" id") and table is not None and column.name not in \
+                table.primary_key:  # a reference: "orders without a shipping address"
+            said.append(full[:-3])
+        phrases = [p for p in said if table is None or not any(
             words(c.name) == p for c in table.columns)]  # never another column's own name
         if phrases and self.rng.random() < PHRASE_SHARE:
             return self.pick(phrases)
@@ -320,6 +325,19 @@ def projection_distinct(g: Generator) -> Candidate | None:
         return None
     col = g.pick([c for c in table.of_kind("text", "number") if c.distinct < table.rows])
     tree = g.select(g.col(col), table=table).distinct()
+    numbers = [c for c in table.of_kind("number") if c.name != col.name and len(c.values) >= 3]
+    if numbers and g.rng.random() < 0.25:  # "categories with products priced above 15"
+        number, above = g.pick(numbers), g.rng.random() < 0.5
+        value = g.middle_value(number)
+        tree = tree.where((exp.GT if above else exp.LT)(this=g.col(number),
+                                                         expression=g.lit(value)))
+        q = g.phrase("Which {c} values have {t} with a {n} {m} {v}?",
+                     "Which {cp} have {t} with a {n} {m} {v}?",
+                     "List the distinct {c} values of {t} whose {n} is {m} {v}.",
+                     "What different {c} values appear among {t} with a {n} {m} {v}?",
+                     c=g.name_of(col), cp=plural(g.name_of(col)), t=plural(words(table.name)),
+                     n=g.name_of(number), m="above" if above else "below", v=say(value))
+        return Candidate("projection", "projection_distinct", tree, q, ("distinct", "where"))
     where = g.category_value(table, exclude=col) if g.implicit() else None
     if where is not None:  # "the distinct cities of addresses in Portugal"
         category, value = where
@@ -370,6 +388,17 @@ def filter_equals(g: Generator) -> Candidate | None:
                      "Show the {t} with {c} {v}.",
                      *(("List the {b} {t}.", "Which {t} are in {b}?", "Show {t} in {b}.",
                         "Which {b} {t} are there?") if plain else ()), **slots)
+        return Candidate("filter", "filter_equals", tree, q, ("where",))
+    second = g.pick([c for c in table.of_kind("text", "number", "date") if c.name not in (
+        label.name, col.name)]) if g.rng.random() < 0.4 else None
+    if second is not None:  # "the first names and phones of customers with last name Weber"
+        tree = g.select(g.col(label), g.col(second), table=table).where(
+            exp.EQ(this=g.col(col), expression=g.lit(value)))
+        q = g.phrase("List the {l} and {o} of {t} with {c} {v}.",
+                     "What are the {l} and {o} of the {t} whose {c} is {v}?",
+                     "Show {l} and {o} for every {s} whose {c} is {v}.",
+                     *(("List the {l} and {o} of the {b} {t}.",) if plain else ()),
+                     l=g.name_of(label), o=g.name_of(second), **slots)
         return Candidate("filter", "filter_equals", tree, q, ("where",))
     q = g.phrase("What is the {l} of the {t} whose {c} is {v}?",
                  "List the {l} of every {s} with {c} {v}.",
@@ -589,13 +618,50 @@ def group_having(g: Generator) -> Candidate | None:
     by = g.pick(_group_column(table))
     # A threshold near the average group size keeps some groups, not all.
     k = max(1, table.rows // max(by.distinct, 1) - g.rng.randrange(0, 2))
-    tree = g.select(g.col(by), table=table).group_by(g.col(by)).having(
-        exp.GT(this=exp.Count(this=exp.Star()), expression=exp.Literal.number(k)))
-    q = g.phrase("Which {b} values have more than {k} {t}?",
-                 "List each {b} shared by more than {k} {t}.",
-                 "Find the {b} values that appear in more than {k} {t}.", b=words(by.name),
-                 k=str(k), t=plural(words(table.name)))
+    at_least = g.rng.random() < 0.4  # "at least 17": >=, as often as "more than"
+    count = exp.Count(this=exp.Star())
+    shown = [g.col(by)] + ([count.copy()] if g.rng.random() < 0.5 else [])
+    tree = g.select(*shown, table=table).group_by(g.col(by)).having(
+        (exp.GTE if at_least else exp.GT)(this=count, expression=exp.Literal.number(k)))
+    slots = {"b": g.name_of(by), "bt": plural(g.name_of(by)), "k": str(k),
+             "t": plural(words(table.name)), "m": "at least" if at_least else "more than"}
+    if len(shown) == 2:  # the count shown too: "... with the count"
+        q = g.phrase("Show each {b} having {m} {k} {t}, with the count.",
+                     "List the {bt} with {m} {k} {t} and their number of {t}.",
+                     "Which {bt} have {m} {k} {t}, and how many?", **slots)
+    else:
+        q = g.phrase("Which {b} values have {m} {k} {t}?", "Which {bt} have {m} {k} {t}?",
+                     "List each {b} shared by {m} {k} {t}.",
+                     "Find the {b} values that appear in {m} {k} {t}.", **slots)
     return Candidate("group_by", "group_having", tree, q, ("having", "aggregation"))
+
+
+def group_having_children(g: Generator) -> Candidate | None:
+    """Parents with more than k children, counted on the child's key: "Which customers have
+    placed more than 5 orders, and how many?" (GROUP BY the foreign key, HAVING COUNT)."""
+    parts = _join_parts(g)
+    if parts is None:
+        return None
+    fk, child, parent = parts
+    key = child.column(fk.columns[0])
+    if key.distinct < 3:
+        return None
+    k = max(1, child.rows // key.distinct - g.rng.randrange(0, 2))
+    at_least = g.rng.random() < 0.4
+    count = exp.Count(this=exp.Star())
+    shown = [g.col(key)] + ([count.copy()] if g.rng.random() < 0.6 else [])
+    tree = g.select(*shown, table=child).group_by(g.col(key)).having(
+        (exp.GTE if at_least else exp.GT)(this=count, expression=exp.Literal.number(k)))
+    slots = {"pt": plural(words(parent.name)), "ct": plural(words(child.name)), "k": str(k),
+             "m": "at least" if at_least else "more than", "key": words(key.name)}
+    if len(shown) == 2:
+        q = g.phrase("Which {pt} have {m} {k} {ct}, and how many?",
+                     "List the {key}s with {m} {k} {ct} and their {ct} count.",
+                     "Show {pt} with {m} {k} {ct} and their number of {ct}.", **slots)
+    else:
+        q = g.phrase("Which {pt} have {m} {k} {ct}?", "List the {key}s of {pt} with {m} {k} "
+                     "{ct}.", "Find the {pt} that have {m} {k} {ct}.", **slots)
+    return Candidate("group_by", "group_having_children", tree, q, ("having", "aggregation"))
 
 
 # ---------------------------------------------------------------- order by / limit
@@ -622,15 +688,22 @@ def top_k(g: Generator) -> Candidate | None:
                      s=singular(words(table.name)), m=most, c=g.name_of(col), p=price)
         return Candidate("order_limit", "top_k", tree, q, ("order_by", "limit"))
     if implicit:
-        tree = g.select(*g.identity(table), g.col(col), table=table).order_by(
-            g.order(g.col(col), desc)).limit(k)
-        q = g.phrase("Show the {k} {t} with the {m} {c}.",
-                     "List the top {k} {t} ranked by {c}." if desc else
-                     "List the {k} {t} with the {m} {c}, with their {c}.",
-                     *(("List the {k} {p} {t} with their {c}.", "Show the top {k} {p} {t} "
-                        "and their {c}.") if price else ()),
-                     k=str(k), t=plural(words(table.name)), m=most, c=g.name_of(col), p=price)
-        return Candidate("order_limit", "top_k", tree, q, ("order_by", "limit"))
+        tree = g.select(*g.identity(table), g.col(col), table=table)
+        # Within one category as often as not: "the top 9 delivered orders by total amount".
+        within = g.category_value(table, exclude=col) if g.rng.random() < 0.5 else None
+        if within is not None:
+            tree = tree.where(exp.EQ(this=g.col(within[0]), expression=g.lit(within[1])))
+        tree = tree.order_by(g.order(g.col(col), desc)).limit(k)
+        kind = bare(within[1], within[0]) + " " if within is not None else ""
+        q = g.phrase("Show the {k} {b}{t} with the {m} {c}.",
+                     "List the top {k} {b}{t} ranked by {c}." if desc else
+                     "List the {k} {b}{t} with the {m} {c}, with their {c}.",
+                     *(("List the {k} {p} {b}{t} with their {c}.", "Show the top {k} {p} "
+                        "{b}{t} and their {c}.") if price else ()),
+                     k=str(k), b=kind, t=plural(words(table.name)), m=most, c=g.name_of(col),
+                     p=price)
+        return Candidate("order_limit", "top_k", tree, q, ("order_by", "limit") + (
+            ("where",) if within is not None else ()))
     if k == 1:
         q = g.phrase("Which {s} has the {m} {c}? Give its {l} and {c}.",
                      "Show the {l} and {c} of the {s} with the {m} {c}.",
@@ -777,14 +850,21 @@ def null_count(g: Generator) -> Candidate | None:
     col = g.pick(_nullable(table))
     missing = g.rng.random() < 0.5
     test = exp.Null() if missing else exp.Not(this=exp.Null())
-    tree = g.select(exp.Count(this=exp.Star()), table=table).where(
-        exp.Is(this=g.col(col), expression=test))
+    cond: exp.Expression = exp.Is(this=g.col(col), expression=test)
+    # Among one category as often as not: "How many consumer customers have a phone number?"
+    within = g.category_value(table, exclude=col) if g.rng.random() < 0.5 else None
+    if within is not None:
+        cond = exp.And(this=cond, expression=exp.EQ(this=g.col(within[0]),
+                                                    expression=g.lit(within[1])))
+    tree = g.select(exp.Count(this=exp.Star()), table=table).where(cond)
+    slots = {"t": plural(words(table.name)), "c": g.name_of(col),
+             "b": bare(within[1], within[0]) + " " if within is not None else ""}
     if missing:
-        q = g.phrase("How many {t} have no {c}?", "Count the {t} whose {c} is missing.",
-                     t=plural(words(table.name)), c=g.name_of(col))
+        q = g.phrase("How many {b}{t} have no {c}?", "Count the {b}{t} whose {c} is missing.",
+                     **slots)
     else:
-        q = g.phrase("How many {t} have a {c}?", "Count the {t} with a known {c}.",
-                     t=plural(words(table.name)), c=g.name_of(col))
+        q = g.phrase("How many {b}{t} have a {c}?", "Count the {b}{t} with a known {c}.",
+                     "How many {b}{t} have a recorded {c}?", **slots)
     return Candidate("null", "null_count", tree, q, ("where", "aggregation"))
 
 
@@ -824,6 +904,18 @@ def date_year(g: Generator) -> Candidate | None:
         q = g.phrase("Which {b} {t} have a {c} in {y}?", "List the {b} {t} with a {c} in {y}.",
                      **slots)
         return Candidate("date", "date_year", tree, q, ("where",))
+    numbers = [c for c in table.of_kind("number") if len(c.values) >= 3]
+    if numbers and g.rng.random() < 0.35:  # "the average total amount of orders in 2024"
+        number, name = g.pick(numbers), g.pick(("AVG", "SUM", "MAX", "MIN"))
+        how = {"AVG": "average", "SUM": "total", "MAX": "largest", "MIN": "smallest"}[name]
+        tree = g.select(_AGGREGATES[name][0](this=g.col(number)), table=table).where(cond)
+        said = g.name_of(number)
+        said = re.sub(r"^total ", "", said) if name == "SUM" else said  # not "total total"
+        q = g.phrase("What was the {h} {n} of {t} with a {c} in {y}?",
+                     "Find the {h} {n} of {t} from {y}.", "In {y}, what was the {h} {n} "
+                     "of the {t}?", h=how, n=said, t=plural(words(table.name)),
+                     c=g.name_of(col), y=str(year))
+        return Candidate("date", "date_year", tree, q, ("where", "aggregation"))
     if g.rng.random() < 0.5:
         tree = g.select(exp.Count(this=exp.Star()), table=table).where(cond)
         q = g.phrase("How many {t} have a {c} in {y}?", "Count the {t} whose {c} falls in {y}.",
@@ -893,9 +985,27 @@ def join_filter(g: Generator) -> Candidate | None:
     label = g.pick([c for c in child.columns if c.values and c.name != fk.columns[0]]
                    ) or g.label(child)
     value = g.pick(col.values)
-    tree = g.join(fk).select(g.col(label, "T1")).where(
-        exp.EQ(this=g.col(col, "T2"), expression=g.lit(value)))
+    cond = exp.EQ(this=g.col(col, "T2"), expression=g.lit(value))
     plain = bare(value, col)
+    if g.implicit():  # "List the orders placed by customers with last name Ricci"
+        extra = g.pick([c for c in child.of_kind("number", "date", "text")]) \
+            if g.rng.random() < 0.5 else None
+        tree = g.join(fk).select(*g.identity(child, "T1"),
+                                 *([g.col(extra, "T1")] if extra else [])).where(cond)
+        slots = {"ct": plural(words(child.name)), "pt": plural(words(parent.name)),
+                 "c": g.name_of(col), "v": say(value), "b": plain,
+                 "e": g.name_of(extra) if extra else ""}
+        if extra is None:
+            q = g.phrase("List the {ct} of {pt} with {c} {v}.",
+                         "Which {ct} belong to {pt} whose {c} is {v}?",
+                         *(("Show the {ct} of {b} {pt}.",) if plain else ()), **slots)
+        else:
+            q = g.phrase("List the {ct} of {pt} with {c} {v}, with their {e}.",
+                         "Show the {ct} and {e} for {pt} whose {c} is {v}.",
+                         *(("List the {ct} of {b} {pt} and their {e}.",) if plain else ()),
+                         **slots)
+        return Candidate("join", "join_filter", tree, q, ("where",))
+    tree = g.join(fk).select(g.col(label, "T1")).where(cond)
     q = g.phrase("List the {l} of the {ct} whose {p} has {c} {v}.",
                  "For {pt} with {c} {v}, show the {l} of their {ct}.",
                  "What is the {l} of each {cs} linked to a {p} with {c} {v}?",
@@ -941,6 +1051,194 @@ def join_for_key(g: Generator) -> Candidate | None:
                  "Which {pt} are in {os} {v}, and with what {m}?",
                  "Show the {n} of {os} {v} with their {m}.", m=g.name_of(mine), **slots)
     return Candidate("join", "join_for_key", tree, q, ("where",))
+
+
+def _full_name(g: Generator, table: TableProfile, alias: str | None = None
+               ) -> tuple[list[exp.Expression], str] | None:
+    """Conditions naming one row of a person table by its first and last name ("Ravi
+    Martin": ``first_name = 'Ravi' AND last_name = 'Martin'``), with the name as said; None
+    when the table's identity is not such a pair."""
+    pair = table.name_pair()
+    row = g.pick([r for r in table.full_names if r[0].strip() and r[1].strip()])
+    if pair is None or row is None:
+        return None
+    first, last = pair
+    return ([exp.EQ(this=g.col(first, alias), expression=g.lit(row[0])),
+             exp.EQ(this=g.col(last, alias), expression=g.lit(row[1]))], f"{row[0]} {row[1]}")
+
+
+def filter_full_name(g: Generator) -> Candidate | None:
+    """A person's other columns by their full name: "What is the email of Ravi Martin?"."""
+    table = g.table(lambda t: bool(t.full_names))
+    if table is None:
+        return None
+    named = _full_name(g, table)
+    if named is None:
+        return None
+    conditions, person = named
+    names = {c.name for c in table.identity()}
+    shown = [c for c in table.of_kind("text", "number", "date") if c.name not in names]
+    if not shown:
+        return None
+    cols = g.rng.sample(shown, min(len(shown), g.pick((1, 1, 2))))
+    tree = g.select(*[g.col(c) for c in cols], table=table).where(exp.and_(*conditions))
+    what = " and ".join(g.name_of(c) for c in cols)
+    q = g.phrase("What is the {c} of {p}?", "Give me the {c} of the {s} named {p}.",
+                 "Find the {c} for {s} {p}.", "What {c} does {p} have?", c=what, p=person,
+                 s=singular(words(table.name)))
+    return Candidate("filter", "filter_full_name", tree, q, ("where",))
+
+
+def join_full_name(g: Generator) -> Candidate | None:
+    """A person's child rows by the person's full name: "List the city and country of every
+    address of Ravi Martin" (child JOIN person WHERE first AND last name)."""
+    joins = [fk for fk in g.profile.joins() if g.profile.tables[fk.ref_table].full_names]
+    fk = g.pick(joins)
+    if fk is None:
+        return None
+    child, parent = g.profile.tables[fk.table], g.profile.tables[fk.ref_table]
+    named = _full_name(g, parent, "T2")
+    if named is None:
+        return None
+    conditions, person = named
+    shown = [c for c in child.of_kind("text", "number", "date")]
+    if not shown:
+        return None
+    cols = g.rng.sample(shown, min(len(shown), g.pick((1, 2, 2))))
+    tree = g.join(fk).select(*[g.col(c, "T1") for c in cols]).where(exp.and_(*conditions))
+    q = g.phrase("List the {c} of every {cs} of {p}.", "What {c} do the {ct} of {p} have?",
+                 "Show the {c} of the {ct} of {ps} {p}.", "For {p}, list the {c} of each "
+                 "{cs}.", c=" and ".join(g.name_of(c) for c in cols), p=person,
+                 cs=singular(words(child.name)), ct=plural(words(child.name)),
+                 ps=singular(words(parent.name)))
+    return Candidate("join", "join_full_name", tree, q, ("where",))
+
+
+def join_total_for(g: Generator) -> Candidate | None:
+    """A child number added up for one named parent: "What is the total quantity of Data
+    Modeling Guide over its order items?" (SUM through the join, WHERE the parent's name)."""
+    parts = _summed_children(g)
+    if parts is None:
+        return None
+    fk, child, parent, col = parts
+    names = parent.identity()
+    if len(names) != 1 or names[0].kind != "text" or not names[0].values:
+        return None
+    value = g.pick(names[0].values)
+    name = g.pick(("SUM", "SUM", "AVG", "COUNT"))
+    total = exp.Count(this=exp.Star()) if name == "COUNT" else \
+        _AGGREGATES[name][0](this=g.col(col, "T1"))
+    tree = g.join(fk).select(total).where(
+        exp.EQ(this=g.col(names[0], "T2"), expression=g.lit(value)))
+    slots = {"c": g.name_of(col), "ct": plural(words(child.name)), "v": say(value),
+             "p": singular(words(parent.name)), "tc": total_of(col)}
+    if name == "COUNT":
+        q = g.phrase("How many {ct} are there for {v}?", "Count the {ct} of the {p} {v}.",
+                     "How many {ct} does {v} have?", **slots)
+    elif name == "AVG":
+        q = g.phrase("What is the average {c} of the {ct} for {v}?",
+                     "On average, what {c} do the {ct} of {v} have?", **slots)
+    else:
+        q = g.phrase("What is the {tc} of {v}?", "What is the total {c} for {p} {v}?",
+                     "How much {c} in total do the {ct} of {v} have?",
+                     "Sum the {c} of the {ct} for {v}.", **slots)
+    return Candidate("join", "join_total_for", tree, q, ("where", "aggregation"))
+
+
+def join_through(g: Generator) -> Candidate | None:
+    """Rows of one table reached from another through a table that links both (many to
+    many): "What products appear in the orders of customer 7?" (orders JOIN order_item JOIN
+    product, DISTINCT, filtered on the first table)."""
+    joins = g.profile.joins()
+    links = [(a, b) for a in joins for b in joins if a.table == b.table
+             and a.ref_table != b.ref_table and a.columns[0] != b.columns[0]]
+    if not links:
+        return None
+    into, out = g.pick(links)  # link.into -> start table, link.out -> the rows to list
+    start, link, end = (g.profile.tables[into.ref_table], g.profile.tables[into.table],
+                        g.profile.tables[out.ref_table])
+    tree = exp.Select(expressions=[g.col(c, "T3") for c in end.identity()]).distinct()
+    tree = tree.from_(g.src(start, "T1")).join(g.src(link, "T2"), on=exp.EQ(
+        this=g.col(into.ref_columns[0], "T1"), expression=g.col(into.columns[0], "T2"))).join(
+        g.src(end, "T3"), on=exp.EQ(this=g.col(out.columns[0], "T2"),
+                                    expression=g.col(out.ref_columns[0], "T3")))
+    slots = {"et": plural(words(end.name)), "st": plural(words(start.name)),
+             "ss": singular(words(start.name))}
+    # On the start table: a key it holds ("the orders of customer 7") or a category word.
+    owners = [fk for fk in joins if fk.table == start.name and fk.ref_table != end.name
+              and start.column(fk.columns[0]).values]
+    category = g.category_value(start)
+    if owners and (category is None or g.rng.random() < 0.5):
+        fk = g.pick(owners)
+        value = g.pick(start.column(fk.columns[0]).values)
+        tree = tree.where(exp.EQ(this=g.col(fk.columns[0], "T1"), expression=g.lit(value)))
+        q = g.phrase("What {et} appear in the {st} of {o} {v}?",
+                     "Which {et} are in the {st} of {o} {v}?",
+                     "List the {et} found in {o} {v}'s {st}.",
+                     o=singular(words(fk.ref_table)), v=say(value), **slots)
+    elif category is not None:
+        column, value = category
+        tree = tree.where(exp.EQ(this=g.col(column, "T1"), expression=g.lit(value)))
+        q = g.phrase("What {et} appear in {b} {st}?", "Which {et} are in {b} {st}?",
+                     "List the distinct {et} of the {b} {st}.", b=bare(value, column), **slots)
+    else:
+        return None
+    return Candidate("join", "join_through", tree, q, ("where", "distinct"))
+
+
+def filter_by_owner(g: Generator) -> Candidate | None:
+    """A child's rows for one parent, by the key it holds: "List the orders and order dates
+    of customer 18" (``WHERE customer_id = 18``, no join needed)."""
+    fk = g.pick([fk for fk in g.profile.joins()
+                 if g.profile.tables[fk.table].column(fk.columns[0]).values])
+    if fk is None:
+        return None
+    child = g.profile.tables[fk.table]
+    key = child.column(fk.columns[0])
+    value = g.pick(key.values)
+    cond = exp.EQ(this=g.col(key), expression=g.lit(value))
+    extra = g.pick([c for c in child.of_kind("number", "date", "text")]) \
+        if g.rng.random() < 0.6 else None
+    tree = g.select(*g.identity(child), *([g.col(extra)] if extra else []),
+                    table=child).where(cond)
+    slots = {"ct": plural(words(child.name)), "o": singular(words(fk.ref_table)),
+             "v": say(value)}
+    if extra is None:
+        q = g.phrase("List the {ct} of {o} {v}.", "Which {ct} does {o} {v} have?",
+                     "Show all {ct} for {o} {v}.", **slots)
+    else:
+        q = g.phrase("List the {ct} and their {e} for {o} {v}.",
+                     "Show the {ct} of {o} {v} with their {e}.",
+                     "What {ct} does {o} {v} have, and what is their {e}?",
+                     e=g.name_of(extra), **slots)
+    return Candidate("filter", "filter_by_owner", tree, q, ("where",))
+
+
+def join_parent_by_child(g: Generator) -> Candidate | None:
+    """Parents that have a child with some value: "List the names of customers with an
+    address in Utrecht" (DISTINCT parent names through the join, the child filtered)."""
+    parts = _join_parts(g)
+    if parts is None:
+        return None
+    fk, child, parent = parts
+    col = g.pick([c for c in child.of_kind("text", "number") if c.name != fk.columns[0]])
+    if col is None:
+        return None
+    value = g.pick(col.values)
+    # The parent first here (T1), the child it is reached through second (T2).
+    on = exp.EQ(this=g.col(fk.ref_columns[0], "T1"), expression=g.col(fk.columns[0], "T2"))
+    tree = exp.Select(expressions=g.identity(parent, "T1")).distinct().from_(
+        g.src(parent, "T1")).join(g.src(child, "T2"), on=on).where(
+        exp.EQ(this=g.col(col, "T2"), expression=g.lit(value)))
+    plain = bare(value, col)
+    q = g.phrase("Which {pt} have a {cs} with {c} {v}?",
+                 "List the {pt} that have at least one {cs} whose {c} is {v}.",
+                 "Show the {pt} with a {cs} whose {c} is {v}.",
+                 *(("Which {pt} have a {cs} in {b}?", "List the {pt} with {b} {ct}.")
+                   if plain else ()), pt=plural(words(parent.name)),
+                 cs=singular(words(child.name)), ct=plural(words(child.name)),
+                 c=g.name_of(col), v=say(value), b=plain)
+    return Candidate("join", "join_parent_by_child", tree, q, ("where", "distinct"))
 
 
 def join_pairs(g: Generator) -> Candidate | None:
@@ -1194,10 +1492,12 @@ def name_the_rows(g: Generator, candidate: Candidate) -> Candidate:
 RULES: dict[str, tuple[Callable[[Generator], Candidate | None], ...]] = {
     "projection": (projection_one, projection_two, projection_distinct),
     "filter": (filter_equals, filter_compare, filter_like, filter_between, filter_in,
-               filter_and),
-    "join": (join_filter, join_pairs, join_count, join_for_key),
+               filter_and, filter_full_name, filter_by_owner),
+    "join": (join_filter, join_pairs, join_count, join_for_key, join_full_name, join_total_for,
+             join_through, join_parent_by_child),
     "aggregation": (count_all, count_where, aggregate, aggregate_where),
-    "group_by": (group_count, group_average, group_having, group_having_sum),
+    "group_by": (group_count, group_average, group_having, group_having_sum,
+                 group_having_children),
     "order_limit": (top_k, sorted_list, group_top_k),
     "null": (null_rows, null_count),
     "date": (date_year, date_after, date_extreme),

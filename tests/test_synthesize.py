@@ -137,6 +137,17 @@ def test_the_default_spread_follows_the_default_weights(shop: dict) -> None:
     assert counts["filter"] > counts["join"] > counts["set_operation"]
 
 
+def test_each_rule_of_a_feature_gets_its_share(shop: dict) -> None:
+    """Within a feature, the rule with the fewest pairs writes the next candidate: the
+    filter shapes (9 rules on the sample) each get 2 or 3 of the feature's 26 pairs, where a
+    random choice would favour the rules whose candidates pass most often."""
+    from querycraft.synthesis.rules import RULES
+
+    rules = Counter(p["rule"] for p in _pairs(shop["run"]) if p["feature"] == "filter")
+    assert set(rules) == {r.__name__ for r in RULES["filter"]}, rules
+    assert max(rules.values()) - min(rules.values()) <= 1, rules
+
+
 def test_spider_databases(spider: dict) -> None:
     pairs = _pairs(spider["run"])
     assert len(pairs) == 60

@@ -611,6 +611,20 @@ def group_average(g: Generator) -> Candidate | None:
     return Candidate("group_by", "group_aggregate", tree, q, ("aggregation",))
 
 
+def _having_count(g: Generator, table: TableProfile, by: ColumnProfile, k: int,
+                  show_share: float) -> tuple[exp.Select, str, bool]:
+    """``SELECT by [, COUNT(*)] ... GROUP BY by HAVING COUNT(*) > k`` (or ``>= k``, "at
+    least", in 40 % of them); the count is shown in ``show_share`` of them. Returns the
+    query, the comparison in words and whether the count is shown."""
+    at_least = g.rng.random() < 0.4  # "at least 17" as well as "more than 17"
+    counted = g.rng.random() < show_share
+    count = exp.Count(this=exp.Star())
+    tree = g.select(g.col(by), *([count.copy()] if counted else []), table=table).group_by(
+        g.col(by)).having((exp.GTE if at_least else exp.GT)(this=count,
+                                                              expression=exp.Literal.number(k)))
+    return tree, "at least" if at_least else "more than", counted
+
+
 def group_having(g: Generator) -> Candidate | None:
     table = g.table(lambda t: bool(_group_column(t)))
     if table is None:
@@ -618,14 +632,10 @@ def group_having(g: Generator) -> Candidate | None:
     by = g.pick(_group_column(table))
     # A threshold near the average group size keeps some groups, not all.
     k = max(1, table.rows // max(by.distinct, 1) - g.rng.randrange(0, 2))
-    at_least = g.rng.random() < 0.4  # "at least 17": >=, as often as "more than"
-    count = exp.Count(this=exp.Star())
-    shown = [g.col(by)] + ([count.copy()] if g.rng.random() < 0.5 else [])
-    tree = g.select(*shown, table=table).group_by(g.col(by)).having(
-        (exp.GTE if at_least else exp.GT)(this=count, expression=exp.Literal.number(k)))
+    tree, more, counted = _having_count(g, table, by, k, 0.5)
     slots = {"b": g.name_of(by), "bt": plural(g.name_of(by)), "k": str(k),
-             "t": plural(words(table.name)), "m": "at least" if at_least else "more than"}
-    if len(shown) == 2:  # the count shown too: "... with the count"
+             "t": plural(words(table.name)), "m": more}
+    if counted:  # the count shown too: "... with the count"
         q = g.phrase("Show each {b} having {m} {k} {t}, with the count.",
                      "List the {bt} with {m} {k} {t} and their number of {t}.",
                      "Which {bt} have {m} {k} {t}, and how many?", **slots)
@@ -647,14 +657,10 @@ def group_having_children(g: Generator) -> Candidate | None:
     if key.distinct < 3:
         return None
     k = max(1, child.rows // key.distinct - g.rng.randrange(0, 2))
-    at_least = g.rng.random() < 0.4
-    count = exp.Count(this=exp.Star())
-    shown = [g.col(key)] + ([count.copy()] if g.rng.random() < 0.6 else [])
-    tree = g.select(*shown, table=child).group_by(g.col(key)).having(
-        (exp.GTE if at_least else exp.GT)(this=count, expression=exp.Literal.number(k)))
+    tree, more, counted = _having_count(g, child, key, k, 0.6)
     slots = {"pt": plural(words(parent.name)), "ct": plural(words(child.name)), "k": str(k),
-             "m": "at least" if at_least else "more than", "key": words(key.name)}
-    if len(shown) == 2:
+             "m": more, "key": words(key.name)}
+    if counted:
         q = g.phrase("Which {pt} have {m} {k} {ct}, and how many?",
                      "List the {key}s with {m} {k} {ct} and their {ct} count.",
                      "Show {pt} with {m} {k} {ct} and their number of {ct}.", **slots)

@@ -96,7 +96,7 @@ RULE_PATIENCE = 25
 # A rule whose candidates were all rejected this many times in a row is rested, and a feature
 # without rules left is given up on (its share goes to the others): the database has no more
 # distinct queries of that kind.
-FEATURE_PATIENCE = 60
+REJECT_PATIENCE = 60
 EXAMPLES_PER_REASON = 3
 # Teacher-first: rule-written pairs the prompts take their two worked examples from.
 EXAMPLE_POOL = 8
@@ -424,10 +424,10 @@ def synthesize_database(database: Database, db_id: str, quota: int, cfg: DictCon
                                  "reason": reason, "detail": detail, "query": sql,
                                  "question": cand.question})
             failures[rule] += 1
-            if failures[rule] >= FEATURE_PATIENCE:
+            if failures[rule] >= REJECT_PATIENCE:
                 rules[feature].remove(rule)
                 if not rules[feature]:
-                    out.given_up[feature] = (f"{FEATURE_PATIENCE} candidates in a row "
+                    out.given_up[feature] = (f"{REJECT_PATIENCE} candidates in a row "
                                              "rejected for each of its rules (no more "
                                              "distinct queries of this kind)")
             continue

@@ -40,6 +40,8 @@ _RESERVED = frozenset((
 ))
 # Columns that name a row: "name", "title", "first_name", "LastName", "song_title".
 _NAME_COLUMN = re.compile(r"(^|_|[a-z])(name|title)$|^(name|title)(_|$)", re.IGNORECASE)
+_FIRST_NAME = re.compile(r"(?i)f(irst)?_?name$")
+_LAST_NAME = re.compile(r"(?i)l(ast)?_?name$")
 _PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?")
 # Dialects that fold unquoted names to lower (PostgreSQL) or, as SQLAlchemy reports names,
@@ -106,7 +108,7 @@ class TableProfile:
                  and c.distinct > 1]
         # A name shared by many rows ("category_name") is a category, not the row's name.
         telling = [c for c in names if c.distinct * 4 > self.rows]
-        pair = [c for c in telling if re.match(r"(?i)f(irst)?_?name$|l(ast)?_?name$", c.name)]
+        pair = [c for c in telling if _FIRST_NAME.match(c.name) or _LAST_NAME.match(c.name)]
         if len(pair) == 2:
             return pair
         whole = [c for c in telling if c.name.lower() in ("name", "title")
@@ -122,7 +124,7 @@ class TableProfile:
         """The first and last name columns (in that order) when they are the row's identity
         (a person table: ``first_name``/``last_name``, Spider's ``Fname``/``LName``)."""
         pair = self.identity()
-        first = [c for c in pair if re.match(r"(?i)f(irst)?_?name$", c.name)]
+        first = [c for c in pair if _FIRST_NAME.match(c.name)]
         if len(pair) != 2 or len(first) != 1 or not all(c.kind == "text" for c in pair):
             return None
         return first[0], next(c for c in pair if c is not first[0])
@@ -302,8 +304,8 @@ def read_profile(database: Database, db_id: str, *, timeout_s: float = 10.0,
                      .where(exp.and_(*[exp.Not(this=exp.Is(this=r.copy(), expression=exp.Null()))
                                        for r in refs])).order_by(*[r.copy() for r in refs]))
             try:
-                table.full_names = [(str(a), str(b)) for a, b in
-                                    _run(database, query, timeout_s, sample_rows)]
+                table.full_names = [(str(a), str(b)) for a, b in _run(
+                    database, query, timeout_s, sample_rows) if str(a).strip() and str(b).strip()]
             except QueryError as err:
                 profile.notes.append(f"table {table.name}: no full names ({err.message})")
     if not profile.usable_tables():

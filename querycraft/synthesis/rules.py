@@ -1065,7 +1065,7 @@ def _full_name(g: Generator, table: TableProfile, alias: str | None = None
     Martin": ``first_name = 'Ravi' AND last_name = 'Martin'``), with the name as said; None
     when the table's identity is not such a pair."""
     pair = table.name_pair()
-    row = g.pick([r for r in table.full_names if r[0].strip() and r[1].strip()])
+    row = g.pick(table.full_names)
     if pair is None or row is None:
         return None
     first, last = pair

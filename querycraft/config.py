@@ -212,6 +212,9 @@ class DbConfig:
     # Generated SQL is hostile input: it is refused on a login that is a superuser or can
     # write (docs/DATABASES.md sets up a read-only role). true only for a throwaway server.
     allow_privileged: bool = False
+    # Schemas (MySQL: databases) besides db.schema / db.database that generated SQL may name
+    # before a table (other_schema.orders); any other qualifier is refused.
+    allow_schemas: list[str] = field(default_factory=list)
     # Bounds on one statement beyond time and rows: its text (checked before parsing), each
     # value and the whole result, in bytes. Longer values are cut, with a marker, in outputs.
     max_sql_bytes: int = 100_000

@@ -36,6 +36,7 @@ from querycraft.engines.base import (
     ErrorKind,
     QueryError,
     QueryResult,
+    TableScope,
     allowed_statement,
     check_limits,
 )
@@ -74,6 +75,7 @@ __all__ = [
     "QueryResult",
     "ServerDatabase",
     "SqliteDatabase",
+    "TableScope",
     "TooLarge",
     "check_sql_size",
     "classify_error",
@@ -86,6 +88,7 @@ __all__ = [
     "results_match",
     "sqlite_db_ids",
     "sqlite_path_for",
+    "table_scope",
     "target_from_config",
     "writable_engine",
 ]
@@ -228,6 +231,7 @@ class ServerDatabase(Database):
         self.schema = target.schema_for(db_id)
         self.engine = _server_engine(target, db_id, read_only=True)
         self.reached = False  # a connection was made at least once
+        self.scope = table_scope(target, db_id)
 
     def _run(self, statement: str, timeout_s: float, max_rows: int, *, explain: bool,
              max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
@@ -248,12 +252,21 @@ class ServerDatabase(Database):
                         conn.exec_driver_sql(
                             _escape_percent(f"EXPLAIN {statement}", self.engine)).fetchall()
                     return QueryResult([], [], False, time.monotonic() - start)
+                # The engine's bound on values while they stream (PostgreSQL: the statement
+                # wrapped so that no value over the cap leaves the server).
+                guarded = (self.spec.value_guard(conn, statement, max_value_bytes)
+                           if self.spec.value_guard is not None else None)
+                check_row = guarded[1] if guarded is not None else None
+                if guarded is not None:
+                    statement = guarded[0]
                 # yield_per: a server-side cursor fetching batches of rows, each measured
                 # before the next is asked for, so a huge result never reaches this process.
                 batch = min(max_rows + 1, self.FETCH_BATCH)
                 result = conn.execution_options(yield_per=batch).exec_driver_sql(
                     _escape_percent(statement, self.engine))
                 columns = list(result.keys())
+                if check_row is not None:
+                    columns = columns[:-1]
                 rows: list[tuple] = []
                 total = 0
                 while len(rows) <= max_rows or row_sink is not None:
@@ -262,6 +275,8 @@ class ServerDatabase(Database):
                     if not fetched:
                         break
                     for row in fetched:
+                        if check_row is not None:
+                            row = check_row(tuple(row))
                         if row_sink is not None:
                             row_sink(tuple(row))
                             if len(rows) > max_rows:
@@ -285,7 +300,8 @@ class ServerDatabase(Database):
                 row_sink: Callable[[tuple], None] | None = None) -> QueryResult:
         check_limits(timeout_s, max_rows)
         check_sql_size(sql, max_sql_bytes)
-        statement = allowed_statement(sql, self.spec)
+        statement = allowed_statement(sql, self.spec, max_value_bytes=max_value_bytes,
+                                      scope=self.scope)
         reached_before = self.reached
         try:
             return self._run(statement, timeout_s, max_rows, explain=False,
@@ -313,7 +329,7 @@ class ServerDatabase(Database):
               max_sql_bytes: int = DEFAULT_MAX_SQL_BYTES) -> str | None:
         try:
             check_sql_size(sql, max_sql_bytes)
-            statement = allowed_statement(sql, self.spec)
+            statement = allowed_statement(sql, self.spec, scope=self.scope)
             self._run(statement, timeout_s, 1, explain=True)
         except QueryError as err:
             return err.message
@@ -337,6 +353,26 @@ class ServerDatabase(Database):
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def table_scope(target: DatabaseTarget, db_id: str = "") -> TableScope:
+    """The schemas (MySQL: databases) generated SQL may name before a table on ``target``:
+    the configured schema (or the engine's default one: PostgreSQL's public, Db2's user's),
+    the database itself where it qualifies tables (MySQL), and ``db.allow_schemas``."""
+    spec = target.engine
+    url = target.url_for(db_id)
+    names = set(target.allow_schemas)
+    schema = target.schema_for(db_id)
+    if schema:
+        names.add(schema)
+    elif spec.default_schema is not None:
+        default = spec.default_schema(url)
+        if default:
+            names.add(default)
+    if spec.database_qualifies and url.database:
+        names.add(url.database)
+    catalogs = {url.database} if url.database and not spec.database_qualifies else set()
+    return TableScope(frozenset(names), frozenset(catalogs), spec.name_case)
 
 
 def _is_connection_error(err: sa_exc.DBAPIError) -> bool:
@@ -404,7 +440,8 @@ def _server_engine(target: DatabaseTarget, db_id: str, *, read_only: bool
         def _refuse_privileged(dbapi_connection: Any, _record: Any) -> None:
             problem = privilege_problem(dbapi_connection, schema)
             if problem:
-                dbapi_connection.close()
+                # The pool closes the connection it could not set up; closing it here too made
+                # SQLAlchemy log a traceback ("Already closed") before the refusal.
                 raise QueryCraftError(f"{target.describe(db_id)}: {problem}")
 
     return engine

@@ -42,6 +42,9 @@ class DatabaseTarget:
     connect_timeout_s: float = 10.0
     # db.allow_privileged: run generated SQL even as a superuser or a login that can write.
     allow_privileged: bool = False
+    # db.allow_schemas: schemas (MySQL: databases) besides the configured one that generated
+    # SQL may name before a table.
+    allow_schemas: tuple[str, ...] = ()
 
     @property
     def engine(self) -> Engine:
@@ -127,6 +130,7 @@ def target_from_config(db_cfg: Any, fallback_location: str | None = None) -> Dat
             password=db_cfg.password).render_as_string(hide_password=False).replace(
             "__QC_DB_ID__", DB_ID)
     return DatabaseTarget(kind, url=url, schema=db_cfg.get("schema"), connect_timeout_s=timeout,
-                          allow_privileged=bool(db_cfg.get("allow_privileged") or False))
+                          allow_privileged=bool(db_cfg.get("allow_privileged") or False),
+                          allow_schemas=tuple(str(s) for s in db_cfg.get("allow_schemas") or ()))
 
 

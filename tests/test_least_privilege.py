@@ -403,7 +403,7 @@ def test_mysql_hostile_sql_is_refused_and_nothing_changes(
 # --- session state never survives a query (the allow-list bypassed) -------------------------
 
 def _without_the_allow_list(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dbmod, "allowed_statement", lambda sql, spec: sql)
+    monkeypatch.setattr(dbmod, "allowed_statement", lambda sql, spec, **_: sql)
 
 
 def test_postgres_locks_and_settings_do_not_survive_into_the_next_query(

@@ -199,7 +199,7 @@ def test_sqlite_connection_refuses_writes_even_without_the_allow_list(sqlite_cop
 def _without_the_allow_list(monkeypatch: pytest.MonkeyPatch) -> None:
     """``execute`` with its statement check bypassed, so that what reaches the server is
     refused (or not) by the layers below it alone."""
-    monkeypatch.setattr(dbmod, "allowed_statement", lambda sql, spec: sql)
+    monkeypatch.setattr(dbmod, "allowed_statement", lambda sql, spec, **_: sql)
 
 
 def test_postgres_refuses_writes_even_without_the_allow_list(

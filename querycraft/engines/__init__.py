@@ -38,7 +38,7 @@ __all__ = [
     "get_engine",
 ]
 
-_NOT_ENGINES = frozenset({"base"})
+_NOT_ENGINES = frozenset({"base", "bounds", "syntax"})
 
 
 @functools.cache

@@ -16,22 +16,53 @@ from typing import Any, Literal, get_args
 import sqlalchemy
 from sqlglot import exp
 
+from querycraft.engines.bounds import SizeRule, call_arguments
+from querycraft.engines.syntax import (
+    Quote,
+    Reading,
+    SqlNotReadable,
+    Syntax,
+    parser_disagreement,
+    read_statement,
+)
 from querycraft.errors import QueryCraftError
-from querycraft.sql import is_read_only_statement, parse_shared, split_statements
+from querycraft.sql import is_read_only_statement, parse_shared
 
 __all__ = [
+    "DEFAULT_MAX_RESULT_BYTES",
+    "DEFAULT_MAX_SQL_BYTES",
+    "DEFAULT_MAX_VALUE_BYTES",
     "ERROR_KINDS",
+    "GENERIC_SYNTAX",
     "Engine",
     "ErrorKind",
     "QueryError",
     "QueryResult",
+    "TableScope",
+    "TooLarge",
     "allowed_statement",
     "check_limits",
     "function_problem",
     "function_refusal",
     "privileged_login_message",
     "relation_problem",
+    "size_problem",
 ]
+
+# The byte bounds' defaults: db.max_sql_bytes, db.max_value_bytes and db.max_result_bytes.
+DEFAULT_MAX_SQL_BYTES = 100_000
+DEFAULT_MAX_VALUE_BYTES = 65_536
+DEFAULT_MAX_RESULT_BYTES = 16_777_216
+
+# The lexical rules of an engine that does not say its own: standard SQL quoting, comments
+# that might nest, ASCII only outside quotes (querycraft/engines/syntax.py).
+GENERIC_SYNTAX = Syntax(
+    server="the database",
+    quotes=(Quote("'", "'"), Quote('"', '"', name=True)),
+    nested_comments=None,
+    whitespace=" \t\n\r",
+    unicode_names=False,
+)
 
 ErrorKind = Literal[
     "syntax", "no_such_table", "no_such_column", "ambiguous_column", "timeout", "refused", "other"
@@ -75,11 +106,51 @@ class QueryError(Exception):
         return f"{self.kind}: {self.message}"
 
 
+class TooLarge(QueryError):
+    """A statement or result over a byte bound: refused before parsing (the SQL text) or
+    stopped while fetching (one value, the whole result). ``kind`` is "refused"; ``limit``
+    names the bound ("sql", "value" or "result"). Every engine raises it (the execution
+    layer, :mod:`querycraft.db`, for servers)."""
+
+    def __init__(self, limit: str, message: str) -> None:
+        super().__init__("refused", message)
+        self.limit = limit
+
+
 # A server session hook: (DBAPI connection, schema or None, read_only) -> None.
 SessionSetup = Callable[[Any, "str | None", bool], None]
 # The login check: (DBAPI connection, schema or None) -> why the login is too privileged to
 # run generated SQL (one paragraph naming the fix), or None.
 PrivilegeCheck = Callable[[Any, "str | None"], "str | None"]
+# The value bound on the server: (connection, statement, max_value_bytes) -> the statement to
+# run instead and what to do with each of its rows (raise TooLarge, or return the row).
+ValueGuard = Callable[[sqlalchemy.Connection, str, int],
+                      "tuple[str, Callable[[tuple], tuple]] | None"]
+
+
+@dataclass(frozen=True)
+class TableScope:
+    """The schemas (or, on MySQL, databases) generated SQL may name before a table.
+
+    Attributes:
+        schemas: Allowed qualifiers of ``qualifier.table``, as the server names them.
+        catalogs: Allowed first parts of ``catalog.schema.table`` (the database itself).
+        name_case: How the engine folds an unquoted name before looking it up: "lower"
+            (PostgreSQL), "upper" (Db2) or "exact" (MySQL's database names).
+    """
+
+    schemas: frozenset[str]
+    catalogs: frozenset[str] = frozenset()
+    name_case: str = "exact"
+
+    def fold(self, identifier: exp.Identifier | str) -> str:
+        if isinstance(identifier, exp.Identifier):
+            if identifier.quoted:
+                return identifier.this
+            identifier = identifier.this
+        if self.name_case == "lower":
+            return identifier.lower()
+        return identifier.upper() if self.name_case == "upper" else identifier
 
 
 @dataclass(frozen=True)
@@ -121,8 +192,25 @@ class Engine:
             (``schema.table`` or ``table``, lower case): the server's catalogue and settings.
         check_statement: Compile one statement without running it (raises the DBAPI error);
             None: ``EXPLAIN <statement>``.
-        refuse: An engine-specific addition to the shared allow-list: the reason a statement
-            must not run on this engine (MySQL's executable comments), or None.
+        refuse: An engine-specific addition to the shared allow-list: the reason a statement,
+            as the server reads it (:class:`~querycraft.engines.syntax.Reading`), must not
+            run on this engine (MySQL's ``INTO OUTFILE``, variables), or None.
+        syntax: Its lexical rules (comments, whitespace, quoting and escapes), as data: every
+            statement is read by them and rebuilt without comments before it is checked
+            (:mod:`querycraft.engines.syntax`).
+        size_rules: The allowed functions whose result size is one of their arguments
+            (``repeat``, ``lpad``, ``printf``), by lower-case name: a call whose size is not
+            a number in the query, or is over ``db.max_value_bytes``, is refused
+            (:mod:`querycraft.engines.bounds`).
+        value_guard: Bounds every value on the server, while the result streams: the
+            statement is wrapped so that a value over ``db.max_value_bytes`` never reaches
+            the client (PostgreSQL, which otherwise sends a value whole). None: values are
+            measured as they arrive.
+        name_case: How it folds unquoted names: "lower", "upper" or "exact".
+        default_schema: The schema tables are found in when ``db.schema`` is not set, from
+            the URL (PostgreSQL: public; Db2: the user's); None: none besides the database.
+        database_qualifies: A database name qualifies a table like a schema (MySQL's
+            ``sales.orders``).
         is_connection_error: Whether a DBAPI error is about reaching the database (not the
             query); None: SQLSTATE classes 08/28/3D, else the DBAPI error class.
         text_type_comparable: The loader's text columns: unbounded TEXT when the engine
@@ -149,7 +237,13 @@ class Engine:
     query_setup: Callable[[sqlalchemy.Connection, float, int], None] | None = None
     query_teardown: Callable[[sqlalchemy.Connection], None] | None = None
     check_statement: Callable[[sqlalchemy.Connection, str], None] | None = None
-    refuse: Callable[[str], str | None] | None = None
+    refuse: Callable[[Reading], str | None] | None = None
+    syntax: Syntax = GENERIC_SYNTAX
+    size_rules: Mapping[str, SizeRule] = field(default_factory=dict)
+    value_guard: ValueGuard | None = None
+    name_case: str = "exact"
+    default_schema: Callable[[sqlalchemy.URL], str | None] | None = None
+    database_qualifies: bool = False
     privilege_problem: PrivilegeCheck | None = None
     allowed_functions: frozenset[str] | None = None
     system_relations: str | None = None
@@ -228,26 +322,37 @@ def check_limits(timeout_s: float, max_rows: int) -> None:
         raise QueryCraftError(f"The row cap must be at least 1, not {max_rows}.")
 
 
-def allowed_statement(sql: str, engine: Engine) -> str:
+def allowed_statement(sql: str, engine: Engine, *,
+                      max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
+                      scope: TableScope | None = None) -> str:
     """The one statement to run, once it passed the allow-list; else a QueryError.
 
-    The engine's own refusals first (they look at text the shared parser may misread, such
-    as MySQL's executable comments), then the shared allow-list
-    (:func:`querycraft.sql.is_read_only_statement`, in the engine's dialect). Returns exactly
-    the statement that was checked, without its ';' or trailing comments.
+    First the statement is read as the engine's server reads it and rebuilt without comments
+    (:func:`querycraft.engines.syntax.read_statement`; refused where the readings could
+    differ), and sqlglot's tokenizer must agree with that reading. Everything after looks at
+    the rebuilt text, which is also exactly what is returned, to be sent to the server: the
+    engine's own refusals, the shared allow-list (:func:`querycraft.sql.is_read_only_statement`,
+    in the engine's dialect), the function allow-list, the size bounds of functions that build
+    values (``max_value_bytes``), system tables and, with ``scope``, tables of other schemas.
     """
-    why = engine.refuse(sql) if engine.refuse is not None else None
+    try:
+        reading = read_statement(sql, engine.syntax)
+    except SqlNotReadable as err:
+        raise QueryError("syntax" if err.syntax else "refused", str(err)) from None
+    statement = reading.statement
+    why = parser_disagreement(reading, engine.dialect)
+    if why is None and engine.refuse is not None:
+        why = engine.refuse(reading)
     if why:
         raise QueryError("refused", why)
-    ok, reason = is_read_only_statement(sql, engine.dialect)
+    ok, reason = is_read_only_statement(statement, engine.dialect)
     if not ok:
         raise QueryError("syntax" if reason.startswith("syntax error") else "refused", reason)
-    statement = split_statements(sql)[0]
-    if engine.allowed_functions is not None or engine.system_relations is not None:
-        tree = parse_shared(statement, engine.dialect)[0]  # parsed above: it parses
-        why = function_problem(tree, engine) or relation_problem(tree, engine)
-        if why:
-            raise QueryError("refused", why)
+    tree = parse_shared(statement, engine.dialect)[0]  # parsed above: it parses
+    why = (function_problem(tree, engine) or size_problem(tree, engine, max_value_bytes)
+           or relation_problem(tree, engine, scope))
+    if why:
+        raise QueryError("refused", why)
     return statement
 
 
@@ -285,17 +390,47 @@ def function_refusal(name: str, engine_name: str) -> str:
             "generated SQL may call (aggregates, string, date, math, casts, conditionals)")
 
 
-def relation_problem(tree: exp.Expression, engine: Engine) -> str | None:
-    """Why a parsed statement names a system table or view (the catalogue, server
-    settings), or None."""
-    if engine.system_relations is None:
-        return None
-    pattern = re.compile(engine.system_relations, re.IGNORECASE)
+def relation_problem(tree: exp.Expression, engine: Engine,
+                     scope: TableScope | None = None) -> str | None:
+    """Why a parsed statement names a system table or view (the catalogue, server settings)
+    or, with ``scope``, a table of a schema or database outside it; or None."""
+    pattern = (re.compile(engine.system_relations, re.IGNORECASE)
+               if engine.system_relations is not None else None)
     for table in tree.find_all(exp.Table):
         name = ".".join(p for p in (table.db, table.name) if p).lower()
-        if name and pattern.search(name):
+        if pattern is not None and name and pattern.search(name):
             return (f"the system table {name} is not one generated SQL may read; only the "
                     "database's own tables")
+        if scope is None:
+            continue
+        catalog, schema = table.args.get("catalog"), table.args.get("db")
+        if isinstance(catalog, exp.Identifier) and scope.fold(catalog) not in scope.catalogs:
+            return _outside_scope(table, scope)
+        if isinstance(schema, exp.Identifier) and scope.fold(schema) not in scope.schemas:
+            return _outside_scope(table, scope)
+    return None
+
+
+def _outside_scope(table: exp.Table, scope: TableScope) -> str:
+    allowed = ", ".join(sorted(scope.schemas)) or "none"
+    return (f"the table {table.sql()} is outside the configured database (generated SQL may "
+            f"name only tables of {allowed}); add its schema to db.allow_schemas to allow it")
+
+
+def size_problem(tree: exp.Expression, engine: Engine, max_value_bytes: int) -> str | None:
+    """Why a call of one of the engine's value-building functions (``size_rules``) could
+    build a value over ``max_value_bytes`` bytes, or cannot be bounded before it runs."""
+    if not engine.size_rules:
+        return None
+    for node in tree.walk():
+        if isinstance(node, exp.Func) and not isinstance(node, exp.Binary | exp.Unary):
+            for name in _function_names(node, engine.dialect):
+                rule = engine.size_rules.get(name)
+                if rule is not None:
+                    why = rule.problem(name, call_arguments(node), max_value_bytes)
+                    if why:
+                        return why
+                    break
     return None
 
 

@@ -22,6 +22,8 @@ from typing import Any
 import sqlalchemy
 
 from querycraft.engines.base import COMMON_FUNCTIONS, Engine, privileged_login_message
+from querycraft.engines.bounds import Pads, Repeats
+from querycraft.engines.syntax import Quote, Syntax
 
 __all__ = ["ALLOWED_FUNCTIONS", "ENGINE", "PRIVILEGE_QUERIES", "privilege_problem",
            "privilege_reasons"]
@@ -175,4 +177,19 @@ ENGINE = Engine(
     allowed_functions=ALLOWED_FUNCTIONS,
     system_relations=r"^sys(ibm|cat|stat|ibmadm|proc|fun|tools|ibminternal)\.",
     fetch_first=True,  # ibm_db_sa's LIMIT needs Db2 LUW 11.1+; FETCH FIRST works everywhere
+    # Db2 SQL reference, "SQL comments" and "Constants": '' doubles a quote, no backslash
+    # escapes, "..." names. Db2 for z/OS and IBM i nest bracketed comments, the LUW
+    # reference does not say: a /* inside a comment is refused. No Db2 server here to compare
+    # its whitespace with: ASCII space, tab and line ends only, no non-ASCII outside quotes.
+    syntax=Syntax(
+        server="Db2",
+        quotes=(Quote("'", "'"), Quote('"', '"', name=True)),
+        nested_comments=None,
+        whitespace=" \t\n\r",
+        unicode_names=False,
+    ),
+    size_rules={"repeat": Repeats(count=1, text=0), "space": Repeats(count=0),
+                "lpad": Pads(length=1, fill=2), "rpad": Pads(length=1, fill=2)},
+    name_case="upper",
+    default_schema=lambda url: (url.username or "").upper() or None,
 )

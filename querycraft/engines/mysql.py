@@ -1,11 +1,12 @@
 """MySQL and MariaDB through SQLAlchemy + PyMySQL (``pip install -e '.[mysql]'``).
 
 Read-only in layers, like PostgreSQL:
-    1. this engine's own refusals (:func:`refuse`), then the shared allow-list in sqlglot's
-       MySQL dialect. The refusals cover what only MySQL reads as code: executable comments
-       (``/*! ... */``, ``/*M! ... */``), ``--`` without a following space (an operator, not a
-       comment), ``INTO OUTFILE`` / ``INTO DUMPFILE`` and functions that reach outside the
-       query (``load_file``, locks, ``sleep``, ``sys_exec``);
+    1. the statement read as the server reads it (:data:`SYNTAX`: executable comments
+       ``/*! ... */``, ``/*M! ... */`` and hints ``/*+ ... */`` refused, ``--`` a comment only
+       before ASCII whitespace, strings read with and without backslash escapes), then this
+       engine's own refusals (:func:`refuse`: ``INTO OUTFILE`` / ``INTO DUMPFILE``, variables
+       and functions that reach outside the query: ``load_file``, locks, ``sleep``,
+       ``sys_exec``), then the shared allow-list in sqlglot's MySQL dialect;
     2. the session's transactions are READ ONLY (``SET SESSION TRANSACTION READ ONLY``);
     3. each query runs in its own ``START TRANSACTION READ ONLY``, always rolled back, with a
        statement time limit (MariaDB ``max_statement_time``, seconds; MySQL
@@ -35,9 +36,11 @@ from typing import Any
 import sqlalchemy
 
 from querycraft.engines.base import COMMON_FUNCTIONS, Engine, privileged_login_message
+from querycraft.engines.bounds import Pads, Repeats
+from querycraft.engines.syntax import Quote, Reading, Syntax
 
-__all__ = ["ALLOWED_FUNCTIONS", "ENGINE", "grant_reasons", "granted_roles", "privilege_problem",
-           "refuse"]
+__all__ = ["ALLOWED_FUNCTIONS", "ENGINE", "SYNTAX", "grant_reasons", "granted_roles",
+           "privilege_problem", "refuse"]
 
 # What SQL questions need, in MySQL's and MariaDB's spelling; anything else is refused by name.
 ALLOWED_FUNCTIONS: frozenset[str] = COMMON_FUNCTIONS | frozenset({
@@ -146,72 +149,41 @@ _DENIED_CALL = re.compile(r"\b(" + "|".join(sorted(_DENIED_FUNCTIONS)) + r")\s*\
 _INTO_FILE = re.compile(r"\binto\s+(outfile|dumpfile)\b", re.IGNORECASE)
 
 
-def _code(sql: str, backslash_escapes: bool) -> tuple[str, str | None]:
-    """The text MySQL reads as code, literals and comments blanked out; or why to refuse.
-
-    ``backslash_escapes``: whether ``\\'`` continues a string (MySQL's default) or not
-    (sql_mode NO_BACKSLASH_ESCAPES); :func:`refuse` reads the text both ways.
-    """
-    out: list[str] = []
-    i, n = 0, len(sql)
-    while i < n:
-        c = sql[i]
-        if c in "'\"`":
-            j = i + 1
-            while j < n:
-                if backslash_escapes and c != "`" and sql[j] == "\\":
-                    j += 2
-                    continue
-                if sql[j] == c:
-                    if j + 1 < n and sql[j + 1] == c:  # a doubled quote stays inside
-                        j += 2
-                        continue
-                    break
-                j += 1
-            out.append(" ")
-            i = j + 1
-            continue
-        if sql.startswith("/*", i):
-            if sql.startswith(("/*!", "/*M!", "/*m!"), i):
-                return "", "executable comments (/*! ... */) are code in MySQL, not comments"
-            end = sql.find("*/", i + 2)
-            i = n if end < 0 else end + 2
-            out.append(" ")
-            continue
-        if sql.startswith("--", i):
-            if i + 2 < n and not sql[i + 2].isspace():
-                return "", "'--' without a space after it is an operator in MySQL, not a comment"
-            c = "#"  # a comment to the end of the line, like '#'
-        if c == "#":
-            end = sql.find("\n", i)
-            i = n if end < 0 else end
-            out.append(" ")
-            continue
-        out.append(c)
-        i += 1
-    return "".join(out), None
+# MariaDB's and MySQL's lexer (sql_lex.cc): '' and \' in strings, depending on sql_mode
+# NO_BACKSLASH_ESCAPES; "..." a string or, with ANSI_QUOTES, a name; `...` a name; '#' and
+# '-- ' comments to the newline ('--' before anything but whitespace or a control character
+# is two minus signs); /*! ... */ and /*M! ... */ are code, /*+ ... */ optimizer hints.
+SYNTAX = Syntax(
+    server="MariaDB/MySQL",
+    quotes=(Quote("'", "'", backslash=(True, False)), Quote('"', '"', backslash=(True, False)),
+            Quote("`", "`", name=True)),
+    line_comments=("--", "#"),
+    dash_comment_needs_space=True,
+    refused_comments={
+        "/*!": "MySQL and MariaDB run what is inside an executable comment",
+        "/*M!": "MariaDB runs what is inside an executable comment",
+        "/*+": "MySQL reads an optimizer hint, which can lift the statement's time limit",
+    },
+)
 
 
-def refuse(sql: str) -> str | None:
-    """Why ``sql`` must not run on MySQL/MariaDB, or None.
+def refuse(reading: Reading) -> str | None:
+    """Why the statement must not run on MySQL/MariaDB, or None.
 
-    Looks only at code (outside string literals, quoted names and comments, as MySQL reads
-    them, with and without backslash escapes), so a string that merely mentions OUTFILE is
-    fine. Variables (``@x``, ``@@setting``) are refused: they outlive the query or read the
+    Looks only at code (``reading.code``: outside string literals and quoted names, as the
+    server reads them; comments are already gone), so a string that merely mentions OUTFILE
+    is fine. Variables (``@x``, ``@@setting``) are refused: they outlive the query or read the
     server's settings.
     """
-    for backslash_escapes in (True, False):
-        code, why = _code(sql, backslash_escapes)
-        if why:
-            return why
-        if _INTO_FILE.search(code):
-            return "SELECT ... INTO OUTFILE/DUMPFILE writes a file; only read-only queries may run"
-        call = _DENIED_CALL.search(code)
-        if call:
-            return f"the function {call.group(1).lower()}() is not allowed in read-only queries"
-        if "@" in code:  # outside literals and names, '@' is a variable: @x := ..., @@datadir
-            return ("variables (@name, @@setting) are not allowed: they keep state between "
-                    "queries and read server settings")
+    code = reading.code
+    if _INTO_FILE.search(code):
+        return "SELECT ... INTO OUTFILE/DUMPFILE writes a file; only read-only queries may run"
+    call = _DENIED_CALL.search(code)
+    if call:
+        return f"the function {call.group(1).lower()}() is not allowed in read-only queries"
+    if "@" in code:  # outside literals and names, '@' is a variable: @x := ..., @@datadir
+        return ("variables (@name, @@setting) are not allowed: they keep state between "
+                "queries and read server settings")
     return None
 
 
@@ -309,4 +281,8 @@ ENGINE = Engine(
     system_relations=r"^(mysql|information_schema|performance_schema|sys)\.",
     is_connection_error=_is_connection_error,
     text_type_comparable=True,  # MySQL compares TEXT with '=' like VARCHAR
+    syntax=SYNTAX,
+    size_rules={"repeat": Repeats(count=1, text=0), "space": Repeats(count=0),
+                "lpad": Pads(length=1, fill=2), "rpad": Pads(length=1, fill=2)},
+    database_qualifies=True,
 )

@@ -17,13 +17,17 @@ from __future__ import annotations
 
 import math
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy
 
-from querycraft.engines.base import COMMON_FUNCTIONS, Engine, privileged_login_message
+from querycraft.engines.base import COMMON_FUNCTIONS, Engine, TooLarge, privileged_login_message
+from querycraft.engines.bounds import Formats, Pads, Repeats
+from querycraft.engines.syntax import Quote, Syntax
 
-__all__ = ["ALLOWED_FUNCTIONS", "ENGINE", "READ_ONLY_ROLE_SQL", "privilege_problem"]
+__all__ = ["ALLOWED_FUNCTIONS", "ENGINE", "READ_ONLY_ROLE_SQL", "SYNTAX", "privilege_problem",
+           "value_guard"]
 
 # What SQL questions need, in PostgreSQL's spelling; anything else is refused by name.
 ALLOWED_FUNCTIONS: frozenset[str] = COMMON_FUNCTIONS | frozenset({
@@ -158,6 +162,70 @@ def _query_teardown(conn: sqlalchemy.Connection) -> None:
         conn.invalidate()
 
 
+# PostgreSQL's lexer (scan.l): '' in strings, and \' too where standard_conforming_strings
+# is off (a setting a session may change); E'...' always takes backslash escapes; $tag$ ...
+# $tag$ strings; "..." names; '--' to a newline or carriage return; block comments nest.
+SYNTAX = Syntax(
+    server="PostgreSQL",
+    quotes=(Quote("'", "'", backslash=(True,), prefix="e"),
+            Quote("'", "'", backslash=(False, True)), Quote('"', '"', name=True)),
+    nested_comments=True,
+    dollar_quotes=True,
+)
+
+# The size column the value guard adds after the query's own columns.
+_SIZE_COLUMN = "qc_value_bytes"
+
+
+def _quote_name(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def value_guard(conn: sqlalchemy.Connection, statement: str, max_value_bytes: int
+                ) -> tuple[str, Callable[[tuple], tuple]] | None:
+    """The statement wrapped so that no value over ``max_value_bytes`` leaves the server.
+
+    PostgreSQL sends each row whole, so ``repeat('x', 1e9)`` reached the client (2.9 GB)
+    before any bound could look at it. The statement's columns are read with a protocol-level
+    describe (Parse + Describe: nothing runs); then each value goes out only when its text is
+    at most the cap, beside one more column with the row's largest value size, which the row
+    check turns into :class:`~querycraft.engines.base.TooLarge`. ``OFFSET 0`` keeps the
+    query a subquery of its own, so each value is computed once and its row order kept.
+    None for a statement without columns. A statement that does not compile raises the
+    server's error, as running it would.
+    """
+    import psycopg  # the driver of every postgres engine
+
+    raw = conn.connection.dbapi_connection
+    pgconn = raw.pgconn
+    encoding = raw.info.encoding
+    prepared = pgconn.prepare(b"", statement.encode(encoding))
+    if prepared.status != psycopg.pq.ExecStatus.COMMAND_OK:
+        error = psycopg.errors.error_from_result(prepared, encoding=encoding)
+        raise sqlalchemy.exc.DBAPIError.instance(statement, None, error, psycopg.Error)
+    described = pgconn.describe_prepared(b"")
+    names = [described.fname(i).decode(encoding, "replace") for i in range(described.nfields)]
+    if not names:
+        return None
+    inner = [f"c{i}" for i in range(len(names))]
+    sizes = [f"octet_length(q.{c}::text)" for c in inner]
+    columns = ", ".join(f"CASE WHEN {size} <= {max_value_bytes} THEN q.{c} END AS "
+                        f"{_quote_name(name)}" for c, size, name in zip(inner, sizes, names,
+                                                                          strict=True))
+    wrapped = (f"SELECT {columns}, GREATEST({', '.join(sizes)}) AS {_SIZE_COLUMN} FROM "
+               f"(SELECT * FROM ({statement}) AS qc_query OFFSET 0) AS q({', '.join(inner)})")
+
+    def check_row(row: tuple) -> tuple:
+        size = row[-1]
+        if size is not None and size > max_value_bytes:
+            raise TooLarge("value", f"a value of the result is {size} bytes, over the limit of "
+                                    f"{max_value_bytes} (db.max_value_bytes); the server "
+                                    "did not send it")
+        return tuple(row[:-1])
+
+    return wrapped, check_row
+
+
 ENGINE = Engine(
     kind="postgres",
     dialect="postgres",
@@ -180,4 +248,10 @@ ENGINE = Engine(
     allowed_functions=ALLOWED_FUNCTIONS,
     system_relations=r"^(pg_catalog|information_schema|pg_toast)\.|(^|\.)pg_",
     text_type_comparable=True,
+    syntax=SYNTAX,
+    size_rules={"repeat": Repeats(count=1, text=0), "lpad": Pads(length=1, fill=2),
+                "rpad": Pads(length=1, fill=2), "format": Formats()},
+    value_guard=value_guard,
+    name_case="lower",
+    default_schema=lambda _url: "public",
 )

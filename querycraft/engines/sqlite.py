@@ -20,13 +20,19 @@ from pathlib import Path
 
 from querycraft.engines import classify_error
 from querycraft.engines.base import (
+    DEFAULT_MAX_RESULT_BYTES,
+    DEFAULT_MAX_SQL_BYTES,
+    DEFAULT_MAX_VALUE_BYTES,
     Engine,
     QueryError,
     QueryResult,
+    TooLarge,
     allowed_statement,
     check_limits,
     function_refusal,
 )
+from querycraft.engines.bounds import Formats, Repeats
+from querycraft.engines.syntax import Quote, Syntax
 from querycraft.errors import QueryCraftError
 from querycraft.schema import readonly_uri
 
@@ -62,6 +68,16 @@ ENGINE = Engine(
     text_type_comparable=True,
     keeps_name_case=True,
     loose_column_types=True,
+    # sqlite.org/lang_expr.html and tokenize.c: '' doubles a quote, no backslash escapes;
+    # "..." and `...` and [...] name; '--' to the newline; block comments do not nest.
+    syntax=Syntax(
+        server="SQLite",
+        quotes=(Quote("'", "'"), Quote('"', '"', name=True), Quote("`", "`", name=True),
+                Quote("[", "]", doubled=False, name=True)),
+    ),
+    # printf('%.*c', 999999999, 'x') runs for seconds inside one call (the progress handler
+    # is not called there): widths and precisions are bounded before the query runs.
+    size_rules={"printf": Formats(), "format": Formats(), "zeroblob": Repeats(count=0)},
 )
 
 # Pragmas that only report, whatever their argument (a table or index name)...
@@ -85,21 +101,6 @@ _REPORTING_PRAGMAS = frozenset(
 _READABLE_SETTINGS = frozenset(
     {"user_version", "schema_version", "encoding", "page_size", "query_only"}
 )
-# The byte bounds' defaults: db.max_sql_bytes, db.max_value_bytes and db.max_result_bytes.
-DEFAULT_MAX_SQL_BYTES = 100_000
-DEFAULT_MAX_VALUE_BYTES = 65_536
-DEFAULT_MAX_RESULT_BYTES = 16_777_216
-
-
-class TooLarge(QueryError):
-    """A statement or result over a byte bound: refused before parsing (the SQL text) or
-    stopped while fetching (one value, the whole result). ``kind`` is "refused"; ``limit``
-    names the bound ("sql", "value" or "result"). Every engine raises it (the execution
-    layer, :mod:`querycraft.db`, for servers)."""
-
-    def __init__(self, limit: str, message: str) -> None:
-        super().__init__("refused", message)
-        self.limit = limit
 
 
 def check_sql_size(sql: str, max_sql_bytes: int) -> None:
@@ -261,13 +262,17 @@ def execute_readonly(
 ) -> QueryResult:
     """Run one read-only query with a time limit, a row cap and byte bounds.
 
-    The statement must first pass :func:`querycraft.sql.is_read_only_statement`. The time
-    limit is enforced inside SQLite through a progress handler, so a runaway query stops even
-    while SQLite is busy; it covers fetching the rows too. The SQL text is measured before
-    it is parsed; SQLite itself refuses to build any string or BLOB longer than
-    ``max_value_bytes`` (``SQLITE_LIMIT_LENGTH``: ``zeroblob(1e9)``, ``printf`` padding and
-    ``group_concat`` stop at once, without the memory), and rows are fetched one at a time
-    until they pass ``max_result_bytes``.
+    The statement must first pass the allow-list (:func:`querycraft.engines.base.
+    allowed_statement`: read as SQLite reads it, one SELECT, the function allow-list and the
+    size bounds of ``printf``/``format``/``zeroblob``, whose widths, precisions and counts
+    must be numbers written in the query, at most ``max_value_bytes``). The time limit is
+    enforced inside SQLite through a progress handler, so a runaway query stops even while
+    SQLite is busy; it covers fetching the rows too, but not the inside of one function call,
+    which is why those sizes are bounded before the query runs. The SQL text is measured
+    before it is parsed; SQLite itself refuses to build any string or BLOB longer than
+    ``max_value_bytes`` (``SQLITE_LIMIT_LENGTH``: ``zeroblob(1e9)``, ``replace`` and
+    ``group_concat`` growth stop at once, without the memory), and rows are fetched one at
+    a time until they pass ``max_result_bytes``.
 
     Args:
         conn: A connection from :func:`open_sqlite_readonly`.
@@ -292,7 +297,8 @@ def execute_readonly(
     check_limits(timeout_s, max_rows)
     check_sql_size(sql, max_sql_bytes)
     statement = allowed_statement(sql, ENGINE if dialect == ENGINE.dialect
-                                  else dataclasses.replace(ENGINE, dialect=dialect))
+                                  else dataclasses.replace(ENGINE, dialect=dialect),
+                                  max_value_bytes=max_value_bytes)
 
     start = time.monotonic()
     deadline = start + timeout_s

@@ -131,6 +131,13 @@ def target_from_config(db_cfg: Any, fallback_location: str | None = None) -> Dat
             "__QC_DB_ID__", DB_ID)
     return DatabaseTarget(kind, url=url, schema=db_cfg.get("schema"), connect_timeout_s=timeout,
                           allow_privileged=bool(db_cfg.get("allow_privileged") or False),
-                          allow_schemas=tuple(str(s) for s in db_cfg.get("allow_schemas") or ()))
+                          allow_schemas=_names(db_cfg.get("allow_schemas")))
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    """A list of names from the config; one name alone (a string) is a list of one."""
+    if not value:
+        return ()
+    return (str(value),) if isinstance(value, str) else tuple(str(v) for v in value)
 
 

@@ -349,10 +349,12 @@ def allowed_statement(sql: str, engine: Engine, *,
     if not ok:
         raise QueryError("syntax" if reason.startswith("syntax error") else "refused", reason)
     tree = parse_shared(statement, engine.dialect)[0]  # parsed above: it parses
-    why = (function_problem(tree, engine) or size_problem(tree, engine, max_value_bytes)
-           or relation_problem(tree, engine, scope))
+    why = function_problem(tree, engine) or relation_problem(tree, engine, scope)
     if why:
         raise QueryError("refused", why)
+    why = size_problem(tree, engine, max_value_bytes)
+    if why:
+        raise TooLarge("value", why)
     return statement
 
 
@@ -424,7 +426,9 @@ def size_problem(tree: exp.Expression, engine: Engine, max_value_bytes: int) -> 
         return None
     for node in tree.walk():
         if isinstance(node, exp.Func) and not isinstance(node, exp.Binary | exp.Unary):
-            for name in _function_names(node, engine.dialect):
+            # The call's own (canonical) name first: its arguments are in that function's
+            # order (sqlglot writes MySQL's SPACE(n) as REPEAT(' ', n)).
+            for name in reversed(_function_names(node, engine.dialect)):
                 rule = engine.size_rules.get(name)
                 if rule is not None:
                     why = rule.problem(name, call_arguments(node), max_value_bytes)

@@ -128,6 +128,10 @@ def _session_setup(dbapi_connection: Any, schema: str | None, read_only: bool) -
     cursor = dbapi_connection.cursor()
     if read_only:
         cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+        # Unqualified names resolve in the configured schema only (public when db.schema is
+        # unset), never through a search_path the server or the role set: the table
+        # allow-list (db.allow_schemas) assumes it.
+        schema = schema or "public"
     if schema:
         quoted = '"' + schema.replace('"', '""') + '"'
         cursor.execute(f"SET search_path TO {quoted}")

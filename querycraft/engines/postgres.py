@@ -179,6 +179,8 @@ SYNTAX = Syntax(
 
 # The size column the value guard adds after the query's own columns.
 _SIZE_COLUMN = "qc_value_bytes"
+_BYTEA = 17  # pg_type oid
+_MAX_COLUMNS = 1664  # a target list's most entries
 
 
 def _quote_name(name: str) -> str:
@@ -211,8 +213,15 @@ def value_guard(conn: sqlalchemy.Connection, statement: str, max_value_bytes: in
     names = [described.fname(i).decode(encoding, "replace") for i in range(described.nfields)]
     if not names:
         return None
+    if len(names) >= _MAX_COLUMNS:
+        raise TooLarge("value", f"the query returns {len(names)} columns, PostgreSQL's most, "
+                                "which leaves no room for the column that bounds its values; "
+                                "select fewer columns")
     inner = [f"c{i}" for i in range(len(names))]
-    sizes = [f"octet_length(q.{c}::text)" for c in inner]
+    # A value's size as the client receives it: its text, except bytea, which arrives as
+    # bytes (its text form, '\x...', is twice as long).
+    sizes = [f"octet_length(q.{c})" if described.ftype(i) == _BYTEA
+             else f"octet_length(q.{c}::text)" for i, c in enumerate(inner)]
     columns = ", ".join(f"CASE WHEN {size} <= {max_value_bytes} THEN q.{c} END AS "
                         f"{_quote_name(name)}" for c, size, name in zip(inner, sizes, names,
                                                                           strict=True))

@@ -18,9 +18,9 @@ import pytest
 from querycraft import db as dbmod
 from querycraft.correction import correct_sql, schema_from_ddl
 from querycraft.sql import has_order_by
-from tests.conftest import FIXTURE_SPIDER
+from tests.conftest import FIXTURE_SPIDER, require_module, skip_or_fail
 
-psycopg = pytest.importorskip("psycopg")
+psycopg = require_module("psycopg", "POSTGRES")
 SERVER = "host=127.0.0.1 port=5432 user=postgres"
 DATABASES = ("concert_singer", "pets_1")
 
@@ -29,7 +29,7 @@ def _server_or_skip():
     try:
         return psycopg.connect(f"{SERVER} dbname=postgres", autocommit=True, connect_timeout=3)
     except psycopg.OperationalError as err:
-        pytest.skip(f"no PostgreSQL server on 127.0.0.1:5432 ({err})")
+        skip_or_fail("POSTGRES", f"no PostgreSQL server on 127.0.0.1:5432 ({err})")
 
 
 def _typed(values: list) -> tuple[str, list]:

@@ -27,6 +27,7 @@ from querycraft.db import (
 )
 from querycraft.errors import QueryCraftError
 from querycraft.sql import has_order_by
+from tests.conftest import shared_spider
 
 FIXTURES = Path(__file__).parent / "fixtures" / "spider"
 FIXTURE_DBS = FIXTURES / "database"
@@ -502,8 +503,8 @@ def test_fixture_gold_query_matches_itself(
     assert results_match(first, second, order_matters=has_order_by(item["query"]))
 
 
-@pytest.mark.skipif(not SPIDER_DEV.is_dir(), reason=f"Spider dev set not found at {SPIDER_DEV}")
 def test_all_spider_dev_gold_queries_match_themselves() -> None:
+    shared_spider()
     items = json.loads((SPIDER_DEV / "dev.json").read_text(encoding="utf-8"))
     by_db: dict[str, list[str]] = defaultdict(list)
     for item in items:

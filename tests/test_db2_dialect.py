@@ -14,6 +14,7 @@ import sqlglot
 from sqlglot.errors import ErrorLevel, ParseError, UnsupportedError
 
 from querycraft.dialects import DIALECTS, Db2, transpile_one
+from tests.conftest import shared_spider
 
 # (read dialect, input SQL, expected Db2 SQL)
 FIXTURES = [
@@ -236,8 +237,8 @@ def test_double_quoted_names_stay_columns_in_sqlite() -> None:
 SPIDER_DEV = Path(__file__).resolve().parents[1].parent / "shared" / "spider-dev" / "dev.json"
 
 
-@pytest.mark.skipif(not SPIDER_DEV.is_file(), reason="Spider dev set not available")
 def test_spider_dev_gold_transpiles_to_db2() -> None:
+    shared_spider()
     items = json.loads(SPIDER_DEV.read_text(encoding="utf-8"))
     failures = []
     for item in items:

@@ -14,7 +14,7 @@ from querycraft.cli import run
 from querycraft.errors import QueryCraftError
 from querycraft.runs import read_jsonl
 from querycraft.services.evaluate import Scoring, score_all, score_execution, summarize
-from tests.conftest import SHARED_SPIDER, make_config
+from tests.conftest import SHARED_SPIDER, make_config, shared_spider
 
 QueryResult = dbmod.QueryResult
 
@@ -209,8 +209,8 @@ def test_breakdowns_by_difficulty_and_feature(tmp_path, shop):
     assert items[1]["relation"] == "different_columns"
 
 
-@pytest.mark.skipif(not SHARED_SPIDER.is_dir(), reason="../shared/spider-dev is absent")
 def test_spider_dev_gold_against_itself_scores_one_with_parallel_workers(tmp_path):
+    shared_spider()
     dev = json.loads((SHARED_SPIDER / "dev.json").read_text())
     rows = [{"id": str(i), "db_id": d["db_id"], "question": d["question"], "query": d["query"],
              "sql": d["query"]} for i, d in enumerate(dev)]

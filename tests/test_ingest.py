@@ -11,7 +11,7 @@ import pytest
 from querycraft.errors import QueryCraftError
 from querycraft.runs import read_jsonl, read_manifest
 from querycraft.services import ingest
-from tests.conftest import FIXTURE_SPIDER, PROJECT_ROOT, SHARED_SPIDER
+from tests.conftest import FIXTURE_SPIDER, PROJECT_ROOT, shared_spider
 
 SAMPLE_DB = PROJECT_ROOT / "input" / "sample" / "shop.sqlite"
 CONTEXT = "CREATE TABLE customer (customer_id INTEGER PRIMARY KEY, first_name TEXT);"
@@ -180,8 +180,8 @@ def test_spider_fixture_reads_context_from_each_database(config_factory):
     assert "FOREIGN KEY" in by_db["pets_1"]
 
 
-@pytest.mark.skipif(not SHARED_SPIDER.is_dir(), reason="../shared/spider-dev is not present")
 def test_shared_spider_dev_ingests(config_factory):
+    shared_spider()
     run_dir = ingest.run(config_factory(["data=spider"]))
     info = read_manifest(run_dir)
     counts = info["counts"]

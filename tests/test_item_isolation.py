@@ -23,7 +23,7 @@ from sqlalchemy.engine import make_url
 
 from querycraft.cli import run
 from querycraft.runs import read_jsonl
-from tests.conftest import make_config, predictions_run
+from tests.conftest import make_config, predictions_run, require_module
 
 GOLD = "SELECT name FROM customer"
 DEEP = "SELECT " + " + ".join(["1"] * 400)  # parses; too deep for the recursive analyses
@@ -83,7 +83,7 @@ def _server_shop(url: str) -> None:
 
 
 def _admin(url: str):
-    psycopg = pytest.importorskip("psycopg")
+    psycopg = require_module("psycopg", "POSTGRES")
     parts = make_url(url)
     return psycopg.connect(host=parts.host, port=parts.port or 5432, user=parts.username,
                            dbname=parts.database, autocommit=True)

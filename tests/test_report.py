@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
@@ -21,7 +20,7 @@ import querycraft.cli
 from querycraft.errors import QueryCraftError
 from querycraft.report import ERROR_KIND_TEXT, render_leaderboard, render_run_report, short_name
 from querycraft.services.evaluate import ITEM_ERROR_KINDS
-from tests.conftest import make_config
+from tests.conftest import chromium, make_config
 
 XSS_QUESTION = "Which <script>alert('x')</script> singers & bands?"
 
@@ -226,17 +225,8 @@ class _Rows(HTMLParser):
             self._in_model = False
 
 
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        found = shutil.which(name)
-        if found:
-            return found
-    pytest.skip("no headless browser: none of chromium, chromium-browser, google-chrome is "
-                "on PATH (apt-get install -y chromium)")
-
-
 def test_leaderboard_in_headless_chromium(output_dir: Path, tmp_path: Path):
-    browser = _chromium()
+    browser = chromium()
     cfg = make_config(output_dir, ["service=report"], output_dir / "report" / "now")
     page = querycraft.cli.run(cfg)
     flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -306,7 +296,7 @@ def test_leaderboard_fits_its_width_sorts_by_column_and_marks_small_samples():
 
 
 def test_leaderboard_with_long_names_fits_1280_px_in_headless_chromium(tmp_path: Path):
-    browser = _chromium()
+    browser = chromium()
     long = "a_very_long_model_folder_name_without_any_break_" * 3  # no break opportunity
     runs = [{"name": f"pipeline/2025-01-0{n}_10-00-00-{long}/6-evaluate",
              "when": f"2025-01-0{n}T10:00:00",

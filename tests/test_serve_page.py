@@ -20,7 +20,7 @@ import urllib.request
 import pytest
 
 from querycraft.cli import run
-from tests.conftest import PROJECT_ROOT, make_config
+from tests.conftest import PROJECT_ROOT, chromium, make_config, require_module
 from tests.test_gguf import smollm2_cache  # noqa: F401  (session fixture)
 from tests.test_serve import digest, free_port
 
@@ -39,17 +39,9 @@ REAL = ["model=smollm2-135m", "train.micro_batch_size=2", "train.global_batch_si
         "train.validation_fraction=0", "train.report_to=[]", "ask.max_new_tokens=48"]
 
 
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        if shutil.which(name):
-            return shutil.which(name)
-    pytest.skip("no headless browser: none of chromium, chromium-browser, google-chrome is "
-                "on PATH (apt-get install -y chromium)")
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, smollm2_cache):  # noqa: F811
-    pytest.importorskip("playwright")
+    require_module("playwright", "CHROMIUM")
     root = tmp_path_factory.mktemp("page")
     output, database, examples = root / "output", root / "shop.sqlite", root / "one.csv"
     shutil.copy(SAMPLE_DB, database)
@@ -93,7 +85,7 @@ def page(served):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=_chromium(),
+        browser = playwright.chromium.launch(executable_path=chromium(),
                                              args=["--no-sandbox", "--disable-gpu"])
         # bypass_csp: the test's own waits evaluate script, which the page's policy forbids.
         context = browser.new_context(viewport={"width": 1280, "height": 900},

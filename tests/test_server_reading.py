@@ -41,6 +41,7 @@ from tests.conftest import (
     mysql_admin,
     mysql_select_only_user,
     postgres_read_only_role,
+    require_module,
 )
 
 CONCERT = FIXTURE_SPIDER / "database" / "concert_singer" / "concert_singer.sqlite"
@@ -456,7 +457,7 @@ def test_differential_sqlite() -> None:
 
 
 def test_differential_postgres() -> None:
-    psycopg = pytest.importorskip("psycopg")
+    psycopg = require_module("psycopg", "POSTGRES")
     with fresh_postgres_database() as url:
         from sqlalchemy.engine import make_url
 

@@ -26,9 +26,7 @@ from querycraft.sql_analysis import (
 )
 
 SPIDER_DEV = Path(__file__).resolve().parents[1].parent / "shared" / "spider-dev"
-needs_spider = pytest.mark.skipif(
-    not (SPIDER_DEV / "dev.json").is_file(), reason="../shared/spider-dev is absent"
-)
+needs_spider = pytest.mark.usefixtures("spider_dev")  # tests/conftest.py
 
 # Official eval_hardness bucket sizes for all 1034 Spider dev questions.
 OFFICIAL_DEV_COUNTS = {"easy": 248, "medium": 446, "hard": 174, "extra": 166}

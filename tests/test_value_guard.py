@@ -37,9 +37,10 @@ from tests.conftest import (
     create_singers,
     fresh_postgres_database,
     postgres_read_only_role,
+    require_module,
 )
 
-psycopg = pytest.importorskip("psycopg")
+psycopg = require_module("psycopg", "POSTGRES")
 
 CAP = 1000  # a small max_value_bytes, so that the size tests need only small values
 

@@ -131,8 +131,10 @@ class Reading:
 # Characters that some reader (Python's str.splitlines, a Unicode-aware tokenizer) takes as a
 # line break; inside a line comment only '\n' (and '\r' directly before it) is allowed to end
 # it, so no reader can end the comment earlier than the server.
-_LINE_BREAKS = "\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
-_ASCII_NAME = re.compile(r"[A-Za-z0-9_]")
+# What ends a line comment, or must not appear in one: a control character other than a
+# tab (line feed, carriage return, vertical tab, form feed, the file/group/record separators,
+# NUL...), DEL, NEL and the Unicode line and paragraph separators.
+_LINE_STOP = re.compile("[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
 _DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_\u0080-\U0010ffff][A-Za-z0-9_\u0080-\U0010ffff]*)?\$")
 _PARAMETER = re.compile(r"\$\d+")
 
@@ -162,6 +164,12 @@ class _Reader:
         self.escapes = dict(zip(syntax.quotes, escapes, strict=True))
         self.prefixed = [q for q in syntax.quotes if q.prefix]
         self.plain = {q.opener: q for q in syntax.quotes if not q.prefix}
+        # re caches compiled patterns by their text: building them per reading costs a lookup.
+        self.spaces = re.compile("[" + re.escape(syntax.whitespace) + "]+")
+        self.name = re.compile("[A-Za-z0-9_" + re.escape(syntax.name_chars)
+                               + "\u0080-\U0010ffff]+")
+        self.comment_starts = {opener[0] for opener in (*syntax.refused_comments,
+                                                        *syntax.line_comments, "/*")}
 
     def tokens(self) -> Iterator[_Token]:
         sql, syntax, n = self.sql, self.syntax, len(self.sql)
@@ -169,13 +177,11 @@ class _Reader:
         while i < n:
             c = sql[i]
             if c in syntax.whitespace:
-                j = i + 1
-                while j < n and sql[j] in syntax.whitespace:
-                    j += 1
+                j = self.spaces.match(sql, i).end()
                 yield _Token("ws", i, j)
                 i = j
                 continue
-            comment = self._comment_at(i)
+            comment = self._comment_at(i) if c in self.comment_starts else None
             if comment is not None:
                 yield comment
                 i = comment.end
@@ -185,44 +191,39 @@ class _Reader:
                 yield quoted
                 i = quoted.end
                 continue
-            if _ASCII_NAME.match(c) or c in syntax.name_chars or ord(c) > 0x7F:
-                j = self._name_end(i)
-                yield _Token("code", i, j)
-                i = j
+            name = self.name.match(sql, i)
+            if name is not None:
+                if not name.group().isascii():
+                    self._check_name(name.group())
+                yield _Token("code", i, name.end())
+                i = name.end()
                 continue
             if ord(c) < 0x20 or c == "\x7f":
                 raise SqlNotReadable(f"a control character {_describe(c)} outside a string: "
-                                  f"{syntax.server} and QueryCraft's parser may read it "
-                                  "differently; remove it")
+                                     f"{syntax.server} and QueryCraft's parser may read it "
+                                     "differently; remove it")
             yield _Token("code", i, i + 1)
             i += 1
 
-    def _name_end(self, i: int) -> int:
-        """The end of the unquoted name or number starting at ``i``."""
-        sql, syntax = self.sql, self.syntax
-        j = i
-        while j < len(sql):
-            c = sql[j]
-            if _ASCII_NAME.match(c) or c in syntax.name_chars:
-                j += 1
-            elif ord(c) > 0x7F:
-                category = unicodedata.category(c)
-                if not syntax.unicode_names:
-                    raise SqlNotReadable(
-                        f"the character {_describe(c)} outside a string or quoted name: how "
-                        f"{syntax.server} reads non-ASCII characters there is not known for "
-                        "sure, so the query could run other code than was checked; write "
-                        "non-ASCII names in double quotes and non-ASCII text in strings")
-                if category[0] not in "LM":
-                    raise SqlNotReadable(
-                        f"the character {_describe(c)} outside a string or quoted name: "
-                        f"{syntax.server} reads it as part of a name, QueryCraft's parser as "
-                        "a space or a symbol, so the query could run other code than was "
-                        "checked; write plain ASCII spaces, and other text only inside quotes")
-                j += 1
-            else:
-                break
-        return j
+    def _check_name(self, name: str) -> None:
+        """Refuse a non-ASCII character in an unquoted name unless the server reads it as a
+        name character and so does every other reader (a letter or a mark)."""
+        syntax = self.syntax
+        for c in name:
+            if ord(c) <= 0x7F:
+                continue
+            if not syntax.unicode_names:
+                raise SqlNotReadable(
+                    f"the character {_describe(c)} outside a string or quoted name: how "
+                    f"{syntax.server} reads non-ASCII characters there is not known for "
+                    "sure, so the query could run other code than was checked; write "
+                    "non-ASCII names in double quotes and non-ASCII text in strings")
+            if unicodedata.category(c)[0] not in "LM":
+                raise SqlNotReadable(
+                    f"the character {_describe(c)} outside a string or quoted name: "
+                    f"{syntax.server} reads it as part of a name, QueryCraft's parser as "
+                    "a space or a symbol, so the query could run other code than was "
+                    "checked; write plain ASCII spaces, and other text only inside quotes")
 
     def _comment_at(self, i: int) -> _Token | None:
         sql, syntax = self.sql, self.syntax
@@ -247,18 +248,21 @@ class _Reader:
     def _line_comment(self, i: int, width: int) -> _Token:
         sql, n = self.sql, len(self.sql)
         j = i + width
-        while j < n and sql[j] != "\n":
+        while True:
+            found = _LINE_STOP.search(sql, j)
+            if found is None:
+                return _Token("comment", i, n)
+            j = found.start()
             c = sql[j]
+            if c == "\n":
+                return _Token("comment", i, j)
             if c == "\r" and j + 1 < n and sql[j + 1] == "\n":
                 j += 1
                 continue
-            if c in _LINE_BREAKS or c == "\x00" or (ord(c) < 0x20 and c != "\t") or c == "\x7f":
-                raise SqlNotReadable(
-                    f"a line comment holds {_describe(c)}: readers disagree on whether it ends "
-                    f"the comment ({self.syntax.server} and QueryCraft's parser could see "
-                    "different code after it); end comments with a plain newline or drop them")
-            j += 1
-        return _Token("comment", i, j)
+            raise SqlNotReadable(
+                f"a line comment holds {_describe(c)}: readers disagree on whether it ends "
+                f"the comment ({self.syntax.server} and QueryCraft's parser could see "
+                "different code after it); end comments with a plain newline or drop them")
 
     def _block_comment(self, i: int) -> _Token:
         sql, syntax = self.sql, self.syntax
@@ -307,20 +311,23 @@ class _Reader:
     def _quoted(self, start: int, open_at: int, quote: Quote) -> _Token:
         sql, n = self.sql, len(self.sql)
         escapes = self.escapes[quote]
+        stop = re.compile("[" + re.escape(quote.closer + ("\\" if escapes else "")) + "\x00]")
         j = open_at + len(quote.opener)
-        while j < n:
+        while True:
+            found = stop.search(sql, j)
+            if found is None:
+                break
+            j = found.start()
             c = sql[j]
             if c == "\x00":
                 raise SqlNotReadable("a NUL character inside a string or quoted name; remove it")
-            if escapes and c == "\\":
+            if c == "\\":
                 j += 2
                 continue
-            if c == quote.closer:
-                if quote.doubled and j + 1 < n and sql[j + 1] == quote.closer:
-                    j += 2
-                    continue
-                return _Token("quoted", start, j + 1)
-            j += 1
+            if quote.doubled and j + 1 < n and sql[j + 1] == quote.closer:
+                j += 2
+                continue
+            return _Token("quoted", start, j + 1)
         what = "quoted name" if quote.name else "string"
         raise SqlNotReadable(f"syntax error: a {what} opened with {quote.opener} is never "
                              "closed", syntax=True)

@@ -539,6 +539,12 @@ def run(cfg: DictConfig) -> Path:
         ingest_dir = resolve_run(cfg.train.dataset_dir, cfg.paths.output_dir, "ingest",
                                  "train.dataset_dir")
         ingest = IngestArtifact.read(ingest_dir)
+        if (ingest.counts or {}).get("train", 1) == 0:
+            raise QueryCraftError(
+                f"The ingest run {ingest_dir} holds evaluation examples only "
+                "(ingest.eval_fraction=1.0), nothing to train on. Fine-tune on another ingest "
+                "run (train.dataset_dir=...), then score that model on this one with "
+                f"python -m querycraft service=infer infer.dataset_dir={ingest_dir}.")
         # Arrow files under paths.cache_dir: memory-mapped, and tokenized once per
         # (rows, template, tokenizer), so a second run on the same data skips tokenizing.
         train_rows, val_rows = split_validation(

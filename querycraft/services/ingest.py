@@ -39,6 +39,7 @@ from querycraft.artifacts import DATASET_DIR, IngestArtifact
 from querycraft.errors import QueryCraftError
 from querycraft.prompts import load_template
 from querycraft.runs import start_run, write_jsonl
+from querycraft.splits import SPLIT_KINDS, Overlap, overlap, split_examples
 from querycraft.sql import parses
 from querycraft.values import ValueIndex, ValueIndexConfig, index_file, read_values
 
@@ -62,10 +63,15 @@ class LoadConfig:
 
 @dataclass
 class IngestConfig:
+    # The share held out for evaluation; 1.0: every example (a file of test questions, to
+    # score any finetune run on: infer.dataset_dir=<this run>).
     eval_fraction: float = 0.1
-    # "random": one split over all examples; "db_id": the same share of each database's
-    # examples held out (new questions about the databases trained on).
-    split_by: str = "random"
+    # How the evaluation share is drawn (querycraft/splits.py): "query" (default: every
+    # question of one gold query on the same side: new queries), "skeleton" (new query
+    # shapes), "database" (whole databases: new databases), "db_id" (each database's
+    # questions at random) or "random". The last two put reworded training queries in the
+    # evaluation; the report says how many.
+    split_by: str = "query"
     # Keep only this many rows (after validation), for quick trials.
     max_rows: int | None = None
     validate_execution: bool = True
@@ -113,11 +119,11 @@ def data_problems(cfg: DictConfig) -> list[str]:
 def check(cfg: DictConfig) -> list[str]:
     """The ingest.* settings; with service=ingest, the file it reads."""
     settings, problems = cfg.ingest, []
-    if not 0.0 < settings.eval_fraction < 1.0:
-        problems.append(f"ingest.eval_fraction must be between 0 and 1, got "
-                        f"{settings.eval_fraction}")
-    if settings.split_by not in ("random", "db_id"):
-        problems.append(f"ingest.split_by must be 'random' or 'db_id', got "
+    if not 0.0 < settings.eval_fraction <= 1.0:
+        problems.append(f"ingest.eval_fraction must be above 0 and at most 1 (1: every example "
+                        f"is for evaluation), got {settings.eval_fraction}")
+    if settings.split_by not in SPLIT_KINDS:
+        problems.append(f"ingest.split_by must be one of {', '.join(SPLIT_KINDS)}, got "
                         f"'{settings.split_by}'")
     if settings.context_tables not in ("all", "question"):
         problems.append(f"ingest.context_tables must be 'all' or 'question', got "
@@ -557,32 +563,6 @@ def drop_kind(reason: str) -> str:
     return re.sub(r" of row \d+$", "", reason.split(":")[0])
 
 
-def split(examples: list[Example], eval_fraction: float, seed: int, by: str = "random"
-          ) -> tuple[list[Example], list[Example]]:
-    """Deterministic train/eval split: the same seed and input give the same split.
-
-    ``by="db_id"`` splits each database's examples on its own (the same fraction of every
-    database held out): new questions about databases the model was trained on.
-    """
-    if len(examples) < 2:
-        raise QueryCraftError(f"Only {len(examples)} valid example(s): at least 2 are needed "
-                              f"to make a training and an evaluation split.")
-    groups: dict[str, list[int]] = {}
-    for i, example in enumerate(examples):
-        groups.setdefault(example.db_id if by == "db_id" else "", []).append(i)
-    eval_ids: set[int] = set()
-    for key in sorted(groups):
-        order = list(groups[key])
-        random.Random(f"{seed}:{key}" if key else seed).shuffle(order)
-        if len(order) < 2:
-            continue  # a database with one example trains on it
-        n_eval = min(len(order) - 1, max(1, round(len(order) * eval_fraction)))
-        eval_ids.update(order[:n_eval])
-    train = [e for i, e in enumerate(examples) if i not in eval_ids]
-    evaluation = [e for i, e in enumerate(examples) if i in eval_ids]
-    return train, evaluation
-
-
 # ---------------------------------------------------------------- token-length report
 
 
@@ -714,12 +694,17 @@ def _write_report(run_dir: Path, report: dict[str, Any], dropped: list[Dropped])
         writer.writerow(["file", "row", "reason"])
         writer.writerows([report["source"], d.source_row, d.reason] for d in dropped)
     lengths = report["token_lengths"]
+    shared = report["overlap"]
     lines = [
         f"# Ingest report: {report['source']}",
         "",
         f"- rows read: {report['rows_read']}",
         f"- kept: {report['kept']} (train {report['train']}, eval {report['eval']})",
         f"- dropped: {report['dropped']} (see dropped.csv)",
+        f"- split: ingest.split_by={report['split_by']}; evaluation items whose gold SQL is a "
+        f"training query: {shared['same_query']} of {shared['eval_items']} "
+        f"({shared['same_query_share']:.0%}); whose query shape is a training shape: "
+        f"{shared['same_skeleton']} ({shared['same_skeleton_share']:.0%})",
         *([f"- context given as a Python list, unwrapped: {report['list_context_unwrapped']} "
            f"row(s) (ingest.list_context=refuse drops them instead)"]
           if report.get("list_context_unwrapped") else []),
@@ -729,6 +714,10 @@ def _write_report(run_dir: Path, report: dict[str, Any], dropped: list[Dropped])
         + (f" (token lengths from a sample of {lengths['sampled']} of {lengths['of']} training "
            f"texts)" if lengths.get("sampled", 0) < lengths.get("of", 0) else ""),
     ]
+    warning = Overlap(shared["eval_items"], shared["same_query"],
+                      shared["same_skeleton"]).warning()
+    if warning:
+        lines += ["", f"**Warning:** {warning}."]
     if report["drop_reasons"]:
         lines += ["", "| reason | rows |", "|---|---|"]
         lines += [f"| {r} | {n} |" for r, n in report["drop_reasons"].items()]
@@ -815,8 +804,9 @@ def run(cfg: DictConfig) -> Path:
         examples, dropped = read_examples(cfg, stats)
         if cfg.ingest.max_rows:
             examples = examples[: cfg.ingest.max_rows]
-        train, evaluation = split(examples, cfg.ingest.eval_fraction, cfg.seed,
-                                  by=cfg.ingest.split_by)
+        train, evaluation = split_examples(examples, cfg.ingest.eval_fraction, cfg.seed,
+                                           by=cfg.ingest.split_by, dialect=cfg.data.dialect)
+        shared = overlap(train, evaluation, cfg.data.dialect)
         dataset_dir = run_.path(DATASET_DIR)
         dataset_dir.mkdir()
         values = _question_values(cfg, run_.path(VALUES_DIR), examples, stats)
@@ -837,7 +827,9 @@ def run(cfg: DictConfig) -> Path:
             "dropped": len(dropped), "drop_reasons": reasons,
             "list_context_unwrapped": stats.get("list_context_unwrapped", 0),
             **({"values": stats["values"]} if "values" in stats else {}),
-            "token_lengths": token_length_report(cfg, train),
+            "split_by": cfg.ingest.split_by,
+            "overlap": shared.as_dict(),
+            "token_lengths": token_length_report(cfg, train or evaluation),
         }
         _write_report(run_.dir, report, dropped)
         if cfg.db.kind == "sqlite":
@@ -853,6 +845,8 @@ def run(cfg: DictConfig) -> Path:
         if len(dropped) > 20:
             log.warning("... and %d more dropped rows, listed in %s", len(dropped) - 20,
                         run_.path("dropped.csv"))
+        if shared.warning():
+            log.warning("ingest: %s.", shared.warning())
         log.info("ingest: kept %d of %d rows (train %d, eval %d); report in %s",
                  len(examples), report["rows_read"], len(train), len(evaluation),
                  run_.path("report.md"))

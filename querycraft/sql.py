@@ -13,7 +13,7 @@ import signal
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sqlglot import exp
 from sqlglot.errors import ParseError, SqlglotError
@@ -739,6 +739,31 @@ _shared_trees: OrderedDict[tuple[str, str], list[exp.Expr] | Exception] = Ordere
 _shared_lock = threading.Lock()
 
 
+_shared_tokens: OrderedDict[tuple[str, str], list[Any]] = OrderedDict()
+
+
+def tokenize_shared(text: str, dialect: str) -> list[Any]:
+    """sqlglot's tokens of ``text`` in ``dialect``, made once and shared with
+    :func:`parse_shared` (the execution layer compares them with the server's reading, then
+    parses the same text).
+
+    Raises:
+        sqlglot.errors.SqlglotError: The text cannot be tokenized (or the dialect is unknown).
+    """
+    key = (text, dialect)
+    with _shared_lock:
+        found = _shared_tokens.get(key)
+    if found is None:
+        from sqlglot.dialects.dialect import Dialect
+
+        found = Dialect.get_or_raise(dialect).tokenize(text)
+        with _shared_lock:
+            _shared_tokens[key] = found
+            while len(_shared_tokens) > SHARED_TREES_KEPT:
+                _shared_tokens.popitem(last=False)
+    return found
+
+
 def parse_shared(text: str, dialect: str) -> list[exp.Expr]:
     """The statements sqlglot reads in ``text``, parsed once and shared (do not change them).
 
@@ -751,9 +776,10 @@ def parse_shared(text: str, dialect: str) -> list[exp.Expr]:
         found = _shared_trees.get(key)
         if found is not None:
             _shared_trees.move_to_end(key)
+        tokens = _shared_tokens.get(key) if found is None else None
     if found is None:
         try:
-            found = parse_statements(text, dialect)
+            found = parse_statements(text, dialect, tokens)
         except (SqlglotError, RecursionError) as err:
             found = err
         with _shared_lock:

@@ -26,18 +26,23 @@ _QUOTED_RE = re.compile(r"'(?:[^']|'')*'|\"((?:[^\"]|\"\")*)\"")
 _COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Like, exp.ILike)
 
 
-def parse_statements(sql: str, read: str) -> list[exp.Expr]:
+def parse_statements(sql: str, read: str, tokens: list | None = None) -> list[exp.Expr]:
     """The statements sqlglot reads in the text with dialect ``read``, Db2 included.
 
     Defined here rather than in :mod:`querycraft.sql`, which re-exports it, because that module
     imports this package (to register Db2) and so cannot be imported by it. Empty statements
-    (``;;``, for which sqlglot yields None) are dropped.
+    (``;;``, for which sqlglot yields None) are dropped. ``tokens``: the text's tokens in that
+    dialect, when they are already at hand (what ``sqlglot.parse`` would make first).
 
     Raises:
         sqlglot.errors.SqlglotError: The text does not parse (or the dialect is unknown).
         RecursionError: The text nests deeper than the parser can follow.
     """
-    return [tree for tree in sqlglot.parse(sql, read=read) if tree is not None]
+    if tokens is None:
+        trees = sqlglot.parse(sql, read=read)
+    else:
+        trees = Dialect.get_or_raise(read).parser().parse(tokens, sql)
+    return [tree for tree in trees if tree is not None]
 
 
 def _sqlite_double_quoted_strings(tree: exp.Expr, sql: str) -> exp.Expr:

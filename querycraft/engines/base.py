@@ -199,9 +199,10 @@ class Engine:
             statement is read by them and rebuilt without comments before it is checked
             (:mod:`querycraft.engines.syntax`).
         size_rules: The allowed functions whose result size is one of their arguments
-            (``repeat``, ``lpad``, ``printf``), by lower-case name: a call whose size is not
-            a number in the query, or is over ``db.max_value_bytes``, is refused
-            (:mod:`querycraft.engines.bounds`).
+            (``repeat``, ``lpad``, ``printf``), by the call's lower-case name (sqlglot's own
+            name for a function it knows: ``pad`` for ``lpad``/``rpad``, ``format``): a call
+            whose size is not a number in the query, or is over ``db.max_value_bytes``, is
+            refused (:mod:`querycraft.engines.bounds`).
         value_guard: Bounds every value on the server, while the result streams: the
             statement is wrapped so that a value over ``db.max_value_bytes`` never reaches
             the client (PostgreSQL, which otherwise sends a value whole). None: values are
@@ -426,15 +427,16 @@ def size_problem(tree: exp.Expression, engine: Engine, max_value_bytes: int) -> 
         return None
     for node in tree.walk():
         if isinstance(node, exp.Func) and not isinstance(node, exp.Binary | exp.Unary):
-            # The call's own (canonical) name first: its arguments are in that function's
-            # order (sqlglot writes MySQL's SPACE(n) as REPEAT(' ', n)).
-            for name in reversed(_function_names(node, engine.dialect)):
-                rule = engine.size_rules.get(name)
-                if rule is not None:
-                    why = rule.problem(name, call_arguments(node), max_value_bytes)
-                    if why:
-                        return why
-                    break
+            # The call's own name (sqlglot's canonical one for a function it knows: its
+            # arguments are in that function's order; MySQL's SPACE(n) is written REPEAT).
+            name = (str(node.name) if isinstance(node, exp.Anonymous)
+                    else node.sql_name()).lower()
+            rule = engine.size_rules.get(name)
+            if rule is not None:
+                shown = _function_names(node, engine.dialect)[0]
+                why = rule.problem(shown, call_arguments(node), max_value_bytes)
+                if why:
+                    return why
     return None
 
 

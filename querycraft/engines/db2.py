@@ -189,7 +189,8 @@ ENGINE = Engine(
         unicode_names=False,
     ),
     size_rules={"repeat": Repeats(count=1, text=0), "space": Repeats(count=0),
-                "lpad": Pads(length=1, fill=2), "rpad": Pads(length=1, fill=2)},
+                "pad": Pads(length=1, fill=2), "lpad": Pads(length=1, fill=2),
+                "rpad": Pads(length=1, fill=2)},
     name_case="upper",
     default_schema=lambda url: (url.username or "").upper() or None,
 )

@@ -283,6 +283,7 @@ ENGINE = Engine(
     text_type_comparable=True,  # MySQL compares TEXT with '=' like VARCHAR
     syntax=SYNTAX,
     size_rules={"repeat": Repeats(count=1, text=0), "space": Repeats(count=0),
-                "lpad": Pads(length=1, fill=2), "rpad": Pads(length=1, fill=2)},
+                "pad": Pads(length=1, fill=2), "lpad": Pads(length=1, fill=2),
+                "rpad": Pads(length=1, fill=2)},
     database_qualifies=True,
 )

@@ -347,7 +347,10 @@ def read_statement(sql: str, syntax: Syntax) -> Reading:
     if "\x00" in sql:
         raise SqlNotReadable("the SQL holds a NUL character; remove it")
     outcomes: list[list[_Token] | SqlNotReadable] = []
-    for choice in product(*(q.backslash for q in syntax.quotes)):
+    # Without a backslash every setting reads the text the same way: one reading will do.
+    choices = (list(product(*(q.backslash for q in syntax.quotes))) if "\\" in sql
+               else [tuple(q.backslash[0] for q in syntax.quotes)])
+    for choice in choices:
         try:
             outcomes.append(_one_reading(sql, syntax, choice))
         except SqlNotReadable as err:
@@ -409,11 +412,12 @@ def parser_disagreement(reading: Reading, dialect: str) -> str | None:
     Unquoted names are VAR tokens to sqlglot and quoted ones IDENTIFIER; strings of every kind
     end in STRING. A tokenizer error is left to the parser, which reports it as a syntax error.
     """
-    from sqlglot import Dialect
     from sqlglot.errors import SqlglotError
 
+    from querycraft.sql import tokenize_shared
+
     try:
-        tokens = Dialect.get_or_raise(dialect).tokenize(reading.statement)
+        tokens = tokenize_shared(reading.statement, dialect)
     except (SqlglotError, ValueError):
         return None
     ends: list[int] = []

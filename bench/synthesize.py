@@ -17,7 +17,9 @@ process as the CLI runs it, in one work folder:
    read from the database, of the tables its query uses, the eval split's convention), then
    ingested with ``data=csv_db``: no hand-written example is used. ``--context none`` is the
    earlier variant: no context column, ingest reads the tables the question names from the
-   database (``ingest.context_tables=question``);
+   database (``ingest.context_tables=question``). No pair gives an evaluation query or its
+   shape away (``synthesize.exclude`` = the hand-written ingest run; ``--no-exclude`` for
+   the earlier, unfiltered runs);
 3. ``service=finetune`` twice, same preset and settings: on the synthesized pairs, and on the
    hand-written training split;
 4. infer, correct and evaluate on the hand-written eval split for: zero-shot (the base model),
@@ -62,6 +64,9 @@ def main() -> int:
                              "steps as the hand-written split for 3")
     parser.add_argument("--max-per-template", type=int, default=None,
                         help="synthesize.max_per_template for the training pairs")
+    parser.add_argument("--no-exclude", action="store_true",
+                        help="let synthesized pairs repeat evaluation queries and shapes (the "
+                             "runs before issue 31)")
     parser.add_argument("overrides", nargs="*", help="extra config overrides, after --")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="qc-bench-synth-"))
@@ -90,8 +95,10 @@ def main() -> int:
     hand = stage("ingest-hand-written", "ingest", "data=sample")
     hand_train = json.loads((hand / "report.json").read_text())["train"]
     pairs = args.pairs or hand_train
+    # The evaluation's queries and their shapes are never written for training.
     synth = stage("synthesize", "synthesize", f"synthesize.count={pairs}",
                   f"db.path={SAMPLE_DB}", f"synthesize.context={args.context}",
+                  *([] if args.no_exclude else [f"synthesize.exclude={hand}"]),
                   *([f"synthesize.max_per_template={args.max_per_template}"]
                     if args.max_per_template else []))
     synth_report = json.loads((synth / "report.json").read_text())

@@ -50,8 +50,10 @@ def served(tmp_path_factory, smollm2_cache):  # noqa: F811
         writer.writerow(["question", "query", "db_id"])
         writer.writerows([(q, GOLD, "shop") for q in PARAPHRASES])
     common = [*REAL, f"paths.cache_dir={smollm2_cache}"]
+    # Paraphrases of one query: split by question (split_by=query needs two queries).
     ingest = run(make_config(output, ["service=ingest", f"data.path={examples}",
-                                      f"data.database={database}", *common], output / "ingest"))
+                                      f"data.database={database}", "ingest.split_by=random",
+                                      *common], output / "ingest"))
     finetune = run(make_config(output, ["service=finetune", f"train.dataset_dir={ingest}",
                                         "train.max_steps=6", "train.learning_rate=0.001",
                                         *common], output / "finetune"))

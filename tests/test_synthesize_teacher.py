@@ -65,27 +65,31 @@ def _journal(run_dir: Path) -> list[dict]:
 # ---------------------------------------------------------------- reading answers
 
 
+# The answers here, and the queries below, are made up on a library database (book, author,
+# member): no question or query of an evaluation set (the sample's, Spider dev's).
 @pytest.mark.parametrize(("text", "expected"), [
-    ("Question: How many pets are there?\nSQL: SELECT count(*) FROM Pets",
-     [("How many pets are there?", "SELECT count(*) FROM Pets")]),
-    ("1. **Question:** Which dogs weigh over 10?\n   **SQL:** ```sql\nSELECT PetID FROM Pets\n"
-     "WHERE weight > 10;\n```\n2. Question: Oldest pet?\n   SQL: SELECT max(pet_age) FROM Pets",
-     [("Which dogs weigh over 10?", "SELECT PetID FROM Pets\nWHERE weight > 10"),
-      ("Oldest pet?", "SELECT max(pet_age) FROM Pets")]),
-    ("Here you go:\n\nquestion: List the students.\nquery: SELECT * FROM Student\n\n"
+    ("Question: How many books are there?\nSQL: SELECT count(*) FROM book",
+     [("How many books are there?", "SELECT count(*) FROM book")]),
+    ("1. **Question:** Which books run over 300 pages?\n   **SQL:** ```sql\nSELECT book_id "
+     "FROM book\nWHERE pages > 300;\n```\n2. Question: Newest book?\n   SQL: SELECT "
+     "max(published) FROM book",
+     [("Which books run over 300 pages?", "SELECT book_id FROM book\nWHERE pages > 300"),
+      ("Newest book?", "SELECT max(published) FROM book")]),
+    ("Here you go:\n\nquestion: List the members.\nquery: SELECT * FROM member\n\n"
      "Question: no SQL follows this one\n\nThat is all.",
-     [("List the students.", "SELECT * FROM Student")]),
-    ("Question: What is the pet type?\n\nQuestion: What is the pet age?", []),
+     [("List the members.", "SELECT * FROM member")]),
+    ("Question: What is the genre?\n\nQuestion: What is the page count?", []),
 ])
 def test_parse_pairs(text: str, expected: list[tuple[str, str]]) -> None:
     assert parse_pairs(text) == expected
 
 
 @pytest.mark.parametrize(("text", "expected"), [
-    ("Question: How many orders shipped?", "How many orders shipped?"),
-    ("The answer to this question is:\n\n\"Which products cost most?\"",
-     "Which products cost most?"),
-    ("  **Show every customer in Ghent.**\nThis query lists...", "Show every customer in Ghent."),
+    ("Question: How many loans are overdue?", "How many loans are overdue?"),
+    ("The answer to this question is:\n\n\"Which books cost most?\"",
+     "Which books cost most?"),
+    ("  **Show every member in Eastfield.**\nThis query lists...",
+     "Show every member in Eastfield."),
     ("Here is the question:", ""),
     ("", ""),
 ])
@@ -101,17 +105,17 @@ def test_fill_replaces_known_slots_only() -> None:
 
 
 @pytest.mark.parametrize(("sql", "feature"), [
-    ("SELECT name FROM singer", "projection"),
-    ("SELECT name FROM singer WHERE age > 30", "filter"),
-    ("SELECT count(*) FROM singer", "aggregation"),
-    ("SELECT country, count(*) FROM singer GROUP BY country", "group_by"),
-    ("SELECT name FROM singer ORDER BY age DESC LIMIT 3", "order_limit"),
-    ("SELECT name FROM singer WHERE country IS NULL", "null"),
-    ("SELECT name FROM concert WHERE year = '2014'", "date"),
-    ("SELECT T1.name FROM singer AS T1 JOIN singer_in_concert AS T2 ON T1.singer_id = "
-     "T2.singer_id", "join"),
-    ("SELECT name FROM singer WHERE age > (SELECT avg(age) FROM singer)", "nested"),
-    ("SELECT name FROM singer UNION SELECT name FROM stadium", "set_operation"),
+    ("SELECT title FROM book", "projection"),
+    ("SELECT title FROM book WHERE pages > 300", "filter"),
+    ("SELECT count(*) FROM book", "aggregation"),
+    ("SELECT genre, count(*) FROM book GROUP BY genre", "group_by"),
+    ("SELECT title FROM book ORDER BY pages DESC LIMIT 3", "order_limit"),
+    ("SELECT last_name FROM member WHERE email IS NULL", "null"),
+    ("SELECT title FROM book WHERE published = '2014'", "date"),
+    ("SELECT T1.title FROM book AS T1 JOIN author AS T2 ON T1.author_id = T2.author_id",
+     "join"),
+    ("SELECT title FROM book WHERE pages > (SELECT avg(pages) FROM book)", "nested"),
+    ("SELECT last_name FROM member UNION SELECT last_name FROM author", "set_operation"),
 ])
 def test_feature_of_a_teacher_query(sql: str, feature: str) -> None:
     from sqlglot import parse_one

@@ -49,7 +49,7 @@ def _sqlite_double_quoted_strings(tree: exp.Expr, sql: str) -> exp.Expr:
     """Turn SQLite's double-quoted string values back into string literals.
 
     SQLite reads ``"x"`` as a string when no column is called x, and Spider's gold queries rely
-    on it (``WHERE name = "France"``). sqlglot parses it as a quoted column, which every other
+    on it (``WHERE genre = "poetry"``). sqlglot parses it as a quoted column, which every other
     engine would reject. Without a schema, a double-quoted unqualified name is taken as a value
     where a value is expected: the right side of a comparison or LIKE, or an IN list item.
     """

@@ -37,6 +37,7 @@ from omegaconf import DictConfig, OmegaConf
 from sqlglot import exp
 from tqdm.auto import tqdm
 
+from querycraft.artifacts import IngestArtifact
 from querycraft.compare import results_match
 from querycraft.db import (
     Database,
@@ -46,8 +47,10 @@ from querycraft.db import (
     sqlite_db_ids,
     target_from_config,
 )
+from querycraft.dialects import transpile_one
 from querycraft.errors import QueryCraftError
-from querycraft.runs import start_run
+from querycraft.runs import read_jsonl, resolve_run, start_run
+from querycraft.splits import query_key, query_skeleton
 from querycraft.sql import (
     extract_sql,
     has_order_by,
@@ -137,6 +140,11 @@ class SynthesizeConfig:
     # ones (rules.COLUMN_PHRASES): {column name: [phrases]}, e.g. {cust_tel: [phone number]}.
     # Half of the template questions about such a column use a phrase.
     column_phrases: dict[str, list[str]] = field(default_factory=dict)
+    # An ingest run whose evaluation questions the pairs must not give away: a generated
+    # query whose normalised SQL or skeleton (literals and aliases masked) is one of its
+    # evaluation gold queries' is rejected ("an evaluation query" / "an evaluation query's
+    # shape"), so that a model trained on the pairs is scored on queries it never saw.
+    exclude: str | None = None
 
 
 SETTINGS = SynthesizeConfig
@@ -299,12 +307,47 @@ class SeenPairs:
     copied: set[str] = field(default_factory=set)  # teacher-first: the prompt's examples
 
 
+@dataclass(frozen=True)
+class Exclusion:
+    """The evaluation queries of ``synthesize.exclude``: their normalised SQL and skeletons,
+    in the gold SQL's dialect (a candidate is read in it too)."""
+
+    queries: frozenset[str]
+    skeletons: frozenset[str]
+    dialect: str
+
+    @classmethod
+    def of_run(cls, run_dir: str | Path, output_dir: str) -> Exclusion:
+        folder = resolve_run(run_dir, output_dir, "ingest", "synthesize.exclude")
+        ingest = IngestArtifact.read(folder)
+        golds = [row["query"] for row in read_jsonl(ingest.split_file("eval"))]
+        dialect = ingest.dialect or "sqlite"
+        return cls(frozenset(query_key(q, dialect) for q in golds),
+                   frozenset(query_skeleton(q, dialect) for q in golds), dialect)
+
+    def reason(self, sql: str, dialect: str) -> str | None:
+        """Why a candidate gives an evaluation query away, or None."""
+        text = sql
+        if dialect != self.dialect:
+            try:
+                text = transpile_one(sql, dialect, self.dialect)
+            except Exception:  # sqlglot cannot translate it: compared as written
+                text = sql
+        if query_key(text, self.dialect) in self.queries:
+            return "an evaluation query"
+        if query_skeleton(text, self.dialect) in self.skeletons:
+            return "an evaluation query's shape"
+        return None
+
+
 class Checker:
     """Runs a candidate read-only and says why it is rejected (or None: it is kept)."""
 
-    def __init__(self, database: Database, db_cfg: DictConfig, max_per_template: int) -> None:
+    def __init__(self, database: Database, db_cfg: DictConfig, max_per_template: int,
+                 exclusion: Exclusion | None = None) -> None:
         self.database, self.db, self.max_per_template = database, db_cfg, max_per_template
         self.dialect = database.dialect
+        self.exclusion = exclusion
 
     def execute(self, sql: str) -> Any:
         return self.database.execute(sql, timeout_s=self.db.timeout_s, max_rows=self.db.max_rows,
@@ -323,6 +366,9 @@ class Checker:
                 template
         if " ".join(cand.question.lower().split()) in state.questions:
             return "duplicate question", "", None, template
+        given_away = self.exclusion.reason(sql, self.dialect) if self.exclusion else None
+        if given_away:
+            return given_away, "synthesize.exclude", None, template
         try:
             result = self.execute(sql)
         except QueryError as err:
@@ -371,7 +417,7 @@ def _complexity(sql: str, dialect: str) -> str:
 
 
 def synthesize_database(database: Database, db_id: str, quota: int, cfg: DictConfig,
-                        bar: Any) -> _Outcome:
+                        bar: Any, exclusion: Exclusion | None = None) -> _Outcome:
     """Up to ``quota`` pairs for one database."""
     settings = cfg.synthesize
     out = _Outcome()
@@ -380,7 +426,7 @@ def synthesize_database(database: Database, db_id: str, quota: int, cfg: DictCon
     out.notes += profile.notes
     rng = random.Random(f"{settings.seed}:{db_id}")  # str seeds hash the same in every run
     gen = Generator(profile, rng, dict(settings.column_phrases or {}))
-    checker = Checker(database, cfg.db, settings.max_per_template)
+    checker = Checker(database, cfg.db, settings.max_per_template, exclusion)
     state = SeenPairs()
     targets = _quotas(quota, dict(settings.weights))
     kept: Counter = Counter()
@@ -640,7 +686,8 @@ def choose_question(pair: dict[str, Any], index: int, candidates: list[dict[str,
 
 
 def teacher_first_database(database: Database, db_id: str, quota: int, cfg: DictConfig,
-                           teacher: Teacher, journal: Journal, bar: Any) -> _Outcome:
+                           teacher: Teacher, journal: Journal, bar: Any,
+                           exclusion: Exclusion | None = None) -> _Outcome:
     """Up to ``quota`` pairs written by the teacher from the schema, each query run and
     checked like the rules' (read-only, non-empty, not degenerate, not a duplicate)."""
     settings, t, dialect = cfg.synthesize, cfg.synthesize.teacher, database.dialect
@@ -648,12 +695,13 @@ def teacher_first_database(database: Database, db_id: str, quota: int, cfg: Dict
     schema = database.schema_text(sample_values=t.sample_values)
     ask_pairs = read_prompt(t.pairs_prompt, cfg.paths.prompts_dir, "pairs_prompt")
     focus = [f for f in FEATURES if settings.weights.get(f, 0) > 0]
-    checker = Checker(database, cfg.db, settings.max_per_template)
+    checker = Checker(database, cfg.db, settings.max_per_template, exclusion)
     state = SeenPairs()
     # Worked examples for the prompt ({examples}): pairs the rules wrote and the database
     # answered, so that even a small teacher sees the format and real names and values. A
     # teacher that copies one is rejected ("copies a prompt example").
-    examples = synthesize_database(database, db_id, EXAMPLE_POOL, cfg, _NoBar()).pairs
+    examples = synthesize_database(database, db_id, EXAMPLE_POOL, cfg, _NoBar(),
+                                   exclusion).pairs
     state.copied = {e["query"] for e in examples}
     max_requests = t.max_requests or default_max_requests(quota, t.pairs_per_request)
     size = _chunk_size(t) // 2
@@ -904,6 +952,8 @@ def run(cfg: DictConfig) -> Path:
     target, db_ids = _targets(cfg)
     quotas = dict(zip(db_ids, _shares(settings.count, len(db_ids)), strict=True))
     with start_run(cfg, "synthesize", resumable=True) as run_, Databases(target) as databases:
+        exclusion = (Exclusion.of_run(settings.exclude, cfg.paths.output_dir)
+                     if settings.exclude else None)
         teacher = make_teacher(cfg) if settings.teacher.kind != "none" else None
         journal = Journal(run_.path(JOURNAL), run_.resumed) if teacher is not None else None
         began = time.perf_counter()
@@ -915,13 +965,14 @@ def run(cfg: DictConfig) -> Path:
                     for db_id, quota in quotas.items():
                         if quota:
                             outcomes[db_id] = teacher_first_database(
-                                databases.get(db_id), db_id, quota, cfg, teacher, journal, bar)
+                                databases.get(db_id), db_id, quota, cfg, teacher, journal, bar,
+                                exclusion)
             else:
                 with tqdm(total=settings.count, desc="synthesizing", unit="pair") as bar:
                     for db_id, quota in quotas.items():
                         if quota:
                             outcomes[db_id] = synthesize_database(databases.get(db_id), db_id,
-                                                                  quota, cfg, bar)
+                                                                  quota, cfg, bar, exclusion)
                 if teacher is not None:
                     with tqdm(total=sum(len(o.pairs) for o in outcomes.values()),
                               desc="teacher questions", unit="pair") as bar:

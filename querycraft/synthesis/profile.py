@@ -101,12 +101,12 @@ class TableProfile:
                 and (c.values or not values)]
 
     def identity(self) -> list[ColumnProfile]:
-        """What a question that names no column shows ("Which customers ...?"): the row's
+        """What a question that names no column shows ("Which members ...?"): the row's
         name columns (``name``, ``title``, ``first_name`` and ``last_name``), else its
-        primary key ("Which orders ...?" -> ``order_id``), else its best label."""
+        primary key ("Which loans ...?" -> ``loan_id``), else its best label."""
         names = [c for c in self.of_kind("text") if _NAME_COLUMN.search(c.name)
                  and c.distinct > 1]
-        # A name shared by many rows ("category_name") is a category, not the row's name.
+        # A name shared by many rows ("genre_name") is a category, not the row's name.
         telling = [c for c in names if c.distinct * 4 > self.rows]
         pair = [c for c in telling if _FIRST_NAME.match(c.name) or _LAST_NAME.match(c.name)]
         if len(pair) == 2:

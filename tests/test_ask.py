@@ -202,3 +202,18 @@ def test_no_value_where_one_was_expected_is_i_dont_know(asker):
 def test_a_query_the_database_rejects_is_i_dont_know(asker):
     answer = asker.answer_text("How many unicorns?", "SELECT count(*) FROM unicorn_stable_xyz")
     assert answer.status in ("invalid", "error") and answer.answer.startswith("I don't know")
+
+
+def test_the_sample_trains_on_the_prompt_ask_builds(tmp_path, caplog):
+    """The quickstart's model is the model a user asks (issue 31): the sample's context column
+    is the schema as ask renders it, so ask gives the very training prompt and no warning."""
+    output = tmp_path / "output"
+    ingest_dir = run(make_config(output, ["service=ingest", *FAST_MODEL], output / "ingest"))
+    finetune_dir = run(make_config(output, ["service=finetune", f"train.dataset_dir={ingest_dir}",
+                                            *QUICK_TRAIN], output / "finetune"))
+    trained = read_jsonl(ingest_dir / "dataset" / "train.jsonl")
+    with caplog.at_level("WARNING", logger="querycraft"):
+        asker = Asker(_config(output, f"ask.finetune_dir={finetune_dir}"))
+    assert not [r for r in caplog.records if "context column" in r.getMessage()]
+    for row in trained[:5]:
+        assert asker.prompt(row["question"]) == prompt_for(row, asker.template, asker.dialect)

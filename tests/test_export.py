@@ -94,6 +94,8 @@ def test_gguf_holds_the_tokenizer_chat_template_and_special_tokens(exported) -> 
     fields = GGUFReader(path).fields
     assert fields["general.architecture"].contents() == "llama"
     assert fields["tokenizer.ggml.model"].contents() == "gpt2"
+    # The tiny tokenizer splits as GPT-2 does; llama.cpp's "default" would cut "2021" apart.
+    assert fields["tokenizer.ggml.pre"].contents() == "gpt-2"
     merged = AutoTokenizer.from_pretrained(exported["dir"] / "merged_model")
     assert fields["tokenizer.ggml.eos_token_id"].contents() == merged.eos_token_id
     assert len(fields["tokenizer.ggml.tokens"].contents()) == len(merged)

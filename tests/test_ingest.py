@@ -26,7 +26,7 @@ def write_csv(path, header, rows):
 
 
 def ingest_csv(config_factory, path, *extra):
-    cfg = config_factory([f"data.path={path}", "data.database=null", *extra])
+    cfg = config_factory(["data=csv", f"data.path={path}", "data.database=null", *extra])
     return ingest.run(cfg)
 
 
@@ -139,7 +139,7 @@ def test_csv_with_database_reads_context_and_executes_gold(config_factory, tmp_p
             ["List all product names.", "SELECT name FROM product"],
             ["Which column does not exist?", "SELECT nonexistent FROM product"]]
     path = write_csv(tmp_path / "q.csv", ["question", "query"], rows)
-    cfg = config_factory([f"data.path={path}", f"data.database={SAMPLE_DB}"])
+    cfg = config_factory(["data=csv", f"data.path={path}", f"data.database={SAMPLE_DB}"])
     run_dir = ingest.run(cfg)
     kept = read_jsonl(run_dir / "dataset" / "train.jsonl") + \
         read_jsonl(run_dir / "dataset" / "eval.jsonl")
@@ -204,7 +204,7 @@ def test_split_by_database_holds_out_the_same_share_of_each(config_factory, tmp_
     assert (held_out.count("a"), held_out.count("b"), held_out.count("c")) == (6, 3, 0)
     assert (trained.count("a"), trained.count("b"), trained.count("c")) == (14, 7, 1)
     again = ingest.run(config_factory(
-        [f"data.path={path}", "data.database=null", "ingest.split_by=db_id",
+        ["data=csv", f"data.path={path}", "data.database=null", "ingest.split_by=db_id",
          "ingest.eval_fraction=0.3", "ingest.validate_execution=false"], name="again"))
     assert read_jsonl(again / "dataset" / "eval.jsonl") == read_jsonl(dataset / "eval.jsonl")
 

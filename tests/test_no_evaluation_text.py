@@ -237,7 +237,13 @@ def test_gold_names_are_found() -> None:
 def _gold_value_leaks(sources: tuple[_Source, ...]) -> list[str]:
     """Each name-like value of a shop.csv gold query found as a whole word in ``sources``."""
     leaks = []
+    # A single word the code itself writes in lower case ('data', 'desk') is vocabulary, not
+    # a value taken from the data: it counts only where it is a name ('Ricci', 'Lyon').
+    vocabulary = {word for source in sources for word in re.findall(r"\b[a-z]{4,}\b",
+                                                                    source.text)}
     for value, query in sorted(_shop_gold_names().items()):
+        if " " not in value and value.lower() in vocabulary:
+            continue
         pattern = re.compile(r"(?<![A-Za-z0-9_])" + r"\s+".join(map(re.escape, value.split()))
                              + r"(?![A-Za-z0-9_])")
         for source in sources:

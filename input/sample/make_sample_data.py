@@ -4,10 +4,12 @@ Writes two files into the output folder (default: this script's folder):
 
 * ``shop.sqlite``: a small synthetic business database (customers, addresses,
   contacts, products, orders, order items) with declared primary and foreign keys.
-* ``shop.csv``: text-to-SQL examples with the columns ``question,query,context,db_id``.
-  Each row is a template instantiated with values drawn from the database; ``context``
-  holds one-line ``CREATE TABLE`` statements for only the tables the query uses
-  (as in the public sql-create-context dataset) and every gold query runs on
+* ``shop.csv``: text-to-SQL examples with the columns ``question,query,context,db_id``
+  (IBM QueryCraft's layout). Each row is a query shape (a template) filled with values
+  drawn from the database and worded in one of several ways people word it: values
+  unquoted, everyday words for column names, questions that name no column. ``context`` is
+  the whole schema exactly as QueryCraft renders it at ask/serve time (never only the
+  tables the gold query uses, which no user has when asking), and every gold query runs on
   ``shop.sqlite`` with a non-empty result (and no tie at an ``ORDER BY ... LIMIT``).
 
 Everything is drawn from one seed, so two runs with the same seed give a
@@ -18,7 +20,8 @@ Run it from the repository root::
     python input/sample/make_sample_data.py     # seed 7, writes next to this script
     python input/sample/make_sample_data.py --seed 7 --out /tmp/sample
 
-Only the standard library is used.
+The standard library, and QueryCraft's own schema reader for the context (so the project
+must be installed: ``pip install -e .``).
 """
 
 from __future__ import annotations
@@ -37,8 +40,8 @@ from typing import NamedTuple
 DEFAULT_SEED = 7
 DB_ID = "shop"
 CSV_COLUMNS = ("question", "query", "context", "db_id")
-PER_TEMPLATE = 9
-MIN_QUESTION_WORDS = 6
+PER_TEMPLATE = 6
+MIN_QUESTION_WORDS = 4
 MAX_QUESTION_WORDS = 25
 
 N_CUSTOMERS = 60
@@ -146,19 +149,15 @@ def create_table_sql(table: str, available: Sequence[str] = TABLE_ORDER) -> str:
     return f"CREATE TABLE {table} ({', '.join(parts)})"
 
 
-TABLE_RE = re.compile(r"\b(?:FROM|JOIN)\s+([a-z_]+)")
+def schema_context(db_path: Path) -> str:
+    """The schema as QueryCraft renders it for any question about ``db_path``: what
+    ``service=ask`` and ``serve`` put in the prompt (ingest's reader with its defaults,
+    ``ingest.context_tables=all`` and ``db.sample_values=0``). Every row carries it, so the
+    model trains on the very prompt it is asked in, and nothing in the context points at the
+    tables the gold query uses."""
+    from querycraft.schema import read_schema
 
-
-def tables_in_query(query: str) -> list[str]:
-    """Tables named after FROM/JOIN in ``query``, in schema order."""
-    used = set(TABLE_RE.findall(query))
-    return [table for table in TABLE_ORDER if table in used]
-
-
-def context_for(query: str) -> str:
-    """One CREATE TABLE line (ending in ';') per table that ``query`` uses."""
-    tables = tables_in_query(query)
-    return "\n".join(create_table_sql(table, tables) + ";" for table in tables)
+    return read_schema(db_path)
 
 
 # ---------------------------------------------------------------------------
@@ -388,6 +387,7 @@ class Values(NamedTuple):
     product_names: list[str]
     name_words: list[str]
     order_ids: list[int]
+    phones: list[str]
 
     @classmethod
     def from_db(cls, conn: sqlite3.Connection) -> Values:
@@ -419,6 +419,9 @@ class Values(NamedTuple):
             product_names=product_names,
             name_words=words,
             order_ids=column("SELECT order_id FROM orders ORDER BY order_id"),
+            phones=column(
+                "SELECT phone FROM customer WHERE phone IS NOT NULL ORDER BY customer_id"
+            ),
         )
 
 
@@ -510,30 +513,134 @@ def signup_cutoffs() -> list[Params]:
     return [{"date": f"2025-{m:02d}-{d:02d}"} for m in range(1, 7) for d in (1, 15)]
 
 
+# What people call each table's rows, for questions that name no column.
+TABLE_NOUNS = {
+    "customer": {"noun": "customers"},
+    "address": {"noun": "addresses"},
+    "contact": {"noun": "customer contacts"},
+    "product": {"noun": "products"},
+    "orders": {"noun": "orders"},
+    "order_item": {"noun": "order lines"},
+}
+
+# Phrasings are written to vary as people's questions do: several per query shape, values
+# unquoted, the schema's words replaced by everyday ones (surname, cost, spent, joined,
+# bought), and questions that name no column at all, so that a model trained on them has to
+# learn the schema rather than one wording per template.
 T = Template
 TEMPLATES: tuple[Template, ...] = (
-    # --- plain selection and filters --------------------------------------------------
+    # --- whole tables and single facts ------------------------------------------------
+    T(
+        "count_rows",
+        "SELECT COUNT(*) FROM {table}",
+        (
+            "How many {noun} are there?",
+            "How many {noun} do we have?",
+            "What is the total number of {noun}?",
+            "Give me the number of {noun} in the database.",
+            "Count the {noun} we have on record.",
+        ),
+        lambda v: expand(grid(table=list(TABLE_NOUNS)), "table", TABLE_NOUNS),
+    ),
     T(
         "customer_email_by_name",
         "SELECT email FROM customer WHERE first_name = '{first}' AND last_name = "
         "'{last}'",
         (
             "What is the email address of {first} {last}?",
-            "Give me the email of the customer named {first} {last}.",
-            "Find the email address for customer {first} {last}.",
+            "How can I email {first} {last}?",
+            "Find the email for {first} {last}.",
+            "What's {first} {last}'s email?",
+            "Which address do we use to email {first} {last}?",
         ),
         people,
+    ),
+    T(
+        "signup_date_of_person",
+        "SELECT signup_date FROM customer WHERE first_name = '{first}' AND last_name = "
+        "'{last}'",
+        (
+            "When did {first} {last} sign up?",
+            "When did {first} {last} become a customer?",
+            "On what date did {first} {last} join?",
+            "Since when has {first} {last} been with us?",
+            "What is the registration date of {first} {last}?",
+        ),
+        people,
+    ),
+    T(
+        "customer_by_phone",
+        "SELECT first_name, last_name FROM customer WHERE phone = '{phone}'",
+        (
+            "Who has the phone number {phone}?",
+            "Whose number is {phone}?",
+            "Which customer can be reached at {phone}?",
+            "Find the customer with phone {phone}.",
+            "I got a call from {phone}, who is that?",
+        ),
+        lambda v: [{"phone": phone} for phone in v.phones],
+    ),
+    T(
+        "customers_in_segment",
+        "SELECT first_name, last_name FROM customer WHERE segment = '{segment}'",
+        (
+            "Who are our {segment} customers?",
+            "List the {segment} customers.",
+            "Which customers belong to the {segment} segment?",
+            "Show me everyone in the {segment} segment.",
+            "Name all of our {segment} clients.",
+        ),
+        lambda v: grid(segment=SEGMENTS),
     ),
     T(
         "customer_phone_by_last_name",
         "SELECT first_name, phone FROM customer WHERE last_name = '{last}'",
         (
             "List the first names and phone numbers of customers named {last}.",
-            "Show first name and phone for every customer whose last name is {last}.",
-            "What are the first names and phones of customers with last name {last}?",
+            "What are the phone numbers of the {last} family, with first names?",
+            "Give me first name and phone of everyone with surname {last}.",
+            "How do I call customers called {last}? Show their first names too.",
+            "Phone numbers and given names of customers whose family name is {last}?",
         ),
         lambda v: [{"last": last} for last in v.last_names],
     ),
+    T(
+        "product_price_by_name",
+        "SELECT unit_price FROM product WHERE name = '{product}'",
+        (
+            "How much does the {product} cost?",
+            "What is the price of the {product}?",
+            "What do we charge for a {product}?",
+            "Tell me what the {product} sells for.",
+            "How expensive is the {product}?",
+        ),
+        lambda v: grid(product=v.product_names),
+    ),
+    T(
+        "products_in_category",
+        "SELECT name FROM product WHERE category = '{category}'",
+        (
+            "What do we sell in {category}?",
+            "List the {category} products.",
+            "Which items are in the {category} category?",
+            "Show everything we offer under {category}.",
+            "Name our {category} articles.",
+        ),
+        lambda v: grid(category=v.categories),
+    ),
+    T(
+        "status_of_order",
+        "SELECT status FROM orders WHERE order_id = {oid}",
+        (
+            "What is the status of order {oid}?",
+            "Where does order {oid} stand?",
+            "Tell me the current state of order number {oid}.",
+            "Has order {oid} shipped, been delivered or been cancelled?",
+            "Order {oid}: what status is it in?",
+        ),
+        lambda v: grid(oid=v.order_ids),
+    ),
+    # --- plain selection and filters --------------------------------------------------
     T(
         "products_in_category_below_price",
         "SELECT name FROM product WHERE category = '{category}' AND unit_price < "
@@ -541,7 +648,9 @@ TEMPLATES: tuple[Template, ...] = (
         (
             "Which {category} products cost less than {price}?",
             "List the {category} products with a unit price below {price}.",
-            "Name the products in the {category} category priced under {price}.",
+            "What can I buy in {category} for under {price}?",
+            "Cheap {category} items: which ones are below {price}?",
+            "Name {category} articles priced lower than {price}.",
         ),
         lambda v: grid(category=v.categories, price=PRICES),
     ),
@@ -549,9 +658,11 @@ TEMPLATES: tuple[Template, ...] = (
         "products_above_price",
         "SELECT name, unit_price FROM product WHERE unit_price > {price}",
         (
-            "Which products cost more than {price}?",
-            "List products with a unit price above {price}.",
-            "Show the name and price of products priced over {price}.",
+            "Which products cost more than {price}? Include the prices.",
+            "List products with a unit price above {price}, with their prices.",
+            "What do we sell for over {price}, and at what price?",
+            "Show the expensive items, those above {price}, and what they cost.",
+            "Products pricier than {price} and their prices, please.",
         ),
         lambda v: grid(price=PRICES),
     ),
@@ -561,7 +672,9 @@ TEMPLATES: tuple[Template, ...] = (
         (
             "Which products cost less than {price}?",
             "Name the products with a unit price below {price}.",
-            "List the products that are cheaper than {price}.",
+            "What can a customer buy for less than {price}?",
+            "Which items are cheaper than {price}?",
+            "List everything we sell under {price}.",
         ),
         lambda v: grid(price=PRICES),
     ),
@@ -570,8 +683,10 @@ TEMPLATES: tuple[Template, ...] = (
         "SELECT name, unit_price FROM product WHERE unit_price BETWEEN {lo} AND {hi}",
         (
             "Which products have a unit price between {lo} and {hi}?",
-            "List products priced between {lo} and {hi}.",
-            "Show products whose price is between {lo} and {hi}, with their prices.",
+            "List products priced from {lo} to {hi}, with prices.",
+            "What costs somewhere between {lo} and {hi}? Show the prices.",
+            "Items in the {lo} to {hi} price range and what they cost?",
+            "Show names and prices of products costing {lo} to {hi}.",
         ),
         lambda v: price_pairs(),
     ),
@@ -580,8 +695,10 @@ TEMPLATES: tuple[Template, ...] = (
         "SELECT first_name, last_name FROM customer WHERE last_name LIKE '{letter}%'",
         (
             "Which customers have a last name starting with {letter}?",
-            "List customers whose last name begins with the letter {letter}.",
-            "Show the full names of customers whose surname starts with {letter}.",
+            "List customers whose surname begins with the letter {letter}.",
+            "Who are the customers with a family name that starts with {letter}?",
+            "Full names of clients whose last name begins with {letter}?",
+            "Show customers whose surname starts with {letter}.",
         ),
         lambda v: grid(letter=v.letters),
     ),
@@ -591,7 +708,9 @@ TEMPLATES: tuple[Template, ...] = (
         (
             "Which products have {word} in their name?",
             "List all products whose name contains {word}.",
-            "Find products with the word {word} in the name.",
+            "Do we sell anything called {word}? List those products.",
+            "Find items with the word {word} in the name.",
+            "Search the products for {word}.",
         ),
         lambda v: grid(word=v.name_words),
     ),
@@ -600,8 +719,10 @@ TEMPLATES: tuple[Template, ...] = (
         "SELECT street, city FROM address WHERE city IN ('{c1}', '{c2}')",
         (
             "List the streets and cities of addresses in {c1} or {c2}.",
-            "Show the street and city of addresses located in {c1} or {c2}.",
-            "Which street addresses are in the cities {c1} and {c2}?",
+            "Which street addresses do we have in {c1} and {c2}?",
+            "Show the addresses in either {c1} or {c2}, street and city.",
+            "What streets in {c1} or {c2} appear in our addresses, with the city?",
+            "Give street and city for every address located in {c1} or {c2}.",
         ),
         city_pairs,
     ),
@@ -613,6 +734,8 @@ TEMPLATES: tuple[Template, ...] = (
             "Show {status} orders with a total amount above {amount}.",
             "Which {status} orders are worth more than {amount}?",
             "List the ids and totals of {status} orders over {amount}.",
+            "Big {status} orders: which ones exceed {amount}, and by how much in total?",
+            "Find {status} purchases with a value above {amount}, with their totals.",
         ),
         lambda v: grid(status=STATUSES, amount=AMOUNTS),
     ),
@@ -621,8 +744,34 @@ TEMPLATES: tuple[Template, ...] = (
         "SELECT order_id, order_date FROM orders WHERE customer_id = {cid}",
         (
             "List the orders and order dates of customer {cid}.",
-            "Show the ids and dates of all orders placed by customer {cid}.",
-            "What orders has customer {cid} placed and when?",
+            "What has customer {cid} ordered, and when? Give the order ids.",
+            "When did customer {cid} place orders? Show ids and dates.",
+            "Show the order history of customer number {cid}.",
+            "Which orders belong to customer {cid}, with their dates?",
+        ),
+        customer_ids,
+    ),
+    T(
+        "count_orders_of_customer",
+        "SELECT COUNT(*) FROM orders WHERE customer_id = {cid}",
+        (
+            "How many orders did customer {cid} place?",
+            "How often has customer {cid} bought from us?",
+            "Number of purchases made by customer {cid}?",
+            "Count the orders of client {cid}.",
+            "How many times did customer {cid} order?",
+        ),
+        customer_ids,
+    ),
+    T(
+        "last_order_of_customer",
+        "SELECT MAX(order_date) FROM orders WHERE customer_id = {cid}",
+        (
+            "When did customer {cid} last order?",
+            "What is the most recent order date of customer {cid}?",
+            "When was customer {cid}'s latest purchase?",
+            "Date of the last order from customer {cid}?",
+            "How recently has customer {cid} bought something?",
         ),
         customer_ids,
     ),
@@ -634,6 +783,8 @@ TEMPLATES: tuple[Template, ...] = (
             "Which cities in {country} do we have addresses in?",
             "List the distinct cities of addresses in {country}.",
             "What different cities appear in addresses from {country}?",
+            "Where in {country} are our customers' addresses? Cities only, no repeats.",
+            "Name each city in {country} that appears in an address.",
         ),
         lambda v: grid(country=v.countries),
     ),
@@ -642,8 +793,10 @@ TEMPLATES: tuple[Template, ...] = (
         "SELECT DISTINCT category FROM product WHERE unit_price > {price}",
         (
             "Which product categories have products priced above {price}?",
-            "List the distinct categories of products costing more than {price}.",
-            "What categories include at least one product over {price}?",
+            "In which categories can something cost more than {price}?",
+            "What categories include at least one item over {price}?",
+            "List each category, once, that has a product pricier than {price}.",
+            "Which kinds of products go above {price}?",
         ),
         lambda v: grid(price=PRICES),
     ),
@@ -655,7 +808,9 @@ TEMPLATES: tuple[Template, ...] = (
         (
             "Which {segment} customers have no {col_text} on file?",
             "List {segment} customers whose {col_text} is missing.",
-            "Show the names of {segment} customers with a missing {col_text}.",
+            "We lack the {col_text} of some {segment} customers: who are they?",
+            "Who in the {segment} segment has not given us any {col_text}?",
+            "Names of {segment} clients without any {col_text}?",
         ),
         lambda v: expand(grid(col=list(NULLABLE), segment=SEGMENTS), "col", NULLABLE),
     ),
@@ -665,8 +820,10 @@ TEMPLATES: tuple[Template, ...] = (
         "WHERE {col} IS NOT NULL AND strftime('%Y', signup_date) = '{year}'",
         (
             "List customers who signed up in {year} and have a known {col_text}.",
-            "Which customers that joined in {year} have a {col_text} recorded?",
-            "Show the known {col_text} of customers who signed up in {year}.",
+            "Which customers that joined in {year} have their {col_text} recorded? Show it.",
+            "Show the known {col_text} of customers who registered in {year}.",
+            "For customers acquired in {year}, give name and {col_text} where we have one.",
+            "Names and {col_text} of {year} sign-ups, leaving out those without one.",
         ),
         lambda v: expand(grid(col=list(NULLABLE), year=YEARS), "col", NULLABLE),
     ),
@@ -676,7 +833,9 @@ TEMPLATES: tuple[Template, ...] = (
         (
             "How many {segment} customers have a recorded {col_text}?",
             "Count the {segment} customers whose {col_text} is known.",
-            "Count the non-null {col} values among {segment} customers.",
+            "For how many {segment} clients do we have any {col_text}?",
+            "Number of {segment} customers we could reach by {col_text}?",
+            "How many {col_text} entries exist among {segment} customers?",
         ),
         lambda v: expand(grid(col=list(NULLABLE), segment=SEGMENTS), "col", NULLABLE),
     ),
@@ -686,7 +845,9 @@ TEMPLATES: tuple[Template, ...] = (
         (
             "How many addresses in {country} have a postal code?",
             "Count the addresses in {country} with a known postal code.",
-            "In {country}, how many addresses include a postal code?",
+            "In {country}, how many addresses include a zip code?",
+            "How many {country} addresses come with a postcode?",
+            "Number of postal codes we know for addresses in {country}?",
         ),
         lambda v: grid(country=v.countries),
     ),
@@ -696,8 +857,10 @@ TEMPLATES: tuple[Template, ...] = (
         "status = '{status}'",
         (
             "Which {status} orders have no shipping address?",
-            "List {status} orders where the shipping address is missing.",
+            "List {status} orders where the delivery address is missing, with dates.",
             "Show the ids and dates of {status} orders without a shipping address.",
+            "We don't know where some {status} orders go: which ones, and when?",
+            "{status} orders lacking a destination address, with their order dates?",
         ),
         lambda v: grid(status=STATUSES),
     ),
@@ -707,8 +870,10 @@ TEMPLATES: tuple[Template, ...] = (
         "'{country}'",
         (
             "Which addresses in {country} are missing a postal code?",
-            "List the street and city of {country} addresses with no postal code.",
-            "Show addresses in {country} that have no postal code.",
+            "List the street and city of {country} addresses with no postcode.",
+            "Show addresses in {country} that have no zip code.",
+            "What {country} addresses lack a postal code? Street and city please.",
+            "Streets and cities in {country} where the postal code is unknown?",
         ),
         lambda v: grid(country=v.countries),
     ),
@@ -720,7 +885,9 @@ TEMPLATES: tuple[Template, ...] = (
         (
             "How many {status} orders were placed in {year}?",
             "Count the orders from {year} with status {status}.",
-            "What is the number of {status} orders in {year}?",
+            "In {year}, how many orders ended up {status}?",
+            "What is the number of {status} purchases in {year}?",
+            "How many of the {year} orders are {status}?",
         ),
         lambda v: grid(status=STATUSES, year=YEARS),
     ),
@@ -729,8 +896,10 @@ TEMPLATES: tuple[Template, ...] = (
         "SELECT SUM(total_amount) FROM orders WHERE customer_id = {cid}",
         (
             "What is the total amount spent by customer {cid}?",
-            "How much has customer {cid} spent across all orders?",
-            "Compute the sum of order totals for customer {cid}.",
+            "How much has customer {cid} spent with us?",
+            "Add up the order totals of customer {cid}.",
+            "How much money did client {cid} bring in overall?",
+            "What is customer {cid}'s lifetime spending?",
         ),
         customer_ids,
     ),
@@ -740,7 +909,9 @@ TEMPLATES: tuple[Template, ...] = (
         (
             "What is the {agg_text} unit price of {category} products?",
             "Give the {agg_text} price among products in the {category} category.",
-            "Find the {agg_text} price of a product in the {category} category.",
+            "What does the {agg_text} {category} item cost?",
+            "In {category}, what is the {agg_text} price?",
+            "Find the {agg_text} cost of a {category} product.",
         ),
         lambda v: expand(
             grid(agg=list(PRICE_AGG), category=v.categories), "agg", PRICE_AGG
@@ -752,8 +923,10 @@ TEMPLATES: tuple[Template, ...] = (
         "'{year}'",
         (
             "What was the {agg_text} order amount in {year}?",
-            "Find the {agg_text} total amount of orders placed in {year}.",
+            "Find the {agg_text} total of orders placed in {year}.",
             "In {year}, what was the {agg_text} order value?",
+            "Looking at {year}'s orders, what is the {agg_text} amount?",
+            "Give me the {agg_text} purchase value for {year}.",
         ),
         lambda v: expand(grid(agg=list(AMOUNT_AGG), year=YEARS), "agg", AMOUNT_AGG),
     ),
@@ -763,7 +936,9 @@ TEMPLATES: tuple[Template, ...] = (
         (
             "How many addresses are in {city}?",
             "Count the addresses located in {city}.",
-            "What is the number of addresses in the city of {city}?",
+            "How many of our addresses are in the city of {city}?",
+            "Number of addresses we have in {city}?",
+            "How many places in {city} do we deliver or bill to?",
         ),
         lambda v: grid(city=v.cities),
     ),
@@ -774,7 +949,9 @@ TEMPLATES: tuple[Template, ...] = (
         (
             "How many {channel} contacts ended with outcome {outcome}?",
             "Count the contacts made by {channel} whose outcome was {outcome}.",
-            "What number of {channel} contacts had the outcome {outcome}?",
+            "How often did a {channel} contact end as {outcome}?",
+            "Number of {outcome} results among {channel} contacts?",
+            "How many times did reaching out by {channel} end {outcome}?",
         ),
         lambda v: grid(channel=CHANNELS, outcome=OUTCOMES),
     ),
@@ -785,11 +962,44 @@ TEMPLATES: tuple[Template, ...] = (
         (
             "How many {segment} customers signed up in {year}?",
             "Count the {segment} customers who joined in {year}.",
-            "What is the number of {segment} customers with a signup in {year}?",
+            "How many new {segment} clients did we get in {year}?",
+            "Number of {segment} registrations in {year}?",
+            "In {year}, how many customers of the {segment} segment came on board?",
         ),
         lambda v: grid(segment=SEGMENTS, year=YEARS),
     ),
     # --- GROUP BY / HAVING ------------------------------------------------------------
+    T(
+        "customers_per_segment",
+        "SELECT segment, COUNT(*) FROM customer GROUP BY segment",
+        (
+            "How many customers are in each segment?",
+            "Break down our customers by segment.",
+            "Give the number of customers per segment.",
+        ),
+        lambda v: [{}],
+    ),
+    T(
+        "products_per_category",
+        "SELECT category, COUNT(*) FROM product GROUP BY category",
+        (
+            "How many products are in each category?",
+            "Count the items we sell per category.",
+            "How big is each product category?",
+        ),
+        lambda v: [{}],
+    ),
+    T(
+        "orders_per_month_in_year",
+        "SELECT strftime('%m', order_date), COUNT(*) FROM orders WHERE strftime('%Y', "
+        "order_date) = '{year}' GROUP BY strftime('%m', order_date)",
+        (
+            "How many orders were placed each month in {year}?",
+            "Show the monthly order count for {year}.",
+            "Month by month, how many orders came in during {year}?",
+        ),
+        lambda v: grid(year=YEARS),
+    ),
     T(
         "address_count_per_city_in_country",
         "SELECT city, COUNT(*) FROM address WHERE country = '{country}' GROUP BY city",
@@ -797,6 +1007,8 @@ TEMPLATES: tuple[Template, ...] = (
             "How many addresses are there in each city of {country}?",
             "Count the addresses per city for {country}.",
             "For each city in {country}, give the number of addresses.",
+            "Break down our {country} addresses by city.",
+            "Which cities in {country} have addresses, and how many each?",
         ),
         lambda v: grid(country=v.countries),
     ),
@@ -806,7 +1018,7 @@ TEMPLATES: tuple[Template, ...] = (
         (
             "What is the {agg_text} unit price in each product category?",
             "Show the {agg_text} product price per category.",
-            "For every category, give the {agg_text} unit price.",
+            "For every category, what does the {agg_text} item cost?",
         ),
         lambda v: expand(grid(agg=list(PRICE_AGG)), "agg", PRICE_AGG),
     ),
@@ -816,8 +1028,8 @@ TEMPLATES: tuple[Template, ...] = (
         "'{year}' GROUP BY status",
         (
             "How many orders of each status were placed in {year}?",
-            "Count the orders placed in {year} for each status.",
-            "For orders from {year}, show the number per status.",
+            "Break down the {year} orders by status.",
+            "For purchases made in {year}, how many are in each state?",
         ),
         lambda v: grid(year=YEARS),
     ),
@@ -828,7 +1040,8 @@ TEMPLATES: tuple[Template, ...] = (
         (
             "How many contacts with outcome {outcome} were there per channel?",
             "Count the {outcome} contacts for each channel.",
-            "For each channel, count the contacts whose outcome was {outcome}.",
+            "By channel, how many customer interactions ended {outcome}?",
+            "Split the {outcome} contacts by how we reached the customer.",
         ),
         lambda v: grid(outcome=OUTCOMES),
     ),
@@ -839,7 +1052,9 @@ TEMPLATES: tuple[Template, ...] = (
         (
             "Which customers have placed more than {n} orders, and how many?",
             "List customer ids with more than {n} orders and their order counts.",
-            "Show customers with over {n} orders and their number of orders.",
+            "Who ordered more than {n} times? Give ids and counts.",
+            "Our repeat buyers with over {n} purchases: ids and number of orders?",
+            "Customers with more than {n} orders on record, and their order counts?",
         ),
         lambda v: grid(n=range(2, 12)),
     ),
@@ -850,7 +1065,9 @@ TEMPLATES: tuple[Template, ...] = (
         (
             "Which categories have an average unit price above {price}?",
             "List product categories whose average price exceeds {price}.",
-            "Find categories with an average product price greater than {price}.",
+            "In which categories does the typical item cost more than {price} on average?",
+            "Which kinds of product average over {price}?",
+            "Categories with a mean price higher than {price}?",
         ),
         lambda v: grid(price=PRICES),
     ),
@@ -860,6 +1077,8 @@ TEMPLATES: tuple[Template, ...] = (
         (
             "Which countries have at least {n} addresses?",
             "List countries with {n} or more addresses and their counts.",
+            "In which countries do we have {n} addresses or more, and how many?",
+            "Countries holding no fewer than {n} addresses, with the number?",
             "Show each country having at least {n} addresses, with the count.",
         ),
         lambda v: grid(n=range(5, 25)),
@@ -871,6 +1090,8 @@ TEMPLATES: tuple[Template, ...] = (
         (
             "Which orders contain more than {n} units in total?",
             "List order ids whose total quantity exceeds {n}, with the quantity.",
+            "Which orders had over {n} items in them, counting quantities?",
+            "Orders where more than {n} pieces were bought, with the number of pieces?",
             "Show orders with a combined item quantity above {n}.",
         ),
         lambda v: grid(n=range(4, 16)),
@@ -882,8 +1103,10 @@ TEMPLATES: tuple[Template, ...] = (
         "ON T1.customer_id = T2.customer_id GROUP BY T1.customer_id HAVING "
         "SUM(T2.total_amount) > {amount}",
         (
-            "Which customers spent over {amount} in total? Give last name and total.",
+            "Which customers spent over {amount} in total? Give surname and total.",
             "List last names of customers whose orders total over {amount}, with sums.",
+            "Who has spent more than {amount} with us? Surname and amount, please.",
+            "Our best clients, above {amount} spent: family names and spending?",
             "Show last name and total spending for customers who spent above {amount}.",
         ),
         lambda v: grid(amount=SPEND),
@@ -894,8 +1117,10 @@ TEMPLATES: tuple[Template, ...] = (
         "SELECT name, unit_price FROM product ORDER BY unit_price {dir} LIMIT {n}",
         (
             "What are the {n} {adj} products and their prices?",
-            "List the {n} {adj} products with their prices.",
+            "List the {n} {adj} items we sell, with what they cost.",
             "Show the top {n} {adj} products and their unit prices.",
+            "Give me our {n} {adj} articles and their prices.",
+            "Which {n} products are the {adj}? Include prices.",
         ),
         lambda v: expand(grid(dir=list(PRICE_ORDER), n=TOP_N), "dir", PRICE_ORDER),
     ),
@@ -905,8 +1130,10 @@ TEMPLATES: tuple[Template, ...] = (
         "total_amount DESC LIMIT {n}",
         (
             "Show the {n} largest {status} orders by total amount.",
-            "What are the {n} biggest {status} orders by amount?",
-            "List the top {n} {status} orders ranked by total amount.",
+            "What are the {n} biggest {status} orders and their values?",
+            "List the top {n} {status} purchases ranked by how much they were worth.",
+            "Which {n} {status} orders brought in the most money, with totals?",
+            "Give the {n} most valuable {status} orders and their amounts.",
         ),
         lambda v: grid(status=STATUSES, n=TOP_N),
     ),
@@ -915,9 +1142,11 @@ TEMPLATES: tuple[Template, ...] = (
         "SELECT first_name, last_name, signup_date FROM customer ORDER BY signup_date "
         "{dir} LIMIT {n}",
         (
-            "Who were the {n} {adj} customers to sign up?",
+            "Who were the {n} {adj} customers to sign up, and when?",
             "List the {n} customers with the {adj} signup dates.",
-            "Show the names and signup dates of the {n} {adj} customers to join.",
+            "Show the names and join dates of the {n} {adj} customers to register.",
+            "Which {n} clients joined {adj}? Give the dates too.",
+            "Name the {n} {adj} people to become customers, with the date.",
         ),
         lambda v: expand(grid(dir=list(SIGNUP_ORDER), n=TOP_N), "dir", SIGNUP_ORDER),
     ),
@@ -928,6 +1157,8 @@ TEMPLATES: tuple[Template, ...] = (
         (
             "Which {n} customers have spent the most in total?",
             "List the top {n} customers by total order amount.",
+            "Who are our {n} biggest spenders? Give ids and amounts.",
+            "Rank customers by spending and show the first {n}.",
             "Show the {n} customers with the highest total spending.",
         ),
         lambda v: grid(n=TOP_N),
@@ -940,6 +1171,8 @@ TEMPLATES: tuple[Template, ...] = (
         (
             "What are the {n} best-selling products by quantity?",
             "List the top {n} products by total units ordered.",
+            "Which {n} items do customers buy the most of? Give the units.",
+            "Our {n} most popular products by number of pieces sold?",
             "Which {n} products have the highest total quantity ordered?",
         ),
         lambda v: grid(n=TOP_N),
@@ -951,8 +1184,10 @@ TEMPLATES: tuple[Template, ...] = (
         "AND '{end}'",
         (
             "List the orders placed between {start} and {end} with their totals.",
-            "Which orders were made from {start} to {end}, and what were their totals?",
+            "Which orders were made from {start} to {end}, and what were they worth?",
             "Show order ids and totals for orders dated between {start} and {end}.",
+            "What did we sell from {start} through {end}? Order ids and amounts.",
+            "Orders between {start} and {end} with their values?",
         ),
         lambda v: month_ranges(),
     ),
@@ -962,7 +1197,9 @@ TEMPLATES: tuple[Template, ...] = (
         (
             "Which customers signed up after {date}?",
             "List customers whose signup date is later than {date}.",
-            "Show the names of customers who joined after {date}.",
+            "Who joined us after {date}?",
+            "Name the clients that registered after {date}.",
+            "Show the customers acquired since {date}, not counting that day.",
         ),
         lambda v: signup_cutoffs(),
     ),
@@ -972,7 +1209,9 @@ TEMPLATES: tuple[Template, ...] = (
         (
             "How many contacts happened between {start} and {end}?",
             "Count the customer contacts dated from {start} to {end}.",
-            "What is the number of contacts between {start} and {end}?",
+            "How many times did we talk to customers from {start} to {end}?",
+            "Number of customer interactions between {start} and {end}?",
+            "How many contacts were logged from {start} through {end}?",
         ),
         lambda v: quarter_ranges(),
     ),
@@ -982,8 +1221,8 @@ TEMPLATES: tuple[Template, ...] = (
         "WHERE status = '{status}' GROUP BY strftime('%Y', order_date)",
         (
             "What is the total amount of {status} orders per year?",
-            "Show the yearly total amount for {status} orders.",
-            "For each year, sum the total amount of {status} orders.",
+            "Show the yearly revenue from {status} orders.",
+            "For each year, how much were the {status} orders worth?",
         ),
         lambda v: grid(status=STATUSES),
     ),
@@ -994,10 +1233,38 @@ TEMPLATES: tuple[Template, ...] = (
         "ON T1.customer_id = T2.customer_id WHERE T2.last_name = '{last}'",
         (
             "List the orders placed by customers with last name {last}.",
+            "What did the {last} family order, and when? Order ids and dates.",
             "Show order ids and dates for customers named {last}.",
-            "Which orders were made by customers whose last name is {last}?",
+            "Which purchases were made by people with surname {last}, and on what date?",
+            "Orders from customers called {last}, with dates?",
         ),
         lambda v: [{"last": last} for last in v.last_names],
+    ),
+    T(
+        "who_placed_order",
+        "SELECT T2.first_name, T2.last_name FROM orders AS T1 JOIN customer AS T2 "
+        "ON T1.customer_id = T2.customer_id WHERE T1.order_id = {oid}",
+        (
+            "Who placed order {oid}?",
+            "Which customer made order number {oid}?",
+            "Whose order is number {oid}?",
+            "Give the name of the buyer of order {oid}.",
+            "Who is the customer behind order {oid}?",
+        ),
+        lambda v: grid(oid=v.order_ids),
+    ),
+    T(
+        "email_of_order_buyer",
+        "SELECT T2.email FROM orders AS T1 JOIN customer AS T2 "
+        "ON T1.customer_id = T2.customer_id WHERE T1.order_id = {oid}",
+        (
+            "What is the email of whoever placed order {oid}?",
+            "How do I email the customer of order {oid}?",
+            "Find the email address of the buyer of order {oid}.",
+            "Which email belongs to the person who ordered {oid}?",
+            "Order {oid}: what is the customer's email?",
+        ),
+        lambda v: grid(oid=v.order_ids),
     ),
     T(
         "address_locations_of_customer",
@@ -1006,8 +1273,10 @@ TEMPLATES: tuple[Template, ...] = (
         "T1.last_name = '{last}'",
         (
             "In which cities and countries does {first} {last} have addresses?",
-            "List the city and country of every address of {first} {last}.",
+            "Where does {first} {last} live? Give city and country.",
             "Where are the addresses of {first} {last} located?",
+            "List the city and country of every address of {first} {last}.",
+            "What places, city and country, do we have on file for {first} {last}?",
         ),
         people,
     ),
@@ -1018,7 +1287,9 @@ TEMPLATES: tuple[Template, ...] = (
         "ON T1.customer_id = T2.customer_id WHERE T2.city = '{city}'",
         (
             "Which customers have an address in {city}?",
+            "Who lives in {city}?",
             "List the names of customers with an address located in {city}.",
+            "Which clients do we have in {city}? Each one once.",
             "Show the distinct customers who have an address in {city}.",
         ),
         lambda v: grid(city=v.cities),
@@ -1029,10 +1300,26 @@ TEMPLATES: tuple[Template, ...] = (
         "ON T1.customer_id = T2.customer_id WHERE T2.last_name = '{last}'",
         (
             "List the channel and date of contacts with customers named {last}.",
-            "When and through which channel were customers named {last} contacted?",
-            "Show contact channels and dates for customers whose last name is {last}.",
+            "When and how did we get in touch with the {last} customers?",
+            "Show contact channels and dates for customers whose surname is {last}.",
+            "How and when were people called {last} contacted?",
+            "Contacts with customers with family name {last}: channel and date?",
         ),
         lambda v: [{"last": last} for last in v.last_names],
+    ),
+    T(
+        "contact_count_of_person",
+        "SELECT COUNT(*) FROM contact AS T1 JOIN customer AS T2 "
+        "ON T1.customer_id = T2.customer_id WHERE T2.first_name = '{first}' AND "
+        "T2.last_name = '{last}'",
+        (
+            "How many times have we contacted {first} {last}?",
+            "How often did we get in touch with {first} {last}?",
+            "Count the contacts with {first} {last}.",
+            "What is the number of interactions with {first} {last}?",
+            "How many conversations have we had with {first} {last}?",
+        ),
+        people,
     ),
     T(
         "count_orders_segment_status",
@@ -1043,6 +1330,8 @@ TEMPLATES: tuple[Template, ...] = (
             "How many {status} orders come from {segment} customers?",
             "Count the {status} orders placed by {segment} customers.",
             "What is the number of {status} orders from the {segment} segment?",
+            "How many orders by {segment} clients are {status}?",
+            "Among {segment} customers' purchases, how many are {status}?",
         ),
         lambda v: grid(segment=SEGMENTS, status=STATUSES),
     ),
@@ -1052,7 +1341,9 @@ TEMPLATES: tuple[Template, ...] = (
         "ON T1.shipping_address_id = T2.address_id WHERE T2.city = '{city}'",
         (
             "Which orders have a shipping address in {city}, and what is their status?",
-            "List ids and statuses of orders with a shipping address in {city}.",
+            "List ids and statuses of orders shipped to {city}.",
+            "What orders go to {city}, and where do they stand?",
+            "Orders delivered or to be delivered in {city}, with status?",
             "Show orders whose shipping address is in {city} with their status.",
         ),
         lambda v: grid(city=v.cities),
@@ -1063,8 +1354,10 @@ TEMPLATES: tuple[Template, ...] = (
         "ON T1.product_id = T2.product_id WHERE T1.order_id = {oid}",
         (
             "Which products and quantities are in order {oid}?",
-            "List the product names and quantities for order {oid}.",
             "What was bought in order {oid}, and how many of each?",
+            "List the product names and quantities for order {oid}.",
+            "What is inside order {oid}? Items and counts.",
+            "Show the contents of order number {oid}.",
         ),
         lambda v: grid(oid=v.order_ids),
     ),
@@ -1074,8 +1367,10 @@ TEMPLATES: tuple[Template, ...] = (
         "ON T1.product_id = T2.product_id WHERE T2.name = '{product}'",
         (
             "How many units of {product} have been ordered in total?",
-            "What is the total quantity ordered of {product}?",
-            "Sum the quantities of {product} across all order items.",
+            "How many {product} have we sold?",
+            "What is the total quantity ordered of the {product}?",
+            "Count the pieces of {product} bought across all orders.",
+            "How many {product} did customers order altogether?",
         ),
         lambda v: grid(product=v.product_names),
     ),
@@ -1088,8 +1383,10 @@ TEMPLATES: tuple[Template, ...] = (
         "{cid}",
         (
             "Which products has customer {cid} ordered?",
+            "What has customer {cid} bought from us? Each product once.",
             "List the distinct products bought by customer {cid}.",
-            "What products appear in the orders of customer {cid}?",
+            "What items appear in the orders of client {cid}?",
+            "Which of our products did customer number {cid} purchase?",
         ),
         customer_ids,
     ),
@@ -1102,7 +1399,9 @@ TEMPLATES: tuple[Template, ...] = (
         "WHERE T3.country = '{country}'",
         (
             "Which customers have had orders shipped to {country}?",
+            "Who has received a delivery in {country}?",
             "List customers with at least one order shipped to {country}.",
+            "Which clients sent orders to an address in {country}? Each once.",
             "Show the names of customers whose orders were sent to {country}.",
         ),
         lambda v: grid(country=v.countries),
@@ -1116,6 +1415,8 @@ TEMPLATES: tuple[Template, ...] = (
         (
             "How many {category} units are in {status} orders?",
             "What is the total quantity of {category} products in {status} orders?",
+            "How many {category} items were in orders that are now {status}?",
+            "Count the {category} pieces across {status} purchases.",
             "Sum the quantities of {category} items across {status} orders.",
         ),
         lambda v: grid(category=v.categories, status=STATUSES),
@@ -1127,9 +1428,11 @@ TEMPLATES: tuple[Template, ...] = (
         "JOIN product AS T3 ON T2.product_id = T3.product_id WHERE T3.name = "
         "'{product}'",
         (
-            "Which customers have ordered {product}? Give their ids.",
-            "List the ids of customers who bought {product}.",
-            "Give the customer ids of everyone who purchased {product}.",
+            "Which customers have ordered the {product}? Give their ids.",
+            "Who bought a {product}? Customer ids only.",
+            "List the ids of customers who purchased the {product}.",
+            "Give the customer numbers of everyone who ordered a {product}.",
+            "Which customer ids appear on orders containing the {product}?",
         ),
         lambda v: grid(product=v.product_names),
     ),
@@ -1141,7 +1444,9 @@ TEMPLATES: tuple[Template, ...] = (
         (
             "Which products cost more than the average {category} product?",
             "List products priced above the average price of the {category} category.",
-            "Find products more expensive than the mean {category} price.",
+            "What do we sell that is pricier than a typical {category} item on average?",
+            "Find items more expensive than the mean {category} price.",
+            "Which products beat the average {category} price?",
         ),
         lambda v: grid(category=v.categories),
     ),
@@ -1152,6 +1457,8 @@ TEMPLATES: tuple[Template, ...] = (
         (
             "Which customers have never had a {status} order?",
             "List the customers with no {status} orders.",
+            "Who has not a single {status} purchase?",
+            "Name the clients none of whose orders is {status}.",
             "Show the names of customers who have no order with status {status}.",
         ),
         lambda v: grid(status=STATUSES),
@@ -1164,7 +1471,9 @@ TEMPLATES: tuple[Template, ...] = (
         (
             "Which customers had a {channel} contact with outcome {outcome}?",
             "List customers contacted by {channel} where the outcome was {outcome}.",
-            "Show names of customers with a {channel} contact that ended as {outcome}.",
+            "Who did we reach by {channel} with a {outcome} result?",
+            "Names of clients whose {channel} conversation ended {outcome}?",
+            "Show customers with a {channel} contact that ended as {outcome}.",
         ),
         lambda v: grid(channel=CHANNELS, outcome=OUTCOMES),
     ),
@@ -1175,6 +1484,8 @@ TEMPLATES: tuple[Template, ...] = (
         (
             "Which {status} orders have a total amount above the average order amount?",
             "List {status} orders whose total is higher than the average order total.",
+            "Which {status} orders are worth more than a typical order on average?",
+            "{status} purchases above the mean order value, with their totals?",
             "Show {status} orders worth more than the average order.",
         ),
         lambda v: grid(status=STATUSES),
@@ -1209,8 +1520,11 @@ def has_tie_at_limit(conn: sqlite3.Connection, query: str) -> bool:
     return len(rows) > n and rows[n][-1] == rows[n - 1][-1]
 
 
-def build_examples(conn: sqlite3.Connection, seed: int) -> list[dict[str, str]]:
+def build_examples(
+    conn: sqlite3.Connection, seed: int, context: str
+) -> list[dict[str, str]]:
     """Fill each template up to PER_TEMPLATE times; questions and queries are unique.
+    ``context`` is every row's schema context (:func:`schema_context`).
 
     Each row holds the CSV columns plus ``template`` (the template name, not written).
     """
@@ -1243,7 +1557,7 @@ def build_examples(conn: sqlite3.Connection, seed: int) -> list[dict[str, str]]:
                 {
                     "question": question,
                     "query": query,
-                    "context": context_for(query),
+                    "context": context,
                     "db_id": DB_ID,
                     "template": template.name,
                 }
@@ -1268,9 +1582,10 @@ def generate(out_dir: Path, seed: int = DEFAULT_SEED) -> tuple[Path, Path]:
     db_path = out_dir / f"{DB_ID}.sqlite"
     csv_path = out_dir / f"{DB_ID}.csv"
     build_database(db_path, seed)
+    context = schema_context(db_path)
     conn = sqlite3.connect(db_path)
     try:
-        rows = build_examples(conn, seed)
+        rows = build_examples(conn, seed, context)
     finally:
         conn.close()
     write_csv(csv_path, rows)

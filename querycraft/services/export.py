@@ -158,9 +158,12 @@ def _readme(name: str, files: dict[str, Any], ollama: str | None, dialect: str) 
 # ---------------------------------------------------------------- entry
 
 
-def _tokenizer_pre(base_model: str) -> str:
-    """llama.cpp's pre-tokenizer name of the base when it came from a GGUF file (the cache
-    folder records its source), else "default"."""
+def _tokenizer_pre(base_model: str, merged: str | Path) -> str:
+    """llama.cpp's pre-tokenizer name (``tokenizer.ggml.pre``): the base's own when it came
+    from a GGUF file (the cache folder records its source); "gpt-2" for a tokenizer that
+    splits text exactly as GPT-2 does (byte-level with its regex, nothing else: the tiny
+    preset's), since llama.cpp's "default" cuts numbers into groups of three and would make
+    other tokens of "2021" than the tokenizer trained on; else "default"."""
     from querycraft import gguf
 
     source = Path(base_model) / gguf.SOURCE_FILE
@@ -171,7 +174,14 @@ def _tokenizer_pre(base_model: str) -> str:
         field_ = GGUFReader(path).fields.get("tokenizer.ggml.pre")
         return str(field_.contents()) if field_ is not None else "default"
     except (OSError, ValueError, KeyError):
+        pass
+    try:
+        pre = json.loads((Path(merged) / "tokenizer.json").read_text()).get("pre_tokenizer")
+    except (OSError, ValueError):
         return "default"
+    gpt2 = isinstance(pre, dict) and pre.get("type") == "ByteLevel" \
+        and pre.get("use_regex", True) and not pre.get("add_prefix_space", False)
+    return "gpt-2" if gpt2 else "default"
 
 
 def _single_db_id(finetune: FinetuneArtifact) -> str:
@@ -233,7 +243,7 @@ def run(cfg: DictConfig) -> Path:
             k_quants = []
         if k_quants and "f16" not in gguf_types:
             gguf_types.append("f16")  # llama-quantize starts from it
-        pre = _tokenizer_pre(finetune.base_model)
+        pre = _tokenizer_pre(finetune.base_model, merged)
         for out_type in tqdm(gguf_types, desc="GGUF", unit="file"):
             began = time.perf_counter()
             fact = write_gguf(merged, run_.path(f"{name}-{out_type}.gguf"), out_type,

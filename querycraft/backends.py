@@ -236,11 +236,15 @@ class OpenAIBackend:
         self.base_url = self.client.base_url
         self.concurrency = max(1, server_cfg.concurrency)
         self.model = server_cfg.model or self.client.first_model()
+        extra = server_cfg.get("extra_body") or {}
+        self.extra_body = dict(OmegaConf.to_container(extra) if isinstance(extra, DictConfig)
+                               else extra)
 
     def _complete(self, prompts: list[str], settings: GenerationSettings
                   ) -> tuple[list[str], float]:
         began = time.perf_counter()
         payload = {
+            **self.extra_body,
             "model": self.model, "prompt": prompts, "max_tokens": settings.max_new_tokens,
             "temperature": settings.temperature if settings.do_sample else 0.0,
             "top_p": settings.top_p if settings.do_sample else 1.0,

@@ -181,9 +181,11 @@ def _draw_groups(examples: Sequence[Any], eval_fraction: float, seed: int,
     if len(groups) < 2:
         what = {"database": "database", "query": "distinct query"}.get(by, "query skeleton")
         raise QueryCraftError(
-            f"ingest.split_by={by} needs at least two of them, and all {len(examples)} "
-            f"examples share one {what}: use another split_by (random or db_id), or add "
-            "examples")
+            f"ingest.split_by={by} holds out whole groups of one {what}, so it needs at "
+            f"least two, and all {len(examples)} examples share one: use another split_by "
+            "(random or db_id), or add examples. (The sample's preset, data=sample, splits "
+            "by skeleton; for your own file use data=csv data.path=..., which keeps "
+            "ingest's default split.)")
     order = sorted(groups)
     random.Random(f"{seed}:{by}").shuffle(order)
     target = max(1, round(len(examples) * eval_fraction))

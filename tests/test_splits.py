@@ -92,7 +92,8 @@ def test_skeletons_mask_literals_and_aliases_but_keep_names() -> None:
 
 def test_one_group_cannot_be_split() -> None:
     items = [Item(f"q{i}", "SELECT 1", "db") for i in range(5)]
-    with pytest.raises(QueryCraftError, match="split_by=query needs at least two"):
+    with pytest.raises(QueryCraftError,
+                       match=r"split_by=query holds out whole groups.*needs at least two"):
         split_examples(items, 0.2, 1, by="query")
 
 

@@ -61,6 +61,11 @@ class ServerConfig:
     timeout_s: float = 120.0
     # Requests in flight at once; each carries up to infer.batch_size prompts.
     concurrency: int = 4
+    # Fields added to every completions request, for settings the OpenAI API does not name.
+    # llama-cpp-python's server penalises repeated tokens by default (1.1), so its "greedy"
+    # SQL is not the model's; 1.0 turns that off (llama.cpp's llama-server, vLLM and Ollama
+    # ignore or already default to it). {} for a server that rejects fields it does not know.
+    extra_body: dict[str, Any] = field(default_factory=lambda: {"repeat_penalty": 1.0})
 
 
 @dataclass

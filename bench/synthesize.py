@@ -84,7 +84,7 @@ def main() -> int:
         return 0
     runs = {seed: run_once(args, work / f"seed{seed}", seed) for seed in args.seeds}
     (work / "results.json").write_text(json.dumps(runs, indent=2))
-    print(f"\n{len(runs)} runs (seeds {', '.join(map(str, runs))}): EX raw, mean (min-max); "
+    print(f"\n{len(runs)} run(s) (seeds {', '.join(map(str, runs))}): EX raw, mean (min-max); "
           "corrected beside it\n")
     print("| condition | EX raw | EX corrected |\n|---|---|---|")
     for condition in next(iter(runs.values()))["results"]:
@@ -186,7 +186,7 @@ def run_once(args: argparse.Namespace, work: Path, seed: int | None) -> dict:
               f"{r['valid_sql']:.2f} | {r['exact_set_match']:.3f} | {r['items']} |")
     ratio = summary["ratio_synthesized_to_hand_written"]
     print(f"\nsynthesized-only / hand-written EX: "
-          f"{'n/a (no hand-written run)' if ratio is None else f'{ratio:.2f}'} "
+          f"{'n/a (no hand-written run, or its EX is 0)' if ratio is None else f'{ratio:.2f}'} "
           "(goal: at least 0.70)")
     return summary
 

@@ -236,9 +236,8 @@ class OpenAIBackend:
         self.base_url = self.client.base_url
         self.concurrency = max(1, server_cfg.concurrency)
         self.model = server_cfg.model or self.client.first_model()
-        extra = server_cfg.get("extra_body") or {}
-        self.extra_body = dict(OmegaConf.to_container(extra) if isinstance(extra, DictConfig)
-                               else extra)
+        extra = server_cfg.get("extra_body")  # a DictConfig: plain values for json.dumps
+        self.extra_body = OmegaConf.to_container(extra) if extra else {}
 
     def _complete(self, prompts: list[str], settings: GenerationSettings
                   ) -> tuple[list[str], float]:

@@ -208,6 +208,15 @@ def test_batching_knobs_reach_the_trainer(finetune):
     assert rates[:4] == pytest.approx([0.0, 5e-4, 1e-3, 1e-3])
 
 
+def test_training_losses_go_to_the_log_and_leave_stdout_to_results(finetune, capsys, caplog):
+    # The Trainer's stock progress callback writes {'loss': ...} lines to stdout.
+    caplog.set_level("INFO", logger="querycraft")
+    finetune([])
+    assert "loss" not in capsys.readouterr().out
+    steps = [r.getMessage() for r in caplog.records if r.getMessage().startswith("step ")]
+    assert len(steps) >= 4 and all("loss" in line for line in steps[:4])
+
+
 def test_step_sorted_order_keeps_random_steps_and_sorts_inside_each():
     lengths = [(i * 37) % 101 for i in range(50)]
     order = step_sorted_order(lengths, step_size=8, seed=4)

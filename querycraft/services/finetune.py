@@ -379,6 +379,26 @@ def _training_arguments(cfg: DictConfig, run_: Run, has_validation: bool) -> Any
     )
 
 
+def _progress_to_log() -> Any:
+    """The Trainer's progress bar, with its ``{'loss': ...}`` lines sent to the log.
+
+    The stock ProgressCallback writes them with ``tqdm.write`` to stdout, which the CLI keeps
+    for results only (a pipeline's stdout held ~60 of them before its table).
+    """
+    from transformers.trainer_callback import ProgressCallback
+
+    class ProgressToLog(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not state.is_world_process_zero or not logs:
+                return
+            shown = {k: v for k, v in logs.items() if k != "total_flos"}
+            log.info("step %d: %s", state.global_step, ", ".join(
+                f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                for k, v in shown.items()))
+
+    return ProgressToLog()
+
+
 def _callbacks(cfg: DictConfig, run_: Run) -> list[Any]:
     from transformers import EarlyStoppingCallback
     from transformers.integrations import TensorBoardCallback
@@ -589,6 +609,10 @@ def run(cfg: DictConfig) -> Path:
             processing_class=tokenizer,
             callbacks=_callbacks(cfg, run_),
         )
+        from transformers.trainer_callback import ProgressCallback
+
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(_progress_to_log())
         checkpoint = (last_complete_checkpoint(run_.path(CHECKPOINTS_DIR)) if run_.resumed
                       else None)
         if run_.resumed:

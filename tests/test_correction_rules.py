@@ -107,11 +107,13 @@ def test_config_switches_are_the_rules_in_order() -> None:
     assert all(CorrectConfig().rules.values())
 
 
-def test_conf_service_lists_the_rules_in_order() -> None:
-    text = (PROJECT_ROOT / "conf" / "service" / "correct.yaml").read_text()
-    listed = re.search(r"^# rules: (.*)$", text, re.MULTILINE)
-    assert listed is not None, "conf/service/correct.yaml lists no rules"
-    assert [n.strip() for n in listed.group(1).split(",")] == list(RULES)
+def test_rules_that_parse_are_off_for_a_dialect_sqlglot_does_not_know() -> None:
+    parsing = [rule.name for rule in RULE_OBJECTS if rule.parses]
+    assert parsing == ["fix_identifiers", "fix_qualifiers", "fit_dialect", "reformat"]
+    # reformat would re-render this; with an unknown dialect the text comes back as it was.
+    result = correct_sql("select  a   from t", read_dialect="nosuchdialect")
+    assert result.sql == "select  a   from t" and not set(result.fired) & set(parsing)
+    assert correct_sql("select  a   from t").fired == ["reformat"]
 
 
 def test_docs_table_is_the_rules_in_order_with_their_descriptions() -> None:

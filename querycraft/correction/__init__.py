@@ -45,7 +45,7 @@ __all__ = [
 RULES: tuple[str, ...] = tuple(rule.name for rule in RULE_LIST)
 
 # The rules that need a dialect sqlglot knows; off when either dialect is unknown.
-_PARSING_RULES = ("fix_identifiers", "fix_qualifiers", "fit_dialect", "reformat")
+_PARSING_RULES = tuple(rule.name for rule in RULE_LIST if rule.parses)
 
 
 @dataclass

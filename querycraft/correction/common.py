@@ -78,19 +78,22 @@ RuleFunction = Callable[[str, Context], str]
 
 @dataclass(frozen=True)
 class Rule:
-    """One correction rule: its name (the switch ``correct.rules.<name>``), the function and
-    the one-line description the docs table shows."""
+    """One correction rule: its name (the switch ``correct.rules.<name>``), the function,
+    the one-line description the docs table shows, and whether it parses the SQL (such a rule
+    is off when sqlglot does not know the dialect)."""
 
     name: str
     apply: RuleFunction
     description: str
+    parses: bool = False
 
     @classmethod
     def of(cls, module: ModuleType) -> Rule:
         """The rule a module of :mod:`querycraft.correction.rules` defines: the function
-        named like the module, and its ``DESCRIPTION``."""
+        named like the module, its ``DESCRIPTION`` and ``PARSES`` (absent: a text rule)."""
         name = module.__name__.rsplit(".", 1)[-1]
-        return cls(name, getattr(module, name), module.DESCRIPTION)
+        return cls(name, getattr(module, name), module.DESCRIPTION,
+                   getattr(module, "PARSES", False))
 
 
 # --------------------------------------------------------------------------------------------

@@ -51,12 +51,9 @@ class CorrectConfig:
     # this dialect: by default the target database's (db.kind's engine), so corrected SQL
     # runs there and is validated there. Set it to write for another database.
     target_dialect: str = "${qc_engine:${db.kind},dialect}"
-    # The correction rules, each on or off (docs/CORRECT.md), in the order they run: the names
-    # of querycraft/correction/rules RULES, written out like conf/service/correct.yaml's list
-    # (tests/test_correction_rules.py checks they match).
-    rules: dict[str, bool] = field(default_factory=lambda: dict.fromkeys(
-        ("extract_statement", "join_split_operators", "balance_quotes_and_parentheses",
-         "fix_identifiers", "fix_qualifiers", "fit_dialect", "reformat"), True))
+    # The correction rules, each on or off (docs/CORRECT.md), in the order they run: every
+    # rule of querycraft/correction/rules RULES, on.
+    rules: dict[str, bool] = field(default_factory=lambda: dict.fromkeys(RULES, True))
     # Check each corrected query against the database (EXPLAIN: compiled, not run).
     validate: bool = True
     # fix_identifiers: the most edits between a wrong name and the one it is replaced by

@@ -23,6 +23,8 @@ from querycraft.correction.common import (
 )
 from querycraft.dialects import transpile_one
 
+# Parses the SQL: off when sqlglot does not know the read or write dialect.
+PARSES = True
 DESCRIPTION = ("the query written in the target dialect, other dialects' constructs rewritten "
                "(below)")
 

@@ -24,6 +24,8 @@ from querycraft.correction.identifiers import (
     holders_elsewhere,
 )
 
+# Parses the SQL: off when sqlglot does not know the read or write dialect.
+PARSES = True
 DESCRIPTION = "tables and columns checked against the schema (below)"
 
 

@@ -17,6 +17,8 @@ from querycraft.correction.identifiers import (
     holders_elsewhere,
 )
 
+# Parses the SQL: off when sqlglot does not know the read or write dialect.
+PARSES = True
 DESCRIPTION = ("`T1.name` where T1's table has no `name`: qualified with the one other table of "
                "that SELECT that has it (below)")
 

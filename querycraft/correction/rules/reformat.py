@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from querycraft.correction.common import Context, not_a_query, parse
 
+# Parses the SQL: off when sqlglot does not know the read or write dialect.
+PARSES = True
 DESCRIPTION = "re-rendered by sqlglot in the target dialect, when it parses"
 
 

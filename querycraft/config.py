@@ -67,7 +67,6 @@ class ModelConfig:
     """A model preset: where the weights come from and which modules LoRA can target."""
 
     name: str = MISSING
-    family: str = "llama"
     # The transformers model_type (config.json's "model_type"): llama, mistral, qwen2,
     # gemma2, granite, phi3... The tiny builder builds this architecture.
     architecture: str = "llama"
@@ -270,18 +269,6 @@ def config_schema() -> type:
         fields.append((service.settings_key, service.settings,
                        field(default_factory=service.settings)))
     return dataclasses.make_dataclass("QueryCraftConfig", fields, bases=(Config,))
-
-
-def __getattr__(name: str) -> type:
-    """The settings dataclasses that moved into their services (``CorrectConfig``...), still
-    importable from here; looked up lazily because the services import this module."""
-    if name.endswith("Config") and not name.startswith("_"):
-        from querycraft.services import services
-
-        for service in services().values():
-            if service.settings is not None and service.settings.__name__ == name:
-                return service.settings
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _engine_value(kind: str, attribute: str) -> str:

@@ -183,9 +183,3 @@ def make_collator(collator_cfg: Any, tokenizer: PreTrainedTokenizerBase,
         else None,
         packing=bool(collator_cfg.packing),
     )
-
-
-def trained_token_count(batch: dict[str, torch.Tensor]) -> int:
-    """Tokens whose prediction carries loss in ``batch`` (labels other than IGNORE_INDEX)."""
-    # The first position is never predicted (the model shifts labels by one).
-    return int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())

@@ -136,14 +136,6 @@ def _leftmost_select(node: exp.Expression) -> exp.Expression:
             return node
 
 
-def _outer_query(node: exp.Expression) -> exp.Expression | None:
-    """The nearest enclosing query of ``node`` (exclusive)."""
-    parent = node.parent
-    while parent is not None and not isinstance(parent, exp.Query):
-        parent = parent.parent
-    return parent
-
-
 def _flatten(node: exp.Expression | None, leaves: list[exp.Expression], ops: list[str]) -> None:
     """Split an AND/OR tree into its conditions and connectors, like Spider's flat list."""
     while isinstance(node, exp.Paren):

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 import yaml
 
-from querycraft.config import CorrectConfig
 from querycraft.correction import RULES, correct_sql, schema_from_ddl
 from querycraft.correction.rules import RULES as RULE_OBJECTS
 from querycraft.db import read_schema
+from querycraft.services.correct import CorrectConfig
 from tests.conftest import PROJECT_ROOT
 
 FIXTURES = Path(__file__).parent / "fixtures" / "rules"

@@ -280,10 +280,6 @@ class Generator:
         return exp.Select().from_(self.src(child, "T1")).join(self.src(parent, "T2"), on=on)
 
 
-def _text(c: ColumnProfile) -> bool:
-    return c.kind == "text"
-
-
 # ---------------------------------------------------------------- projection
 
 

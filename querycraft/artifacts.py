@@ -22,11 +22,14 @@ import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from querycraft.errors import QueryCraftError
 from querycraft.prompts import SAVED_TEMPLATE_FILE
 from querycraft.runs import Run, iter_runs, read_manifest
+
+if TYPE_CHECKING:
+    from querycraft.backends import ModelSource
 
 DATASET_DIR = "dataset"
 PREDICTIONS_FILE = "predictions.jsonl"
@@ -85,6 +88,9 @@ class IngestArtifact:
     counts: Mapping[str, int] | None = None
     # ingest.load.csv: what was loaded into which table.
     loaded: Mapping[str, Any] | None = None
+    # How each row's schema context was built (querycraft.contexts.ContextSettings as a
+    # dict), so that a question asked later gets the same; None in runs older than it.
+    context: Mapping[str, Any] | None = None
 
     SERVICES: ClassVar[tuple[str, ...]] = ("ingest",)
 
@@ -94,6 +100,8 @@ class IngestArtifact:
         if self.dataset is not None:
             facts.update(dataset=str(self.dataset), dialect=self.dialect,
                          counts=dict(self.counts or {}))
+        if self.context is not None:
+            facts["context"] = dict(self.context)
         if self.loaded is not None:
             facts["loaded"] = dict(self.loaded)
         run_.record(**facts)
@@ -106,7 +114,8 @@ class IngestArtifact:
         return cls(dataset=dataset if dataset.is_dir() else None,
                    dialect=info.get("dialect"), database=info.get("database"),
                    database_kind=info.get("database_kind") or "sqlite",
-                   counts=info.get("counts"), loaded=info.get("loaded"))
+                   counts=info.get("counts"), loaded=info.get("loaded"),
+                   context=info.get("context"))
 
     def split_file(self, split: str) -> Path:
         """The JSONL file of one split (``train`` or ``eval``)."""
@@ -171,6 +180,23 @@ class FinetuneArtifact:
     def ingest(self) -> IngestArtifact:
         """The ingest run it trained on."""
         return IngestArtifact.read(self.ingest_run)
+
+    def model_source(self, use_adapter: bool = True, use_merged: bool = False) -> ModelSource:
+        """What a backend loads for this run: the base with the adapter (stored as it trained,
+        quantized or not), the merged model, or the base alone (``use_adapter=False``)."""
+        from querycraft.backends import ModelSource
+
+        if use_merged and not self.merged_model:
+            raise QueryCraftError(f"{self.adapter.parent} has no merged model; fine-tune with "
+                                  f"train.merge_adapter=true, or use the adapter.")
+        if use_merged:
+            return ModelSource(base=self.base_model, merged=self.merged_model)
+        if not use_adapter:
+            return ModelSource(base=self.base_model)
+        return ModelSource(base=self.base_model, adapter=str(self.adapter),
+                           quantization=(dict(self.quantization)
+                                         if self.quantization is not None else None),
+                           lora_rank=(self.peft or {}).get("r"))
 
 
 # What a correct run adds about its corrections, kept as top-level manifest keys.

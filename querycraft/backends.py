@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from omegaconf import DictConfig, OmegaConf
@@ -37,14 +37,54 @@ Batches = Iterator[tuple[list[int], list[Generation]]]
 
 
 class Backend(Protocol):
-    """What the infer service and self-correction need of a backend: batches of generations.
+    """What callers use of a backend: infer and self-correction take batches of generations,
+    the server's dynamic batcher one batch at a time (streamed where the backend can), and
+    execution-guided voting breaks ties by likelihood where the backend can score texts
+    (``scores_texts``).
 
-    Batches may come in any order (a server backend yields whichever request finishes first);
-    their indices say which prompts they answer, and together they answer every prompt once.
+    ``generate_batches`` may yield batches in any order (a server backend yields whichever
+    request finishes first); their indices say which prompts they answer, and together they
+    answer every prompt once. :class:`BatchBackend` gives the other two from it.
     """
+
+    scores_texts: bool
 
     def generate_batches(self, prompts: list[str], settings: GenerationSettings
                          ) -> Batches: ...
+
+    def generate_batch(self, prompts: list[str], settings: GenerationSettings,
+                       on_text: OnText | None = None) -> list[Generation]: ...
+
+    def logprobs(self, prompt: str, texts: list[str]) -> list[float]: ...
+
+
+class BatchBackend:
+    """A backend that only generates in batches: one batch is those batches collected (no
+    streaming: ``on_text`` is not called, the whole text comes at the end), and it cannot
+    score texts."""
+
+    scores_texts = False
+
+    def generate_batches(self, prompts: list[str], settings: GenerationSettings
+                         ) -> Batches:
+        raise NotImplementedError
+
+    def generate_batch(self, prompts: list[str], settings: GenerationSettings,
+                       on_text: OnText | None = None) -> list[Generation]:
+        found: list[Generation | None] = [None] * len(prompts)
+        for indices, generations in self.generate_batches(
+                prompts, replace(settings, batch_size=max(1, len(prompts)))):
+            for i, generation in zip(indices, generations, strict=True):
+                found[i] = generation
+        missing = [i for i, g in enumerate(found) if g is None]
+        if missing:
+            raise QueryCraftError(f"the backend answered {len(prompts) - len(missing)} of "
+                                  f"{len(prompts)} prompts")
+        return [g for g in found if g is not None]
+
+    def logprobs(self, prompt: str, texts: list[str]) -> list[float]:
+        raise NotImplementedError(f"{type(self).__name__} cannot score texts "
+                                  "(scores_texts is False)")
 
 
 @dataclass
@@ -66,6 +106,8 @@ class ModelSource:
 
 class HFBackend:
     """transformers ``generate``: batched, left-padded, length-sorted (see generation.py)."""
+
+    scores_texts = True
 
     def __init__(self, source: ModelSource, model_cfg: DictConfig) -> None:
         weights = source.merged or source.base
@@ -104,7 +146,7 @@ class HFBackend:
         return sequence_logprobs(self.model, self.tokenizer, prompt, texts)
 
 
-class VLLMBackend:
+class VLLMBackend(BatchBackend):
     """vLLM offline engine; the LoRA adapter is applied through vLLM's LoRA support."""
 
     def __init__(self, source: ModelSource, model_cfg: DictConfig, seed: int) -> None:
@@ -222,7 +264,7 @@ class OpenAIClient:
         return models_[0]["id"]
 
 
-class OpenAIBackend:
+class OpenAIBackend(BatchBackend):
     """Any server with the OpenAI completions API: vLLM, llama.cpp server, Ollama, TGI...
 
     Sends raw prompts (the completions endpoint, not chat), so the server sees exactly the

@@ -197,27 +197,20 @@ class DynamicBatcher:
 
     def _generate(self, batch: list[_Request]) -> list[Generation]:
         prompts, settings = [r.prompt for r in batch], batch[0].settings
-        if hasattr(self.backend, "generate_batch"):
-            def on_text(row: int, text: str) -> None:
-                callback = batch[row].on_delta
-                if callback is not None:
-                    batch[row].streamed = True
-                    callback(text)
 
-            streams = any(r.on_delta is not None for r in batch)
-            return self.backend.generate_batch(prompts, settings,
-                                               on_text if streams else None)
-        results: list[Generation | None] = [None] * len(batch)
-        for indices, generations in self.backend.generate_batches(
-                prompts, replace(settings, batch_size=len(batch))):
-            for i, generation in zip(indices, generations, strict=True):
-                results[i] = generation
-        for request, generation in zip(batch, results, strict=True):
-            if generation is not None and request.on_delta is not None and generation.text:
-                request.on_delta(generation.text)  # no streaming: the text in one piece
-        if any(g is None for g in results):
-            raise QueryCraftError("the backend did not answer every prompt")
-        return results  # type: ignore[return-value]
+        def on_text(row: int, text: str) -> None:
+            callback = batch[row].on_delta
+            if callback is not None:
+                batch[row].streamed = True
+                callback(text)
+
+        streams = any(r.on_delta is not None for r in batch)
+        generations = self.backend.generate_batch(prompts, settings,
+                                                  on_text if streams else None)
+        for request, generation in zip(batch, generations, strict=True):
+            if request.on_delta is not None and not request.streamed and generation.text:
+                request.on_delta(generation.text)  # a backend that cannot stream: one piece
+        return generations
 
     def _finish(self, batch: list[_Request], generations: list[Generation]) -> None:
         self.stats.batches += 1

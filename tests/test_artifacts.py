@@ -101,6 +101,22 @@ def test_finetune_round_trip_and_its_ingest_run(tmp_path):
     assert info["dataset_dir"] == str(tmp_path / "ingest") and "database" not in info
 
 
+def test_the_model_source_of_a_finetune_run_is_built_in_one_place(tmp_path):
+    _ingest(tmp_path / "ingest")
+    run_ = FinetuneArtifact.read(_finetune(tmp_path / "finetune", tmp_path / "ingest")
+                                 .adapter.parent)
+    with_adapter = run_.model_source()
+    assert (with_adapter.base, with_adapter.adapter) == ("tiny", str(run_.adapter))
+    # As it trained: the quantization and the rank (vLLM sizes LoRA slots by it).
+    assert with_adapter.quantization == {"bits": None} and with_adapter.lora_rank == 8
+    base = run_.model_source(use_adapter=False)
+    assert (base.adapter, base.quantization, base.merged) == (None, None, None)
+    with pytest.raises(QueryCraftError, match="no merged model"):
+        run_.model_source(use_merged=True)
+    merged = dataclasses.replace(run_, merged_model=str(tmp_path / "merged"))
+    assert merged.model_source(use_merged=True).merged == str(tmp_path / "merged")
+
+
 @pytest.mark.parametrize("service", ["infer", "correct"])
 def test_predictions_round_trip(tmp_path, service):
     _ingest(tmp_path / "ingest")

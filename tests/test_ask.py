@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from querycraft.asking import Asker
+from querycraft.backends import BatchBackend
 from querycraft.cli import run
 from querycraft.data import prompt_for
 from querycraft.generation import Generation
 from querycraft.runs import read_jsonl
-from querycraft.services.ask import Asker
 from querycraft.services.ask import run as ask_run
 from querycraft.services.infer import question_row, resolve_request
 from tests.conftest import FAST_MODEL, PROJECT_ROOT, make_config
@@ -44,7 +45,7 @@ def finetune_dir(output) -> Path:
                                     *QUICK_TRAIN], output / "finetune"))
 
 
-class Says:
+class Says(BatchBackend):
     """A backend that answers every prompt with ``text`` (and keeps the prompts)."""
 
     def __init__(self, text: str) -> None:

@@ -243,3 +243,21 @@ def test_private_name_detection(tmp_path: Path) -> None:
 
 def test_no_private_name_uses() -> None:
     assert sorted(_all_private_uses()) == []
+
+
+def _service_imports(graph: dict[str, set[str]]) -> list[str]:
+    """Edges from one service module to another (the registry, querycraft.services, aside):
+    a component two services need lives in a core module they both import."""
+    services = "querycraft.services."
+    return sorted(f"{a} -> {b}" for a, targets in graph.items() if a.startswith(services)
+                  for b in targets if b.startswith(services) and b != a)
+
+
+def test_service_import_detection() -> None:
+    graph = {"querycraft.services.ask": {"querycraft.services.ingest", "querycraft.db"},
+             "querycraft.services.pipeline": {"querycraft.services"}}
+    assert _service_imports(graph) == ["querycraft.services.ask -> querycraft.services.ingest"]
+
+
+def test_no_service_imports_another_service() -> None:
+    assert _service_imports(_graph()) == []

@@ -156,10 +156,10 @@ def test_context_is_what_ask_renders(
     so the model trains on the prompt it is later asked in."""
     from conftest import make_config
 
-    from querycraft.services.ingest import question_contexts
+    from querycraft.contexts import question_contexts
 
     cfg = make_config(tmp_path, ["service=ask"])
-    contexts = question_contexts(cfg, str(first_run / "shop.sqlite"), None)
+    contexts = question_contexts(cfg.db, str(first_run / "shop.sqlite"), None)
     try:
         for row in rows[:20]:
             assert row["context"] == contexts.schema("shop", row["question"])

@@ -339,7 +339,7 @@ def test_a_public_address_needs_an_api_key(output, finetune_dir, monkeypatch):
 
 @pytest.fixture(scope="module")
 def backend(output, finetune_dir):
-    from querycraft.services.ask import Asker
+    from querycraft.asking import Asker
 
     asker = Asker(make_config(output, ["service=ask", f"ask.finetune_dir={finetune_dir}",
                                        *FAST_MODEL], output / "ask"))

@@ -10,11 +10,11 @@ import pytest
 
 from querycraft import db as dbmod
 from querycraft.cli import run
+from querycraft.contexts import question_contexts
 from querycraft.data import prompt_for
 from querycraft.errors import QueryCraftError
 from querycraft.prompts import load_template
 from querycraft.runs import read_jsonl
-from querycraft.services.ingest import question_contexts
 from querycraft.values import ValueIndex, ValueIndexConfig, read_values
 from tests.conftest import PROJECT_ROOT, make_config
 
@@ -87,7 +87,7 @@ def test_ingest_stores_the_index_and_later_questions_get_the_same_values(tmp_pat
     prompt = prompt_for(with_values, template, "SQLite")
     assert with_values["values"] in prompt  # the training prompt carries them
     cfg = make_config(output, ["service=infer"])
-    contexts = question_contexts(cfg, str(SAMPLE_DB), ingest)
+    contexts = question_contexts(cfg.db, str(SAMPLE_DB), ingest)
     try:
         assert contexts.values("shop", with_values["question"]) == with_values["values"]
     finally:

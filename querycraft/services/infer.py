@@ -30,6 +30,7 @@ from querycraft.artifacts import (
     finished_runs,
 )
 from querycraft.backends import ModelSource, make_backend
+from querycraft.contexts import question_contexts
 from querycraft.data import prompt_for
 from querycraft.db import sqlite_path_for
 from querycraft.errors import QueryCraftError
@@ -162,21 +163,14 @@ def resolve_request(cfg: DictConfig) -> Request:
     finetune_dir = resolve_run(infer.finetune_dir, cfg.paths.output_dir, "finetune",
                                "infer.finetune_dir")
     finetune = FinetuneArtifact.read(finetune_dir)
-    merged = finetune.merged_model if infer.use_merged else None
-    if infer.use_merged and not merged:
+    if infer.use_merged and not finetune.merged_model:
         raise QueryCraftError(f"infer.use_merged=true but {finetune_dir} has no merged model; "
                               f"fine-tune with train.merge_adapter=true, or use the adapter.")
     template_path = finetune.prompt_template
-    source = ModelSource(
-        base=finetune.base_model,
-        adapter=str(finetune.adapter) if infer.use_adapter and not merged else None,
-        merged=merged,
-        quantization=(dict(finetune.quantization)
-                      if infer.use_adapter and finetune.quantization is not None else None),
-        lora_rank=(finetune.peft or {}).get("r"),
-    )
     return Request(
-        source=source if infer.backend != "openai" else None,
+        source=(finetune.model_source(use_adapter=bool(infer.use_adapter),
+                                      use_merged=bool(infer.use_merged))
+                if infer.backend != "openai" else None),
         template=parse_template(template_path.read_text(encoding="utf-8"),
                                name=str(template_path)),
         dialect=finetune.prompt_dialect,
@@ -270,7 +264,7 @@ def _voted_batches(cfg: DictConfig, backend: Any, prompts: list[str], rows: list
               "max_sql_bytes": cfg.db.max_sql_bytes, "max_value_bytes": cfg.db.max_value_bytes,
               "max_result_bytes": cfg.db.max_result_bytes}
     chunk = max(settings.batch_size, 1) * 4
-    scorer = getattr(backend, "logprobs", None)  # the HF backend's: ties by likelihood
+    scorer = backend.logprobs if backend.scores_texts else None  # ties by likelihood
     with dbmod.Databases(target) as databases:
         for start in range(0, len(prompts), chunk):
             indices = list(range(start, min(start + chunk, len(prompts))))
@@ -302,9 +296,7 @@ def _collect(batches: Any, count: int) -> list[Generation]:
 
 def question_row(cfg: DictConfig, request: Request) -> dict[str, Any]:
     """The one question of ``question=...`` as a dataset row, its schema context built the
-    way the training rows' were (:func:`querycraft.services.ingest.question_contexts`)."""
-    from querycraft.services.ingest import question_contexts
-
+    way the training rows' were (:func:`querycraft.contexts.question_contexts`)."""
     database = None
     if cfg.db.kind == "sqlite":
         database = cfg.db.path or request.database
@@ -316,7 +308,7 @@ def question_row(cfg: DictConfig, request: Request) -> dict[str, Any]:
             raise QueryCraftError(f"The database {database} is a folder of several databases; "
                                   f"set db.path to the one SQLite file to ask about, e.g. "
                                   f"{sqlite_path_for(Path(database), '<db_id>')}.")
-    contexts = question_contexts(cfg, database, request.dataset_dir)
+    contexts = question_contexts(cfg.db, database, request.dataset_dir)
     try:
         db_id = contexts.default_db_id()
         return {"id": "question", "question": cfg.question, "query": "",

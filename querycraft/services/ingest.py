@@ -25,7 +25,6 @@ import re
 import sys
 import tempfile
 import time
-from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,17 +35,23 @@ from tqdm.auto import tqdm
 
 from querycraft import db as dbmod
 from querycraft.artifacts import DATASET_DIR, IngestArtifact
+from querycraft.contexts import (
+    VALUES_DIR,
+    ContextSettings,
+    SchemaContexts,
+    database_target,
+)
 from querycraft.errors import QueryCraftError
+from querycraft.inputs import data_problems, folder_not_file, path_exists
 from querycraft.prompts import load_template
 from querycraft.runs import start_run, write_jsonl
 from querycraft.splits import SPLIT_KINDS, Overlap, overlap, split_examples
 from querycraft.sql import parses
-from querycraft.values import ValueIndex, ValueIndexConfig, index_file, read_values
+from querycraft.values import ValueIndexConfig
 
 log = logging.getLogger("querycraft")
 
 # Schema contexts kept in memory (one per database, or per question and database).
-SCHEMA_CACHE_SIZE = 4096
 
 
 @dataclass
@@ -93,29 +98,6 @@ class IngestConfig:
 SETTINGS = IngestConfig
 
 
-def _exists(path: str | None) -> bool:
-    return path is not None and Path(path).exists()
-
-
-def _folder_not_file(setting: str, path: str) -> str:
-    return (f"{setting} '{path}' is a folder, not a file: point {setting} at the file "
-            f"inside it (e.g. {setting}={Path(path) / 'examples.csv'})")
-
-
-def data_problems(cfg: DictConfig) -> list[str]:
-    """The data files a stage that prepares the dataset reads, where they are missing or
-    are folders."""
-    problems = []
-    if not _exists(cfg.data.path):
-        problems.append(f"data.path '{cfg.data.path}' does not exist: put your file in "
-                        f"input/ and point data.path at it")
-    elif Path(cfg.data.path).is_dir():
-        problems.append(_folder_not_file("data.path", cfg.data.path))
-    if cfg.data.database is not None and not _exists(cfg.data.database):
-        problems.append(f"data.database '{cfg.data.database}' does not exist")
-    return problems
-
-
 def check(cfg: DictConfig) -> list[str]:
     """The ingest.* settings; with service=ingest, the file it reads."""
     settings, problems = cfg.ingest, []
@@ -139,10 +121,10 @@ def check(cfg: DictConfig) -> list[str]:
         problems.append("ingest.load.batch_rows must be at least 1")
     if cfg.service.name == "ingest":
         if load.csv:
-            if not _exists(load.csv):
+            if not path_exists(load.csv):
                 problems.append(f"ingest.load.csv '{load.csv}' does not exist")
             elif Path(load.csv).is_dir():
-                problems.append(_folder_not_file("ingest.load.csv", load.csv))
+                problems.append(folder_not_file("ingest.load.csv", load.csv))
         else:
             problems += data_problems(cfg)
     return problems
@@ -337,124 +319,18 @@ READERS = {"csv": _read_csv, "excel": _read_excel, "parquet": _read_parquet,
 # ---------------------------------------------------------------- databases and context
 
 
-class ExampleDatabases:
-    """Each row's database (if any): its schema, read once, and a check that gold SQL runs.
-
-    SQLite: ``data.database`` (a file or a Spider-layout folder). A server (``db=postgres``,
-    ...): the ``db`` group's database, ``{db_id}`` picking each row's. Named apart from
-    :class:`querycraft.db.Databases`, which it uses for the queries.
-    """
-
-    def __init__(self, cfg: DictConfig) -> None:
-        if cfg.db.kind == "sqlite":
-            location = cfg.data.database
-            self.target = dbmod.DatabaseTarget("sqlite", location=location) if location else None
-        else:
-            self.target = dbmod.target_from_config(cfg.db)
-        self.timeout_s = cfg.db.timeout_s
-        self.sample_values = cfg.db.sample_values
-        self.by_question = cfg.ingest.context_tables == "question"
-        self._databases = dbmod.Databases(self.target) if self.target else None
-        settings = OmegaConf.select(cfg, "ingest.value_index", default=None)
-        self.values_settings = ValueIndexConfig(**OmegaConf.to_container(settings)) \
-            if settings else ValueIndexConfig()
-        # Where the value indexes are kept (an ingest run's values/), read from and, when
-        # missing there and a database is at hand, built into.
-        self.values_dir: Path | None = None
-        self._indexes: dict[str, ValueIndex | None] = {}
-        # Least recently used last out: a server asked endless distinct questions (each its
-        # own per-question context) must not keep every one.
-        self._schemas: OrderedDict[tuple[str, str], str] = OrderedDict()
-
-    @property
-    def available(self) -> bool:
-        return self._databases is not None
-
-    def default_db_id(self) -> str:
-        assert self._databases is not None
-        return self._databases.default_db_id()
-
-    def schema(self, db_id: str, question: str) -> str:
-        assert self._databases is not None
-        key = (db_id, question if self.by_question else "")
-        if key in self._schemas:
-            self._schemas.move_to_end(key)
-        else:
-            self._schemas[key] = self._databases.get(db_id).schema_text(
-                sample_values=self.sample_values, question=key[1] or None)
-            while len(self._schemas) > SCHEMA_CACHE_SIZE:
-                self._schemas.popitem(last=False)
-        return self._schemas[key]
-
-    def value_index(self, db_id: str) -> ValueIndex | None:
-        """The database's value index: from ``values_dir`` when it is there, else read from
-        the database (and saved into ``values_dir``); None without either."""
-        if db_id not in self._indexes:
-            stored = index_file(self.values_dir, db_id) if self.values_dir else None
-            if stored is not None and stored.is_file():
-                self._indexes[db_id] = ValueIndex.load(stored)
-            elif self._databases is not None:
-                index = ValueIndex(read_values(self._databases.get(db_id),
-                                               self.values_settings, self.timeout_s))
-                if stored is not None:
-                    index.save(stored)
-                self._indexes[db_id] = index
-            else:
-                self._indexes[db_id] = None
-        return self._indexes[db_id]
-
-    def values(self, db_id: str, question: str) -> str:
-        """The ``{values}`` text for a question: "" when ``ingest.value_index.enabled`` is
-        off."""
-        if not self.values_settings.enabled:
-            return ""
-        index = self.value_index(db_id)
-        settings = self.values_settings
-        return index.render(question, settings.max_values, settings.max_tokens) if index \
-            else ""
-
-    def run(self, db_id: str, sql: str) -> None:
-        assert self._databases is not None
-        self._databases.get(db_id).execute(sql, timeout_s=self.timeout_s, max_rows=1)
-
-    def close(self) -> None:
-        if self._databases is not None:
-            self._databases.close()
+def ingest_contexts(cfg: DictConfig) -> SchemaContexts:
+    """The context reader for this ingest: ``data.database`` (SQLite: a file or a
+    Spider-layout folder) or the ``db`` group's server, with this run's context settings."""
+    return SchemaContexts(database_target(cfg.db, cfg.data.database), context_settings(cfg),
+                          float(cfg.db.timeout_s))
 
 
-def question_contexts(cfg: DictConfig, database: str | None,
-                      ingest_run: Path | None) -> ExampleDatabases:
-    """The schema context reader for questions asked after training (``service=ask``,
-    ``service=infer question=...``): the very reader ingest used for rows without a context,
-    with the ingest run's own ``ingest.context_tables`` and ``db.sample_values`` (from its
-    saved config.yaml), so a question's prompt is built as the training prompts were. This
-    config's settings when there is no such run or its config is gone.
-
-    Args:
-        cfg: The whole config (its ``db`` group names the database kind and server).
-        database: SQLite: the file or Spider-layout folder; ignored for servers.
-        ingest_run: The ingest run the model trained on, or None.
-    """
-    context_tables, sample_values = str(cfg.ingest.context_tables), int(cfg.db.sample_values)
-    values = OmegaConf.to_container(cfg.ingest.value_index)
-    saved_config = ingest_run / "config.yaml" if ingest_run is not None else None
-    if saved_config is not None and saved_config.is_file():
-        saved = OmegaConf.load(saved_config)
-        context_tables = str(OmegaConf.select(saved, "ingest.context_tables", default="all"))
-        sample_values = int(OmegaConf.select(saved, "db.sample_values", default=0) or 0)
-        saved_values = OmegaConf.select(saved, "ingest.value_index", default=None)
-        values = OmegaConf.to_container(saved_values) if saved_values else {"enabled": False}
-    elif ingest_run is not None:
-        log.warning("%s is missing: the schema context uses this config's "
-                    "ingest.context_tables and db.sample_values, which may differ from the "
-                    "prompts the model trained on", saved_config)
-    contexts = ExampleDatabases(OmegaConf.create({
-        "db": {**OmegaConf.to_container(cfg.db, resolve=True), "sample_values": sample_values},
-        "data": {"database": database},
-        "ingest": {"context_tables": context_tables, "value_index": values}}))
-    if ingest_run is not None and (ingest_run / VALUES_DIR).is_dir():
-        contexts.values_dir = ingest_run / VALUES_DIR
-    return contexts
+def context_settings(cfg: DictConfig) -> ContextSettings:
+    """This ingest's context settings, as the run records them."""
+    return ContextSettings.from_dict({
+        "tables": cfg.ingest.context_tables, "sample_values": cfg.db.sample_values,
+        "value_index": OmegaConf.to_container(cfg.ingest.value_index)})
 
 
 # ---------------------------------------------------------------- validation and split
@@ -507,7 +383,7 @@ def unwrap_list_context(text: str) -> str | None:
 PARSE_CACHE_SIZE = 1 << 16
 
 
-def _validate(number: int, record: dict[str, str], checks: _Checks, databases: ExampleDatabases,
+def _validate(number: int, record: dict[str, str], checks: _Checks, databases: SchemaContexts,
               parse: Any = parses) -> Example | Dropped:
     value = {f: (record.get(checks.mapping[f]) or "").strip() for f in FIELDS}
     if not value["question"]:
@@ -638,9 +514,9 @@ def read_examples(cfg: DictConfig, stats: dict[str, Any] | None = None
         raise QueryCraftError(f"data.path {path} does not exist. Put your file in input/ and "
                               f"set data.path to it.")
     if path.is_dir():
-        raise QueryCraftError(_folder_not_file("data.path", str(path)) + ", then ingest "
+        raise QueryCraftError(folder_not_file("data.path", str(path)) + ", then ingest "
                               "again.")
-    databases = ExampleDatabases(cfg)
+    databases = ingest_contexts(cfg)
     examples: list[Example] = []
     dropped: list[Dropped] = []
     seen: dict[tuple[str, str], tuple[int, str]] = {}
@@ -739,7 +615,7 @@ def load_table(cfg: DictConfig) -> Path:
     csv_path = Path(load.csv)
     table = load.table or csv_path.stem
     if csv_path.is_dir():
-        raise QueryCraftError(_folder_not_file("ingest.load.csv", load.csv) + ", then load "
+        raise QueryCraftError(folder_not_file("ingest.load.csv", load.csv) + ", then load "
                               "again.")
     with start_run(cfg, "ingest") as run_:
         target = dbmod.target_from_config(cfg.db)
@@ -763,8 +639,6 @@ def load_table(cfg: DictConfig) -> Path:
     return run_.dir
 
 
-VALUES_DIR = "values"
-
 
 def _question_values(cfg: DictConfig, folder: Path, examples: list[Example],
                      stats: dict[str, Any]) -> dict[int, str]:
@@ -772,7 +646,7 @@ def _question_values(cfg: DictConfig, folder: Path, examples: list[Example],
     from one value index per database, built here and kept in the run's values/."""
     if not cfg.ingest.value_index.enabled:
         return {}
-    databases = ExampleDatabases(cfg)
+    databases = ingest_contexts(cfg)
     if not databases.available:
         raise QueryCraftError("ingest.value_index.enabled=true reads the text values of the "
                               "database, but there is none: set data.database (SQLite) or use "
@@ -839,7 +713,8 @@ def run(cfg: DictConfig) -> Path:
         IngestArtifact(dataset=dataset_dir, dialect=cfg.data.dialect, database=database,
                        database_kind=cfg.db.kind,
                        counts={"train": len(train), "eval": len(evaluation),
-                               "dropped": len(dropped)}).write(run_)
+                               "dropped": len(dropped)},
+                       context=context_settings(cfg).as_dict()).write(run_)
         for d in dropped[:20]:
             log.warning("dropped %s row %d: %s", cfg.data.path, d.source_row, d.reason)
         if len(dropped) > 20:

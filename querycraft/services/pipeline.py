@@ -16,9 +16,9 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from querycraft.artifacts import EvaluationArtifact
+from querycraft.inputs import data_problems
 from querycraft.runs import start_run
 from querycraft.services import get_service
-from querycraft.services.ingest import data_problems
 
 log = logging.getLogger("querycraft")
 

@@ -199,8 +199,8 @@ class Server:
     a lock that lets one thread at a time use the database connections."""
 
     def __init__(self, cfg: DictConfig, asker: Any = None, backend: Any = None) -> None:
+        from querycraft.asking import Asker
         from querycraft.batching import DynamicBatcher
-        from querycraft.services.ask import Asker
 
         self.cfg, self.settings = cfg, cfg.serve
         self.asker = asker if asker is not None else Asker(cfg, backend=backend)

@@ -380,10 +380,7 @@ def teacher_source(cfg: DictConfig):
     if t.finetune_dir:
         run_dir = resolve_run(t.finetune_dir, cfg.paths.output_dir, "finetune",
                               "synthesize.teacher.finetune_dir")
-        finetune = FinetuneArtifact.read(run_dir)
-        return ModelSource(base=finetune.base_model, adapter=str(finetune.adapter),
-                           quantization=(dict(finetune.quantization)
-                                         if finetune.quantization is not None else None))
+        return FinetuneArtifact.read(run_dir).model_source()
     if cfg.model.builder is not None:
         raise QueryCraftError(f"The '{cfg.model.name}' preset has no weights until a finetune "
                               "run builds them: set synthesize.teacher.finetune_dir to a "

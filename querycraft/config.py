@@ -23,6 +23,8 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from querycraft.errors import QueryCraftError
+from querycraft.prompts import load_template
+from querycraft.services import services
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = PROJECT_ROOT / "conf"
@@ -256,7 +258,6 @@ def config_schema() -> type:
     Raises:
         TypeError: a service's settings key is also a shared one.
     """
-    from querycraft.services import services  # local: services import runs, which import us
 
     shared = {f.name for f in dataclasses.fields(Config)}
     fields: list[tuple[str, type, dataclasses.Field]] = []
@@ -274,7 +275,8 @@ def config_schema() -> type:
 def _engine_value(kind: str, attribute: str) -> str:
     """``${qc_engine:<db.kind>,<attribute>}``: an attribute of the target database's engine
     (``dialect``, ``prompt_name``), so that settings naming a dialect follow ``db``."""
-    from querycraft.engines import engine_kinds, get_engine  # local: engines import sqlalchemy
+    # Local: the engines load sqlalchemy and sqlglot, which a config error need not wait for.
+    from querycraft.engines import engine_kinds, get_engine
 
     if kind not in engine_kinds():
         return kind  # check_config reports the unknown db.kind, with the known ones
@@ -364,7 +366,6 @@ def check_config(cfg: DictConfig) -> None:
     Raises:
         QueryCraftError: listing every problem found.
     """
-    from querycraft.services import services  # local: services import runs, which import us
 
     problems = shared_problems(cfg)
     for service in services().values():
@@ -380,9 +381,6 @@ def check_config(cfg: DictConfig) -> None:
 def shared_problems(cfg: DictConfig) -> list[str]:
     """What is wrong with the settings every stage shares: the service's name, the model,
     adapter, collator, data format, database and prompt template."""
-    from querycraft.prompts import load_template  # local: prompts imports this module
-    from querycraft.services import services
-
     problems: list[str] = []
     if cfg.service.name not in services():
         problems.append(f"service.name '{cfg.service.name}' is not one of "
@@ -435,7 +433,8 @@ def shared_problems(cfg: DictConfig) -> list[str]:
 
 
 def _db_problems(cfg: DictConfig) -> list[str]:
-    from querycraft.engines import engine_kinds, get_engine  # local: engines import sqlalchemy
+    # Local: the engines load sqlalchemy and sqlglot, which a config error need not wait for.
+    from querycraft.engines import engine_kinds, get_engine
 
     db, problems = cfg.db, []
     if db.kind not in engine_kinds():

@@ -6,6 +6,7 @@ Usage:
     python bench/synthesize.py --pairs 1200 --synthesized-epochs 1 --max-per-template 8
     python bench/synthesize.py -- train.learning_rate=5e-4   # overrides for every stage
     python bench/synthesize.py --seeds 1 2 3        # repeats: mean and min-max
+    python bench/synthesize.py --dataset spider --seeds 1 2 3 --eval-limit 80 -- train.epochs=1
 
 For the bundled sample database (input/sample/shop.sqlite) it runs, each stage its own
 process as the CLI runs it, in one work folder:
@@ -27,6 +28,17 @@ process as the CLI runs it, in one work folder:
 4. infer, correct and evaluate on the hand-written eval split for: zero-shot (the base model),
    synthesized-only, hand-written.
 
+``--dataset spider`` does the same on the Spider dev databases (../shared/spider-dev): the
+hand-written questions are Spider's, split by query (``ingest.split_by=query``, 30 % for
+evaluation: new queries about databases trained on, as ``real_model.py``'s spider-query);
+the synthesizer writes its pairs from every database of the folder (``db.path`` = the
+folder), none equal to an evaluation query or sharing its shape (skeleton), which is stricter
+than the hand-written split (its training holds other queries of the evaluation's shapes).
+Contexts are the tables each question names (``ingest.context_tables=question``, like every
+Spider condition), so ``--context`` is ``none`` there. No rule is derived from Spider's
+questions: the rules read the database alone. ``--eval-limit N`` scores every condition on the
+same N evaluation questions spread over the databases (``infer.limit_by=spread``).
+
 It also times ``service=synthesize synthesize.count=1000`` (generation seconds, from the
 run's report). Prints a Markdown table and writes <work>/results.json. ``--seeds`` repeats
 everything per seed (``seed=<n>``: the hand-written split, the pairs and the training) in
@@ -44,14 +56,33 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from real_model import ROOT, querycraft, summary_of
+from real_model import ROOT, SPIDER, querycraft, summary_of
 
 SAMPLE_DB = ROOT / "input" / "sample" / "shop.sqlite"
+# Per dataset: the database(s) the synthesizer reads, the hand-written ingest's overrides, and
+# overrides for every stage.
+DATASETS = {
+    "sample": {"database": SAMPLE_DB, "hand_written": ["data=sample"], "every_stage": []},
+    "spider": {
+        "database": SPIDER / "database",
+        "hand_written": ["data=spider", f"data.path={SPIDER / 'dev.json'}",
+                         f"data.database={SPIDER / 'database'}", "ingest.eval_fraction=0.3",
+                         "ingest.split_by=query"],
+        # As real_model.py's Spider conditions: the tables a question needs, room for the
+        # longest prompt, micro-batches of 2 for its activation memory.
+        "every_stage": ["ingest.context_tables=question", "train.max_seq_length=1024",
+                        "train.micro_batch_size=2"]},
+}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--dataset", choices=sorted(DATASETS), default="sample",
+                        help="the bundled shop (default) or the Spider dev databases")
+    parser.add_argument("--eval-limit", type=int, default=None,
+                        help="score every condition on the same N evaluation questions, "
+                             "spread over the split (a reduced budget; say so beside a figure)")
     parser.add_argument("--pairs", type=int, default=None,
                         help="synthesized pairs (default: the hand-written training count)")
     parser.add_argument("--work", type=Path, default=None,
@@ -60,8 +91,9 @@ def main() -> int:
                         help="do not fine-tune on the hand-written split (zero-shot and "
                              "synthesized-only only; compare with an earlier measurement)")
     parser.add_argument("--context", choices=("schema", "query_tables", "none"),
-                        default="schema",
-                        help="synthesize.context for the training pairs (see above)")
+                        default=None,
+                        help="synthesize.context for the training pairs (see above; default: "
+                             "schema for the sample, none for Spider)")
     parser.add_argument("--synthesized-epochs", type=int, default=None,
                         help="train.epochs for the synthesized-only fine-tune alone (default: "
                              "the preset's, as for the hand-written one); synthesized pairs "
@@ -76,6 +108,13 @@ def main() -> int:
                         help="one run per seed (split, pairs, training); adds mean and min-max")
     parser.add_argument("overrides", nargs="*", help="extra config overrides, after --")
     args = parser.parse_args()
+    if args.context is None:
+        args.context = "schema" if args.dataset == "sample" else "none"
+    if args.dataset == "spider" and args.context != "none":
+        parser.error("--dataset spider compares with Spider's questions, whose context is the "
+                     "tables each question names: leave --context unset (none)")
+    if args.dataset == "spider" and not SPIDER.is_dir():
+        parser.error(f"--dataset spider needs the Spider dev set at {SPIDER}")
     work = args.work or Path(tempfile.mkdtemp(prefix="qc-bench-synth-"))
     work.mkdir(parents=True, exist_ok=True)
     print(f"work folder: {work}", flush=True)
@@ -106,8 +145,13 @@ def run_once(args: argparse.Namespace, work: Path, seed: int | None) -> dict:
     """One measurement in ``work``; its summary (also written to <work>/results.json)."""
     work.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    dataset = DATASETS[args.dataset]
+    database = dataset["database"]
     common = [f"model={args.model}", f"paths.output_dir={work}", "train.report_to=[]",
-              *([f"seed={seed}"] if seed is not None else []), *args.overrides]
+              *([f"seed={seed}"] if seed is not None else []), *dataset["every_stage"],
+              *args.overrides]
+    subset = ([f"infer.limit={args.eval_limit}", "infer.limit_by=spread"]
+              if args.eval_limit else [])
     seconds: dict[str, float] = {}
 
     def stage(name: str, service: str, *overrides: str) -> Path:
@@ -122,22 +166,22 @@ def run_once(args: argparse.Namespace, work: Path, seed: int | None) -> dict:
         return folder
 
     timing = stage("synthesize-1000", "synthesize", "synthesize.count=1000",
-                   f"db.path={SAMPLE_DB}")
+                   f"db.path={database}")
     generation_1000 = json.loads((timing / "report.json").read_text())["generation_seconds"]
 
-    hand = stage("ingest-hand-written", "ingest", "data=sample")
+    hand = stage("ingest-hand-written", "ingest", *dataset["hand_written"])
     hand_train = json.loads((hand / "report.json").read_text())["train"]
     pairs = args.pairs or hand_train
     # The evaluation's queries and their shapes are never written for training.
     context = "none" if args.context == "schema" else args.context
     synth = stage("synthesize", "synthesize", f"synthesize.count={pairs}",
-                  f"db.path={SAMPLE_DB}", f"synthesize.context={context}",
+                  f"db.path={database}", f"synthesize.context={context}",
                   *([] if args.no_exclude else [f"synthesize.exclude={hand}"]),
                   *([f"synthesize.max_per_template={args.max_per_template}"]
                     if args.max_per_template else []))
     synth_report = json.loads((synth / "report.json").read_text())
     synth_ingest = stage("ingest-synthesized", "ingest", "data=csv_db",
-                         f"data.path={synth / 'pairs.csv'}", f"data.database={SAMPLE_DB}",
+                         f"data.path={synth / 'pairs.csv'}", f"data.database={database}",
                          "ingest.context_tables="
                          + ("question" if args.context == "none" else "all"),
                          "ingest.eval_fraction=0.05")
@@ -155,7 +199,8 @@ def run_once(args: argparse.Namespace, work: Path, seed: int | None) -> dict:
     results = {}
     for condition, (finetune, use_adapter) in conditions.items():
         infer = stage(f"infer-{condition}", "infer", f"infer.finetune_dir={finetune}",
-                      f"infer.use_adapter={use_adapter}", f"infer.dataset_dir={hand}")
+                      f"infer.use_adapter={use_adapter}", f"infer.dataset_dir={hand}",
+                      *subset)
         correct = stage(f"correct-{condition}", "correct", f"correct.predictions_dir={infer}")
         evaluate = stage(f"evaluate-{condition}", "evaluate",
                          f"evaluate.predictions_dir={correct}")
@@ -166,7 +211,8 @@ def run_once(args: argparse.Namespace, work: Path, seed: int | None) -> dict:
             results[condition]["train_seconds"] = metrics["seconds"]
     hand_ex = results.get("hand-written", {}).get("execution_accuracy")
     synth_ex = results["synthesized-only"]["execution_accuracy"]
-    summary = {"model": args.model, "seed": seed, "pairs": pairs, "context": args.context,
+    summary = {"model": args.model, "dataset": args.dataset, "seed": seed,
+               "eval_limit": args.eval_limit, "pairs": pairs, "context": args.context,
                "synthesized_epochs": args.synthesized_epochs,
                "max_per_template": args.max_per_template,
                "hand_written_train": hand_train,

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -283,11 +283,80 @@ class PredictionsArtifact:
             return None
 
 
+# The rates every scored column has (EvaluationSummary.columns), in the order tables show them.
+COLUMN_METRICS = ("execution_accuracy", "exact_match", "exact_set_match", "token_match",
+                  "valid_sql_rate")
+
+
+@dataclass(frozen=True)
+class EvaluationSummary:
+    """What an evaluate run measured (``summary.json``): the headline column's rates, error
+    and relation counts and breakdowns; every scored column's rates; and what was scored.
+
+    A summary written by an older QueryCraft, or edited by hand, may lack fields: they read as
+    None (or empty), and keys this version does not know are kept in ``extra``.
+    """
+
+    # Items scored (their gold SQL ran) and items left out because their gold SQL failed.
+    items: int | None = None
+    gold_failed: int = 0
+    execution_accuracy: float | None = None
+    exact_match: float | None = None
+    # None when no item could be parsed for Spider's exact-set match.
+    exact_set_match: float | None = None
+    token_match: float | None = None
+    valid_sql_rate: float | None = None
+    errors: Mapping[str, int] = field(default_factory=dict)
+    # How a valid but wrong result relates to the gold result (subset, superset...).
+    relations: Mapping[str, int] = field(default_factory=dict)
+    # name -> {"count", "execution_accuracy", "exact_match"}
+    by_difficulty: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    by_feature: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # The headline column ("sql" or "corrected") and every scored column's COLUMN_METRICS.
+    column: str | None = None
+    columns: Mapping[str, Mapping[str, float | None]] = field(default_factory=dict)
+    predictions: str | None = None
+    model: str | None = None
+    preset: str | None = None
+    adapter: str | None = None
+    peft: Mapping[str, Any] | None = None
+    dataset: str | None = None
+    database: str | None = None
+    distinct: bool | None = None
+    workers: int | None = None
+    seconds: float | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def column_scores(self, column: str) -> Mapping[str, float | None]:
+        """One scored column's rates; the headline's own when ``columns`` lacks it (older
+        summaries scored one column)."""
+        if column in self.columns:
+            return self.columns[column]
+        if column == (self.column or "sql"):
+            return {m: getattr(self, m) for m in COLUMN_METRICS}
+        return {}
+
+    def as_dict(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        for key in ("errors", "relations", "by_difficulty", "by_feature", "columns"):
+            data[key] = {k: dict(v) if isinstance(v, Mapping) else v
+                         for k, v in data[key].items()}
+        if data["peft"] is not None:
+            data["peft"] = dict(data["peft"])
+        return {**data, **self.extra}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> EvaluationSummary:
+        known = {f.name for f in fields(cls)} - {"extra"}
+        values = {k: v for k, v in data.items() if k in known and v is not None}
+        return cls(**values, extra={k: v for k, v in data.items() if k not in known})
+
+
 @dataclass(frozen=True)
 class EvaluationArtifact:
     """An evaluate run: the summary (``summary.json``) and the scored items."""
 
-    summary: Mapping[str, Any]
+    summary: EvaluationSummary
     # items.jsonl; None in a run folder that lost it.
     items: Path | None = None
     # When it finished (else started), as recorded.
@@ -296,10 +365,10 @@ class EvaluationArtifact:
     SERVICES: ClassVar[tuple[str, ...]] = ("evaluate",)
 
     def write(self, run_: Run) -> None:
+        data = self.summary.as_dict()
         if run_.is_main:
-            run_.path(SUMMARY_FILE).write_text(json.dumps(dict(self.summary), indent=2),
-                                               encoding="utf-8")
-        run_.record(summary=dict(self.summary))
+            run_.path(SUMMARY_FILE).write_text(json.dumps(data, indent=2), encoding="utf-8")
+        run_.record(summary=data)
 
     @classmethod
     def read(cls, run_dir: str | Path) -> EvaluationArtifact:
@@ -310,8 +379,12 @@ class EvaluationArtifact:
         summary = (json.loads(path.read_text(encoding="utf-8")) if path.is_file()
                    else _required(info, "summary", run_dir,
                                   "Evaluate again (python -m querycraft service=evaluate)."))
+        if not isinstance(summary, Mapping):
+            raise QueryCraftError(f"{path} is not a JSON object; evaluate again (python -m "
+                                  f"querycraft service=evaluate).")
         items = run_dir / ITEMS_FILE
-        return cls(summary=summary, items=items if items.is_file() else None,
+        return cls(summary=EvaluationSummary.from_dict(summary),
+                   items=items if items.is_file() else None,
                    finished=info.get("finished") or info.get("started"))
 
 

@@ -7,7 +7,8 @@ Every string that comes from a run (questions, SQL, model names, error messages,
 values) is HTML-escaped. Only the standard library is used for the HTML; the lists of
 difficulty buckets and error kinds come from the modules that produce them.
 
-The input is what ``service=evaluate`` writes: the summary dict (``summary.json``) and the
+The input is what ``service=evaluate`` writes: the summary (``summary.json``, read as an
+:class:`~querycraft.artifacts.EvaluationSummary`) and the
 per-item results (``items.jsonl``). Older summaries with fewer keys render too: what is
 missing is left out or shown as a dash.
 """
@@ -16,9 +17,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from html import escape
 from typing import Any
 
+from querycraft.artifacts import EvaluationSummary
 from querycraft.sql_analysis import HARDNESS_LEVELS
 
 # How many failing items the run page lists; the rest are counted.
@@ -175,41 +178,38 @@ def short_name(value: Any) -> str:
     return text.rsplit("/", 1)[-1] if is_path else text
 
 
-def model_label(summary: dict[str, Any]) -> str:
+def model_label(summary: EvaluationSummary) -> str:
     """The model: its preset (``model=...``) when the run recorded one, else the hub id or
     the model folder's name, never an absolute path."""
-    return str(summary.get("preset") or short_name(summary.get("model")) or "unknown model")
+    return str(summary.preset or short_name(summary.model) or "unknown model")
 
 
-def dataset_label(summary: dict[str, Any]) -> str:
+def dataset_label(summary: EvaluationSummary) -> str:
     """The dataset: the ingest run folder's name."""
-    return short_name(summary.get("dataset")) or "—"
+    return short_name(summary.dataset) or "—"
 
 
-def run_label(summary: dict[str, Any], run_name: str | None = None) -> str:
+def run_label(summary: EvaluationSummary, run_name: str | None = None) -> str:
     """A run in words: model preset, adapter (or base model) and dataset, then the run
     folder's name, e.g. ``tiny · lora r=8 α=16 · 1-ingest (6-evaluate)``."""
     label = " · ".join((model_label(summary), adapter_label(summary), dataset_label(summary)))
     return f"{label} ({run_name})" if run_name else label
 
 
-def adapter_label(summary: dict[str, Any]) -> str:
+def adapter_label(summary: EvaluationSummary) -> str:
     """The adapter in a few words: ``qlora r=16 α=32``, the adapter's name, or base model
     (when no adapter wrote the predictions, whatever the finetune run's settings)."""
-    peft = summary.get("peft")
-    if not summary.get("adapter"):
+    peft = summary.peft
+    if not summary.adapter:
         return "base model"
-    if isinstance(peft, dict) and peft:
+    if isinstance(peft, Mapping) and peft:
         parts = [str(peft.get("method") or "adapter")]
         if peft.get("r") is not None:
             parts.append(f"r={peft['r']}")
         if peft.get("alpha") is not None:
             parts.append(f"α={peft['alpha']}")
         return " ".join(parts)
-    adapter = summary.get("adapter")
-    if adapter:
-        return str(adapter).rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1]
-    return "base model"
+    return str(summary.adapter).rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1]
 
 
 def bar_chart(title: str, bars: list[tuple[str, float, str]], *, percent: bool,
@@ -281,56 +281,54 @@ def _count_bars(counts: dict[str, Any]) -> list[tuple[str, float, str]]:
     return [(name, float(count), str(count)) for name, count in ordered]
 
 
-def _cards(summary: dict[str, Any]) -> str:
-    cards = [("Execution accuracy", _pct(summary.get("execution_accuracy")), "ex"),
-             ("Exact match", _pct(summary.get("exact_match")), "em")]
-    if summary.get("exact_set_match") is not None:
-        cards.append(("Exact set match", _pct(summary["exact_set_match"]), "esm"))
-    cards += [("Token match", _pct(summary.get("token_match")), "token"),
-              ("Valid SQL", _pct(summary.get("valid_sql_rate")), "valid"),
-              ("Items", _e(summary.get("items", "—")), "items")]
+def _cards(summary: EvaluationSummary) -> str:
+    cards = [("Execution accuracy", _pct(summary.execution_accuracy), "ex"),
+             ("Exact match", _pct(summary.exact_match), "em")]
+    if summary.exact_set_match is not None:
+        cards.append(("Exact set match", _pct(summary.exact_set_match), "esm"))
+    cards += [("Token match", _pct(summary.token_match), "token"),
+              ("Valid SQL", _pct(summary.valid_sql_rate), "valid"),
+              ("Items", _e("—" if summary.items is None else summary.items), "items")]
     return "<div class=\"cards\">" + "".join(
         f"<div class=\"card\" data-metric=\"{key}\"><div class=\"label\">{_e(label)}</div>"
         f"<div class=\"value\">{value}</div></div>" for label, value, key in cards) + "</div>"
 
 
-def _meta(summary: dict[str, Any]) -> str:
-    adapter = summary.get("adapter")
-    rows = [("Model", summary.get("model")), ("Preset", summary.get("preset")),
+def _meta(summary: EvaluationSummary) -> str:
+    adapter, peft = summary.adapter, summary.peft
+    rows = [("Model", summary.model), ("Preset", summary.preset),
             ("Adapter", adapter or "none (base model)"),
-            ("Adapter settings",
-             adapter_label(summary) if adapter and summary.get("peft") else None),
-            ("Dataset", summary.get("dataset")), ("Database", summary.get("database")),
-            ("Predictions", summary.get("predictions")),
-            ("Headline column", summary.get("column")),
-            ("DISTINCT", summary.get("distinct")),
-            ("Gold queries that failed", summary.get("gold_failed") or None),
-            ("Seconds", summary.get("seconds"))]
-    peft = summary.get("peft")
-    if adapter and isinstance(peft, dict) and peft:
-        rows.append(("PEFT", json.dumps(peft, sort_keys=True, default=str)))
+            ("Adapter settings", adapter_label(summary) if adapter and peft else None),
+            ("Dataset", summary.dataset), ("Database", summary.database),
+            ("Predictions", summary.predictions),
+            ("Headline column", summary.column),
+            ("DISTINCT", summary.distinct),
+            ("Gold queries that failed", summary.gold_failed or None),
+            ("Seconds", summary.seconds)]
+    if adapter and isinstance(peft, Mapping) and peft:
+        rows.append(("PEFT", json.dumps(dict(peft), sort_keys=True, default=str)))
     return "<dl class=\"meta\">" + "".join(
         f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in rows if v not in (None, "")) + "</dl>"
 
 
-COLUMN_METRICS = (("Execution accuracy", "execution_accuracy"), ("Exact match", "exact_match"),
+COLUMN_ROWS = (("Execution accuracy", "execution_accuracy"), ("Exact match", "exact_match"),
                   ("Exact set match", "exact_set_match"), ("Token match", "token_match"),
                   ("Valid SQL", "valid_sql_rate"))
 
 
-def _columns_table(summary: dict[str, Any]) -> str:
+def _columns_table(summary: EvaluationSummary) -> str:
     """Raw and corrected SQL scored side by side (when both were scored)."""
-    columns = summary.get("columns") or {}
+    columns = summary.columns
     if len(columns) < 2:
         return ""
     names = list(columns)
-    headline = summary.get("column")
+    headline = summary.column
     head = "".join(f"<th class=\"num\" data-column=\"{_e(n)}\">{_e(n)}"
                    f"{' (headline)' if n == headline else ''}</th>" for n in names)
     delta_head = (f"<th class=\"num\">{_e(names[1])} − {_e(names[0])}</th>"
                   if len(names) == 2 else "")
     rows = []
-    for label, key in COLUMN_METRICS:
+    for label, key in COLUMN_ROWS:
         values = [columns[n].get(key) for n in names]
         if all(v is None for v in values):
             continue
@@ -414,8 +412,8 @@ def _vote(vote: dict[str, Any] | None) -> str:
     return f"<div class=\"muted vote\">{_e(text)}</div>"
 
 
-def _failing(summary: dict[str, Any], items: list[dict[str, Any]], limit: int) -> str:
-    headline = summary.get("column")
+def _failing(summary: EvaluationSummary, items: list[dict[str, Any]], limit: int) -> str:
+    headline = summary.column
     if not items:
         return ("<h2>Failing items</h2><div class=\"empty\">Per-item results are not available "
                 "for this run.</div>")
@@ -439,25 +437,24 @@ def _failing(summary: dict[str, Any], items: list[dict[str, Any]], limit: int) -
             f"</tr></thead><tbody>{rows}</tbody></table>{more}")
 
 
-def render_run_report(summary: dict[str, Any], items: list[dict[str, Any]], *,
+def render_run_report(summary: EvaluationSummary, items: list[dict[str, Any]], *,
                       title: str | None = None, run_name: str | None = None,
                       max_failing: int = MAX_FAILING) -> str:
     """One evaluation run as a self-contained HTML page.
 
     Args:
-        summary: the run's summary dict (``summary.json``).
+        summary: the run's summary (``summary.json``).
         items: the per-item results (``items.jsonl``), of every scored column.
         title: the page heading; by default the model preset, adapter (or base model),
             dataset and ``run_name`` (the run folder's name).
         max_failing: how many failing items to list; the rest are counted.
     """
     heading = title or f"Evaluation: {run_label(summary, run_name)}"
-    subtitle = " · ".join(_e(x) for x in (f"column {summary.get('column') or '?'}",
-                                          summary.get("predictions") and
-                                          f"predictions {short_name(summary['predictions'])}")
+    subtitle = " · ".join(_e(x) for x in (f"column {summary.column or '?'}",
+                                          summary.predictions and
+                                          f"predictions {short_name(summary.predictions)}")
                           if x)
-    by_difficulty = summary.get("by_difficulty") or {}
-    by_feature = summary.get("by_feature") or {}
+    by_difficulty, by_feature = summary.by_difficulty, summary.by_feature
     feature_order = sorted(by_feature, key=lambda f: (-(by_feature[f] or {}).get("count", 0), f))
     charts = "".join([
         bar_chart("Execution accuracy by difficulty",
@@ -467,11 +464,11 @@ def render_run_report(summary: dict[str, Any], items: list[dict[str, Any]], *,
                   percent=True, chart_id="difficulty"),
         bar_chart("Execution accuracy by SQL feature", _accuracy_bars(by_feature, feature_order),
                   percent=True, chart_id="feature"),
-        bar_chart("Errors by kind", _count_bars(summary.get("errors") or {}), percent=False,
+        bar_chart("Errors by kind", _count_bars(dict(summary.errors)), percent=False,
                   chart_id="errors"),
         # Wrong results only: "same" is a correct item (older summaries counted it).
         bar_chart("Results of valid but wrong SQL, by relation to the gold result",
-                  _count_bars({k: v for k, v in (summary.get("relations") or {}).items()
+                  _count_bars({k: v for k, v in summary.relations.items()
                                if k != "same"}), percent=False, chart_id="relations"),
     ])
     caveat = ""
@@ -490,7 +487,7 @@ def _when(value: Any) -> str:
 
 
 def _ex_key(run: dict[str, Any]) -> float:
-    value = (run.get("summary") or {}).get("execution_accuracy")
+    value = run["summary"].execution_accuracy
     return float(value) if isinstance(value, (int, float)) else -1.0
 
 
@@ -533,16 +530,16 @@ def render_leaderboard(runs: list[dict[str, Any]]) -> str:
 
     Args:
         runs: one dict per run: ``name`` (a stable id, e.g. the run folder relative to the
-            output folder), ``when`` (finish time, ISO), ``summary`` (its summary dict) and
+            output folder), ``when`` (finish time, ISO), ``summary`` (its summary) and
             ``report`` (relative link to its report.html, or None).
     """
     ordered = sorted(runs, key=lambda r: (_ex_key(r), str(r.get("when") or "")), reverse=True)
     rows = []
     small = 0
     for rank, run in enumerate(ordered, 1):
-        s = run.get("summary") or {}
+        s: EvaluationSummary = run["summary"]
         link = (f"<a href=\"{_e(run['report'])}\">report</a>" if run.get("report") else "—")
-        count = s.get("items")
+        count = s.items
         few = isinstance(count, int) and count < SMALL_SAMPLE
         small += few
         rows.append(
@@ -552,16 +549,14 @@ def render_leaderboard(runs: list[dict[str, Any]]) -> str:
             f"<td class=\"name\">{_e(run.get('name') or '—')}</td>"
             f"<td class=\"model\">{_e(model_label(s))}</td>"
             f"<td>{_e(adapter_label(s))}</td>"
-            f"<td>{_e(dataset_label(s))}</td><td>{_e(s.get('column') or '—')}</td>"
-            f"<td class=\"num ex\" data-v=\"{_num(s.get('execution_accuracy'))}\">"
-            f"{_pct(s.get('execution_accuracy'))}</td>"
-            f"<td class=\"num\" data-v=\"{_num(s.get('exact_match'))}\">"
-            f"{_pct(s.get('exact_match'))}</td>"
-            f"<td class=\"num\" data-v=\"{_num(s.get('token_match'))}\">"
-            f"{_pct(s.get('token_match'))}</td>"
-            f"<td class=\"num\" data-v=\"{_num(s.get('valid_sql_rate'))}\">"
-            f"{_pct(s.get('valid_sql_rate'))}</td>"
-            f"<td class=\"num\" data-v=\"{_num(count)}\">{_e(s.get('items', '—'))}"
+            f"<td>{_e(dataset_label(s))}</td><td>{_e(s.column or '—')}</td>"
+            f"<td class=\"num ex\" data-v=\"{_num(s.execution_accuracy)}\">"
+            f"{_pct(s.execution_accuracy)}</td>"
+            f"<td class=\"num\" data-v=\"{_num(s.exact_match)}\">{_pct(s.exact_match)}</td>"
+            f"<td class=\"num\" data-v=\"{_num(s.token_match)}\">{_pct(s.token_match)}</td>"
+            f"<td class=\"num\" data-v=\"{_num(s.valid_sql_rate)}\">"
+            f"{_pct(s.valid_sql_rate)}</td>"
+            f"<td class=\"num\" data-v=\"{_num(count)}\">{_e('—' if count is None else count)}"
             f"{'*' if few else ''}</td><td>{link}</td></tr>")
     if rows:
         table = ("<table class=\"grid leaderboard sortable\"><colgroup>"
@@ -578,8 +573,8 @@ def render_leaderboard(runs: list[dict[str, Any]]) -> str:
         table = "<div class=\"empty\">No evaluation runs.</div>"
     caveat = (f"<p class=\"muted caveat\">* fewer than {SMALL_SAMPLE} items: a small sample, "
               "its accuracy says little.</p>" if small else "")
-    bars = [(f"{model_label(r.get('summary') or {})} · {r.get('name') or _when(r.get('when'))}",
-             max(_ex_key(r), 0.0), _pct((r.get("summary") or {}).get("execution_accuracy")))
+    bars = [(f"{model_label(r['summary'])} · {r.get('name') or _when(r.get('when'))}",
+             max(_ex_key(r), 0.0), _pct(r["summary"].execution_accuracy))
             for r in ordered[:30]]
     chart = bar_chart("Execution accuracy by run", bars, percent=True, chart_id="leaderboard")
     body = ("<h1>QueryCraft leaderboard</h1>"

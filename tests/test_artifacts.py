@@ -13,6 +13,7 @@ import pytest
 
 from querycraft.artifacts import (
     EvaluationArtifact,
+    EvaluationSummary,
     FinetuneArtifact,
     IngestArtifact,
     PredictionsArtifact,
@@ -155,14 +156,26 @@ def test_predictions_written_by_hand_or_by_older_runs_still_read(tmp_path):
 
 def test_evaluation_round_trip(tmp_path):
     run_ = _run(tmp_path / "evaluate", "evaluate")
-    written = EvaluationArtifact(summary={"execution_accuracy": 0.5, "model": "tiny"})
+    written = EvaluationArtifact(summary=EvaluationSummary(
+        items=2, execution_accuracy=0.5, model="tiny", column="sql",
+        columns={"sql": {"execution_accuracy": 0.5}}, extra={"note": "kept"}))
     written.write(run_)
     _finish(run_)
     read = EvaluationArtifact.read(tmp_path / "evaluate")
     assert read.summary == written.summary and read.items is None
     assert read.finished == "2026-01-01T00:00:00"
-    assert json.loads((tmp_path / "evaluate" / "summary.json").read_text()) == written.summary
-    assert read_manifest(tmp_path / "evaluate")["summary"] == written.summary
+    on_disk = json.loads((tmp_path / "evaluate" / "summary.json").read_text())
+    assert on_disk == written.summary.as_dict() and on_disk["note"] == "kept"
+    assert read_manifest(tmp_path / "evaluate")["summary"] == on_disk
+
+
+def test_an_older_summary_reads_with_what_it_has():
+    old = EvaluationSummary.from_dict({"items": 3, "execution_accuracy": 0.5, "column": "sql",
+                                       "exact_set_match": None})
+    assert old.columns == {} and old.errors == {} and old.exact_set_match is None
+    # One column scored: its rates are the headline's.
+    assert old.column_scores("sql")["execution_accuracy"] == 0.5
+    assert old.column_scores("corrected") == {}
 
 
 def test_the_wrong_kind_of_run_is_named(tmp_path):

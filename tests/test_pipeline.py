@@ -139,12 +139,14 @@ def test_default_pipeline_learns(config_factory):
 
 def test_correct_runs_by_default_and_the_table_shows_corrected_execution_accuracy(
         config_factory):
+    from querycraft.artifacts import EvaluationSummary
     from querycraft.services.pipeline import comparison_table
 
     assert config_factory(["service=pipeline"]).pipeline.correct is True
     scores = {"execution_accuracy": 0.5, "exact_match": 0.25, "token_match": 0.7,
               "valid_sql_rate": 0.9}
-    after = {**scores, "items": 4, "column": "corrected",
-             "columns": {"sql": scores, "corrected": {**scores, "execution_accuracy": 0.75}}}
+    after = EvaluationSummary.from_dict({
+        **scores, "items": 4, "column": "corrected",
+        "columns": {"sql": scores, "corrected": {**scores, "execution_accuracy": 0.75}}})
     table = comparison_table(None, after)
     assert "execution accuracy (corrected)" in table and "0.750" in table

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 import querycraft.cli
+from querycraft.artifacts import EvaluationSummary
 from querycraft.errors import QueryCraftError
 from querycraft.report import ERROR_KIND_TEXT, render_leaderboard, render_run_report, short_name
 from querycraft.services.evaluate import ITEM_ERROR_KINDS
@@ -63,6 +64,14 @@ def make_summary(model: str, ex: float | None, *, peft: dict | None = None,
         "peft": peft, "dataset": "spider-dev", "database": "/data/spider/database",
         "predictions": "output/infer/2025-01-01_00-00-00", "distinct": "keep", "seconds": 1.5,
     }
+
+
+def typed(summary: dict[str, Any]) -> EvaluationSummary:
+    return EvaluationSummary.from_dict(summary)
+
+
+def typed_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{**run, "summary": typed(run["summary"])} for run in runs]
 
 
 def write_evaluation(run_dir: Path, summary: dict[str, Any], items: list[dict[str, Any]],
@@ -122,7 +131,7 @@ EXPECTED_ORDER = ["evaluate/2025-01-02_10-00-00", "pipeline/2025-01-03_10-00-00/
 
 def test_run_report_headline_failing_items_and_escaping():
     summary = make_summary("tiny-llama", 0.25)
-    page = render_run_report(summary, sample_items())
+    page = render_run_report(typed(summary), sample_items())
     # Headline numbers: EX, EM, exact set, token match, valid SQL, items.
     for text in ("25.0%", "12.5%", "31.2%", "80.0%", "90.0%", ">4<"):
         assert text in page
@@ -152,7 +161,7 @@ def test_every_item_error_kind_has_its_text_and_no_other_kind_does():
 
 def test_run_report_raw_and_corrected_side_by_side():
     summary = make_summary("m", 0.75, corrected=True)
-    page = render_run_report(summary, sample_items())
+    page = render_run_report(typed(summary), sample_items())
     assert "Raw and corrected SQL" in page
     assert 'data-column="sql"' in page and 'data-column="corrected"' in page
     assert "+15.0 pt" in page  # execution accuracy 75% -> 90%
@@ -160,12 +169,12 @@ def test_run_report_raw_and_corrected_side_by_side():
 
 def test_run_report_caps_failing_items_and_old_summaries():
     items = [make_item(n, match=False) for n in range(12)]
-    page = render_run_report(make_summary("m", 0.0), items, max_failing=10)
+    page = render_run_report(typed(make_summary("m", 0.0)), items, max_failing=10)
     assert page.count('class="item"') == 10 and "2 more failing items" in page
     # A summary from before the breakdowns (no columns, charts or exact set) still renders.
     old = {"items": 3, "execution_accuracy": 0.5, "exact_match": 0.25, "token_match": 0.5,
            "valid_sql_rate": 1.0, "errors": {}, "column": "sql", "model": None}
-    page = render_run_report(old, [])
+    page = render_run_report(typed(old), [])
     assert "50.0%" in page and "Exact set match" not in page and "not available" in page
 
 
@@ -173,7 +182,7 @@ def test_leaderboard_orders_by_execution_accuracy():
     runs = [{"name": name, "when": f"2025-01-0{n}T10:00:00",
              "summary": make_summary(f"model-{name}", ex), "report": f"../{name}/report.html"}
             for n, (name, ex) in enumerate([("a", 0.2), ("b", 0.9), ("c", None)], 1)]
-    page = render_leaderboard(runs)
+    page = render_leaderboard(typed_runs(runs))
     assert re.findall(r'<tr class="run" data-run="([^"]+)"', page) == ["b", "a", "c"]
     assert 'href="../b/report.html"' in page
 
@@ -249,8 +258,8 @@ def test_run_titles_name_preset_adapter_dataset_and_folder_never_an_absolute_pat
             # the finetune run's settings, recorded by an older evaluate for a base model
             "peft": {"method": "lora", "r": 8, "alpha": 16}}
     tuned = {**base, "adapter": "/home/me/output/pipeline/x/2-finetune/adapter"}
-    base_page = render_run_report(base, [], run_name="4-evaluate-base")
-    tuned_page = render_run_report(tuned, [], run_name="6-evaluate")
+    base_page = render_run_report(typed(base), [], run_name="4-evaluate-base")
+    tuned_page = render_run_report(typed(tuned), [], run_name="6-evaluate")
     title = re.compile(r"<title>([^<]*)</title>")
     assert title.search(base_page)[1] == \
         "Evaluation: qwen2.5-coder-7b · base model · 1-ingest (4-evaluate-base)"
@@ -265,7 +274,7 @@ def test_run_titles_name_preset_adapter_dataset_and_folder_never_an_absolute_pat
 
 def test_wrong_results_chart_leaves_out_correct_items_and_small_buckets_are_marked():
     summary = {**make_summary("m", 0.5), "relations": {"same": 7, "more_rows": 3}}
-    page = render_run_report(summary, [])
+    page = render_run_report(typed(summary), [])
     chart = page[page.index('data-chart="relations"'):]
     chart = chart[:chart.index("</svg>")]
     assert "more_rows" in chart and "same" not in chart
@@ -276,7 +285,7 @@ def test_prose_is_labelled_not_sql_not_a_refused_write():
     assert ERROR_KIND_TEXT["not_sql"].startswith("not SQL")
     items = [make_item(2, match=False, error_kind="not_sql", error="the output is not SQL",
                        prediction="Sure! Here are the singers.")]
-    page = render_run_report(make_summary("m", 0.0), items)
+    page = render_run_report(typed(make_summary("m", 0.0)), items)
     assert "not SQL" in page and "not a read-only query" not in page
 
 
@@ -285,7 +294,7 @@ def test_leaderboard_fits_its_width_sorts_by_column_and_marks_small_samples():
              "summary": {**make_summary("/very/long/absolute/path/to/a/model-folder", 0.5),
                          "dataset": "/srv/output/pipeline/2025-01-03_10-00-00/1-ingest"},
              "report": "x/report.html"}]
-    page = render_leaderboard(runs)
+    page = render_leaderboard(typed_runs(runs))
     assert "table-layout:fixed" in page and "overflow-wrap:anywhere" in page
     assert "/very/long" not in page and "/srv/output" not in page
     assert ">model-folder<" in page and ">1-ingest<" in page
@@ -304,7 +313,7 @@ def test_leaderboard_with_long_names_fits_1280_px_in_headless_chromium(tmp_path:
                                         peft={"method": "qlora", "r": 16, "alpha": 32}),
                          "dataset": f"/srv/out/{long}/1-ingest-{long}"},
              "report": f"../{n}/report.html"} for n in range(1, 4)]
-    page = render_leaderboard(runs)
+    page = render_leaderboard(typed_runs(runs))
     assert [int(r[18]) for r in re.findall(r'data-run="([^"]+)"', page)] == [3, 2, 1]
     page = page.replace(  # measure, then sort by EX with a click on its heading (ascending)
         "</body>", "<script>document.body.setAttribute('data-scroll-width', "

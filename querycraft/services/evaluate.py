@@ -34,7 +34,12 @@ from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
 from querycraft import db as dbmod
-from querycraft.artifacts import EvaluationArtifact, PredictionsArtifact
+from querycraft.artifacts import (
+    COLUMN_METRICS,
+    EvaluationArtifact,
+    EvaluationSummary,
+    PredictionsArtifact,
+)
 from querycraft.compare import ResultDigest, digest_permutations
 from querycraft.errors import QueryCraftError
 from querycraft.report import cut_value
@@ -576,22 +581,18 @@ def run(cfg: DictConfig) -> Path:
 
         per_column = {c: summarize([i for i in items if i["column"] == c]) for c in columns}
         finetune = given.finetune()
-        summary = {**per_column[headline], "column": headline,
-                   "columns": {c: {k: s[k] for k in ("execution_accuracy", "exact_match",
-                                                     "exact_set_match", "token_match",
-                                                     "valid_sql_rate")}
-                               for c, s in per_column.items()},
-                   "predictions": str(source), "model": given.base_model,
-                   "preset": finetune.model_name if finetune else None,
-                   "adapter": given.adapter,
-                   # The adapter's settings only when an adapter wrote the predictions (not
-                   # for the base model of a finetune run, infer.use_adapter=false).
-                   "peft": (dict(finetune.peft) if finetune and finetune.peft
-                            and (given.adapter or given.merged_model) else None),
-                   "dataset": str(given.dataset_run) if given.dataset_run else None,
-                   "database": target.describe(),
-                   "distinct": cfg.evaluate.distinct, "workers": workers,
-                   "seconds": round(time.perf_counter() - began, 2)}
+        summary = EvaluationSummary(
+            **per_column[headline], column=headline,
+            columns={c: {k: s[k] for k in COLUMN_METRICS} for c, s in per_column.items()},
+            predictions=str(source), model=given.base_model,
+            preset=finetune.model_name if finetune else None, adapter=given.adapter,
+            # The adapter's settings only when an adapter wrote the predictions (not for
+            # the base model of a finetune run, infer.use_adapter=false).
+            peft=(dict(finetune.peft) if finetune and finetune.peft
+                  and (given.adapter or given.merged_model) else None),
+            dataset=str(given.dataset_run) if given.dataset_run else None,
+            database=target.describe(), distinct=cfg.evaluate.distinct, workers=workers,
+            seconds=round(time.perf_counter() - began, 2))
         _write_items_csv(run_.path("items.csv"), items)
         write_jsonl(run_.path("items.jsonl"), items)
         run_.path("report.html").write_text(

@@ -15,7 +15,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from querycraft.artifacts import EvaluationArtifact
+from querycraft.artifacts import EvaluationArtifact, EvaluationSummary
 from querycraft.inputs import data_problems
 from querycraft.runs import start_run
 from querycraft.services import get_service
@@ -58,29 +58,28 @@ def _stage(cfg: DictConfig, stage: str, run_dir: Path, settings: dict[str, Any])
     return get_service(stage).entry(stage_cfg)
 
 
-def comparison_table(before: dict[str, Any] | None, after: dict[str, Any]) -> str:
+def comparison_table(before: EvaluationSummary | None, after: EvaluationSummary) -> str:
     """A small text table of the metrics before and after fine-tuning (raw SQL, and the
     corrected SQL when the correct stage ran)."""
-    columns = after.get("columns") or {after.get("column", "sql"): after}
     width = 32
     lines = [f"{'':<{width}}{'before fine-tuning':>20}{'after fine-tuning':>20}"]
     for column, suffix in COLUMN_LABELS.items():
-        if column not in columns:
+        right = after.column_scores(column)
+        if not right:
             continue
+        left = before.column_scores(column) if before else {}
         for label, key in METRICS:
             if column == "corrected" and key != "execution_accuracy":
                 continue  # the one figure correction is for
-            left = ((before.get("columns") or {}).get(column, before) if before else None)
-            left_text = f"{left[key]:.3f}" if left else "-"
-            lines.append(f"{label + suffix:<{width}}{left_text:>20}"
-                         f"{columns[column][key]:>20.3f}")
-    lines.append(f"{'questions':<{width}}{(before or {}).get('items', '-'):>20}"
-                 f"{after['items']:>20}")
+            left_text = f"{left[key]:.3f}" if left.get(key) is not None else "-"
+            lines.append(f"{label + suffix:<{width}}{left_text:>20}{right[key]:>20.3f}")
+    lines.append(f"{'questions':<{width}}{before.items if before else '-':>20}"
+                 f"{after.items:>20}")
     return "\n".join(lines)
 
 
 def _generate_and_score(cfg: DictConfig, root: Path, finetune_dir: Path, use_adapter: bool,
-                        folders: tuple[str, str, str]) -> dict[str, Any]:
+                        folders: tuple[str, str, str]) -> EvaluationSummary:
     """Infer (with or without the adapter), correct when configured, evaluate: the summary."""
     infer_folder, correct_folder, evaluate_folder = folders
     predictions = _stage(cfg, "infer", root / infer_folder,
@@ -91,7 +90,7 @@ def _generate_and_score(cfg: DictConfig, root: Path, finetune_dir: Path, use_ada
                              {"correct.predictions_dir": str(predictions)})
     evaluation = _stage(cfg, "evaluate", root / evaluate_folder,
                         {"evaluate.predictions_dir": str(predictions)})
-    return dict(EvaluationArtifact.read(evaluation).summary)
+    return EvaluationArtifact.read(evaluation).summary
 
 
 def run(cfg: DictConfig) -> Path:
@@ -112,11 +111,11 @@ def run(cfg: DictConfig) -> Path:
         after = _generate_and_score(cfg, root, finetune_dir, use_adapter=True,
                                     folders=("5-infer", "5b-correct", "6-evaluate"))
         table = comparison_table(before, after)
-        summary = {"before": before, "after": after, "model": cfg.model.name,
-                   "data": cfg.data.name}
+        scores = {"before": before.as_dict() if before else None, "after": after.as_dict()}
+        summary = {**scores, "model": cfg.model.name, "data": cfg.data.name}
         run_.path("summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
         run_.path("summary.txt").write_text(table + "\n", encoding="utf-8")
-        run_.record(summary={"before": before, "after": after})
+        run_.record(summary=scores)
     print(f"\nQueryCraft pipeline: model {cfg.model.name}, data {cfg.data.name}\n{table}\n"
           f"Results: {root}")
     return root

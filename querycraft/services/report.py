@@ -32,7 +32,7 @@ def find_evaluations(output_dir: str | Path) -> list[tuple[Path, EvaluationArtif
 
 def write_run_report(run_dir: Path, evaluation: EvaluationArtifact) -> Path:
     """Write ``report.html`` into one evaluation run folder from its summary and items."""
-    summary = dict(evaluation.summary)
+    summary = evaluation.summary
     items: list[dict[str, Any]] = []
     if evaluation.items is not None:
         items = read_jsonl(evaluation.items)
@@ -69,7 +69,7 @@ def run(cfg: DictConfig) -> Path:
             runs.append({
                 "name": run_dir.relative_to(output_dir).as_posix(),
                 "when": evaluation.finished,
-                "summary": dict(evaluation.summary),
+                "summary": evaluation.summary,
                 "report": Path(os.path.relpath(run_dir / REPORT_FILE, run_.dir)).as_posix(),
             })
         page = run_.path(LEADERBOARD_FILE)

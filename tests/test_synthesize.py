@@ -300,7 +300,7 @@ def test_category_values_may_stand_alone_in_a_question() -> None:
     """People write "poetry books" and "loans in Eastfield", not "books with genre
     'poetry'": category values get such phrasings too; names, e-mails and numbers not."""
     from querycraft.synthesis.profile import ColumnProfile
-    from querycraft.synthesis.rules import bare
+    from querycraft.synthesis.rules.common import bare
 
     genre = ColumnProfile(name="genre", type="TEXT", kind="text", distinct=3)
     assert bare("graphic novel", genre) == "graphic novel"
@@ -366,7 +366,9 @@ def test_ranking_by_a_sum_and_having_a_sum_write_grouped_queries_that_return_row
         library: Path) -> None:
     import random
 
-    from querycraft.synthesis.rules import Generator, group_having_sum, group_top_k
+    from querycraft.synthesis.rules.common import Generator
+    from querycraft.synthesis.rules.group_by import group_having_sum
+    from querycraft.synthesis.rules.order_limit import group_top_k
 
     generator = Generator(_profile(library, "library"), random.Random(11))
     ranked_sql = {group_top_k(generator).tree.sql(dialect="sqlite") for _ in range(30)}
@@ -407,11 +409,14 @@ def test_category_words_combine_with_a_second_condition(monkeypatch) -> None:
     returning rows on the sample."""
     import random
 
-    from querycraft.synthesis import rules as synthesis_rules
-    from querycraft.synthesis.rules import Generator, count_where, filter_and, projection_distinct
+    from querycraft.synthesis.rules import common as rules_common
+    from querycraft.synthesis.rules.aggregation import count_where
+    from querycraft.synthesis.rules.common import Generator
+    from querycraft.synthesis.rules.filter import filter_and
+    from querycraft.synthesis.rules.projection import projection_distinct
 
     # Every named value quoted, so that a question without a quote is one of the bare kind.
-    monkeypatch.setattr(synthesis_rules, "UNQUOTED_SHARE", 0.0)
+    monkeypatch.setattr(rules_common, "UNQUOTED_SHARE", 0.0)
 
     generator = Generator(_profile(SAMPLE_DB, "shop"), random.Random(5))
     made = [rule(generator) for rule in (filter_and, count_where, projection_distinct)
@@ -440,7 +445,9 @@ def test_a_container_key_names_the_rows_and_columns_go_by_short_names(library: P
     "name" for last_name (first_name ends in it too)."""
     import random
 
-    from querycraft.synthesis.rules import Generator, filter_compare, join_for_key
+    from querycraft.synthesis.rules.common import Generator
+    from querycraft.synthesis.rules.filter import filter_compare
+    from querycraft.synthesis.rules.join import join_for_key
 
     generator = Generator(_profile(library, "library"), random.Random(2))
     made = [join_for_key(generator) for _ in range(20)]
@@ -465,7 +472,8 @@ def test_questions_use_what_people_call_a_column(tmp_path) -> None:
     share of questions, the SQL unchanged; never a phrase that is another column's name."""
     import random
 
-    from querycraft.synthesis.rules import Generator, null_rows
+    from querycraft.synthesis.rules.common import Generator
+    from querycraft.synthesis.rules.null import null_rows
 
     shop = Generator(_profile(SAMPLE_DB, "shop"), random.Random(5))
     customer = shop.profile.tables["customer"]
@@ -542,7 +550,8 @@ def test_a_share_of_questions_write_values_without_quotes() -> None:
 
     from sqlglot import exp
 
-    from querycraft.synthesis.rules import Generator, filter_in
+    from querycraft.synthesis.rules.common import Generator
+    from querycraft.synthesis.rules.filter import filter_in
 
     generator = Generator(_profile(SAMPLE_DB, "shop"), random.Random(9))
     made = [c for c in (filter_in(generator) for _ in range(80)) if c is not None and any(
@@ -564,15 +573,10 @@ def test_people_by_full_name_links_and_child_counts_write_their_shapes(library: 
     sample."""
     import random
 
-    from querycraft.synthesis.rules import (
-        Generator,
-        filter_full_name,
-        group_having,
-        group_having_children,
-        join_full_name,
-        join_through,
-        join_total_for,
-    )
+    from querycraft.synthesis.rules.common import Generator
+    from querycraft.synthesis.rules.filter import filter_full_name
+    from querycraft.synthesis.rules.group_by import group_having, group_having_children
+    from querycraft.synthesis.rules.join import join_full_name, join_through, join_total_for
 
     profile = _profile(library, "library")
     with SqliteDatabase(library) as db:  # every pair that occurs, none other
@@ -633,14 +637,12 @@ def test_owners_keys_parents_by_child_and_categories_inside_rankings_and_counts(
     shapes, and rows on the library and on the sample."""
     import random
 
-    from querycraft.synthesis.rules import (
-        Generator,
-        filter_by_owner,
-        join_parent_by_child,
-        null_count,
-        projection_distinct,
-        top_k,
-    )
+    from querycraft.synthesis.rules.common import Generator
+    from querycraft.synthesis.rules.filter import filter_by_owner
+    from querycraft.synthesis.rules.join import join_parent_by_child
+    from querycraft.synthesis.rules.null import null_count
+    from querycraft.synthesis.rules.order_limit import top_k
+    from querycraft.synthesis.rules.projection import projection_distinct
 
     rules = (filter_by_owner, join_parent_by_child, null_count, projection_distinct, top_k)
     generator = Generator(_profile(library, "library"), random.Random(8))
@@ -663,3 +665,17 @@ def test_owners_keys_parents_by_child_and_categories_inside_rankings_and_counts(
         for name, queries in made.items():
             answered = _rows(database, queries)
             assert sum(answered) >= 0.8 * len(answered), (name, queries)
+
+
+def test_each_feature_is_one_module_that_defines_and_lists_its_rules():
+    import importlib
+
+    from querycraft.synthesis.rules import FEATURES, RULES
+
+    folder = PROJECT_ROOT / "querycraft" / "synthesis" / "rules"
+    assert {p.stem for p in folder.glob("*.py")} - {"__init__", "common"} == set(FEATURES)
+    assert list(RULES) == list(FEATURES)
+    for feature, rules in RULES.items():
+        module = importlib.import_module(f"querycraft.synthesis.rules.{feature}")
+        assert rules and rules == module.RULES
+        assert all(rule.__module__ == module.__name__ for rule in rules)

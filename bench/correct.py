@@ -45,15 +45,13 @@ sys.path.insert(0, str(ROOT))
 import sqlglot  # noqa: E402
 from sqlglot import exp  # noqa: E402
 
-from querycraft.correction import correct_sql, schema_from_ddl  # noqa: E402
-from querycraft.db import (  # noqa: E402
-    Databases,
-    DatabaseTarget,
-    QueryError,
-    QueryResult,
-    results_match,
-)
+from querycraft.compare import results_match  # noqa: E402
+from querycraft.correction import correct_sql  # noqa: E402
+from querycraft.db import Databases  # noqa: E402
+from querycraft.ddl import schema_from_ddl  # noqa: E402
+from querycraft.engines.base import QueryError, QueryResult  # noqa: E402
 from querycraft.sql import has_order_by  # noqa: E402
+from querycraft.targets import DatabaseTarget  # noqa: E402
 
 # The dialect faults, in turn: T-SQL's TOP, ANSI FETCH FIRST, PostgreSQL's ILIKE, MySQL's
 # backtick quotes.

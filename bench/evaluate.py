@@ -65,7 +65,7 @@ def main() -> int:
 
     dev = json.loads((args.spider / "dev.json").read_text())
     database = args.spider / "database"
-    from querycraft.db import DatabaseTarget
+    from querycraft.targets import DatabaseTarget
 
     scoring = Scoring(target=DatabaseTarget("sqlite", location=str(database)), timeout_s=30.0,
                       max_rows=100_000, distinct="keep", exact_set=True, preview_rows=5)

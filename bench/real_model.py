@@ -93,7 +93,8 @@ def voting_ceiling(infer_dir: Path, database_file) -> dict:
     """Why voting gains what it gains: for how many questions any candidate was right (the
     most voting could reach) and for how many no candidate ran at all."""
     from querycraft.compare import results_match
-    from querycraft.db import QueryError, SqliteDatabase
+    from querycraft.db import SqliteDatabase
+    from querycraft.engines.base import QueryError
     from querycraft.sql import mentions_order_by
 
     any_right = none_ran = 0

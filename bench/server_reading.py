@@ -39,6 +39,7 @@ from querycraft.engines.base import (  # noqa: E402
 )
 from querycraft.engines.syntax import parser_disagreement, read_statement  # noqa: E402
 from querycraft.sql import is_read_only_statement, parse_shared  # noqa: E402
+from querycraft.targets import DatabaseTarget  # noqa: E402
 
 
 def baseline(sql: str, engine) -> None:
@@ -74,7 +75,7 @@ def main() -> None:
     queries = [item["query"] for item in items]
     print(f"{len(queries)} Spider dev gold queries, {args.repeats} interleaved repeats")
 
-    databases = dbmod.Databases(dbmod.DatabaseTarget("sqlite",
+    databases = dbmod.Databases(DatabaseTarget("sqlite",
                                                      location=str(args.spider / "database")))
     runs = [(item["db_id"], item["query"]) for item in items]
 

@@ -23,11 +23,13 @@ from omegaconf import DictConfig, OmegaConf
 from querycraft.artifacts import FinetuneArtifact
 from querycraft.contexts import question_contexts
 from querycraft.data import prompt_for
-from querycraft.db import Databases, QueryError, target_from_config
+from querycraft.db import Databases
+from querycraft.engines.base import QueryError
 from querycraft.errors import QueryCraftError
 from querycraft.prompts import parse_template
 from querycraft.runs import resolve_run
 from querycraft.sql import extract_sql, is_read_only_statement, parse_statement, strip_comments
+from querycraft.targets import target_from_config
 
 log = logging.getLogger("querycraft")
 

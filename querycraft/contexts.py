@@ -19,7 +19,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from querycraft.artifacts import IngestArtifact
-from querycraft.db import Databases, DatabaseTarget, target_from_config
+from querycraft.db import Databases
+from querycraft.targets import DatabaseTarget, target_from_config
 from querycraft.values import ValueIndex, ValueIndexConfig, index_file, read_values
 
 log = logging.getLogger("querycraft")

@@ -12,9 +12,9 @@ this module holds only what is the same for all of them:
   fetches at most ``max_rows + 1`` rows, and a rollback after every query;
 * :func:`writable_engine`, the one way to write (loading a CSV), never used for generated SQL.
 
-It also re-exports, for the modules that import them from here, the query result and error
-types (:mod:`querycraft.engines.base`), result comparison (:mod:`querycraft.compare`) and
-targets (:mod:`querycraft.targets`).
+The query result and error types live in :mod:`querycraft.engines.base`, result comparison
+in :mod:`querycraft.compare` and database targets in :mod:`querycraft.targets`: import them
+from there.
 """
 
 from __future__ import annotations
@@ -29,11 +29,11 @@ from typing import Any
 import sqlalchemy
 from sqlalchemy import exc as sa_exc
 
-from querycraft.compare import RELATIONS, result_relation, results_match
 from querycraft.engines import classify_error, engines, get_engine
 from querycraft.engines.base import (
-    ERROR_KINDS,
-    ErrorKind,
+    DEFAULT_MAX_RESULT_BYTES,
+    DEFAULT_MAX_SQL_BYTES,
+    DEFAULT_MAX_VALUE_BYTES,
     QueryError,
     QueryResult,
     TableScope,
@@ -41,55 +41,25 @@ from querycraft.engines.base import (
     check_limits,
 )
 from querycraft.engines.sqlite import (
-    DEFAULT_MAX_RESULT_BYTES,
-    DEFAULT_MAX_SQL_BYTES,
-    DEFAULT_MAX_VALUE_BYTES,
-    TooLarge,
     check_sql_size,
     execute_readonly,
     explain_sqlite,
     open_sqlite_readonly,
     result_too_large,
     row_bytes,
-    sqlite_db_ids,
     sqlite_path_for,
 )
 from querycraft.errors import QueryCraftError
 from querycraft.schema import read_schema
-from querycraft.targets import DB_ID, DatabaseTarget, hide_password, target_from_config
+from querycraft.targets import DB_ID, DatabaseTarget, hide_password
 
 __all__ = [
-    "DB_ID",
-    "DEFAULT_MAX_RESULT_BYTES",
-    "DEFAULT_MAX_SQL_BYTES",
-    "DEFAULT_MAX_VALUE_BYTES",
-    "ERROR_KINDS",
-    "RELATIONS",
     "ConnectionLost",
     "Database",
-    "DatabaseTarget",
     "Databases",
-    "ErrorKind",
-    "QueryCraftError",
-    "QueryError",
-    "QueryResult",
     "ServerDatabase",
     "SqliteDatabase",
-    "TableScope",
-    "TooLarge",
-    "check_sql_size",
-    "classify_error",
-    "execute_readonly",
-    "explain_sqlite",
-    "hide_password",
-    "open_sqlite_readonly",
-    "read_schema",
-    "result_relation",
-    "results_match",
-    "sqlite_db_ids",
-    "sqlite_path_for",
     "table_scope",
-    "target_from_config",
     "writable_engine",
 ]
 

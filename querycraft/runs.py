@@ -144,7 +144,7 @@ REDACTED = "***"
 def redact(value: Any) -> Any:
     """A copy of a config container without secrets: ``password`` keys masked, and the
     password of any ``scheme://user:password@host`` URL in a string hidden."""
-    from querycraft.db import hide_password
+    from querycraft.targets import hide_password
 
     if isinstance(value, dict):
         return {k: (REDACTED if k == "password" and v is not None else redact(v))

@@ -32,7 +32,6 @@ __all__ = [
     "lex",
     "normalize_sql",
     "parse_statement",
-    "parse_statements",
     "parses",
     "split_statements",
     "strip_comments",

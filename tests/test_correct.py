@@ -16,25 +16,14 @@ import pytest
 import yaml
 
 from querycraft.cli import run
-from querycraft.correction import (
-    RULES,
-    Correction,
-    closest,
-    correct_sql,
-    edit_distance,
-    schema_from_ddl,
-    validate,
-)
-from querycraft.db import (
-    QueryError,
-    QueryResult,
-    execute_readonly,
-    open_sqlite_readonly,
-    read_schema,
-    results_match,
-)
+from querycraft.compare import results_match
+from querycraft.correction import RULES, Correction, closest, correct_sql, edit_distance, validate
+from querycraft.ddl import schema_from_ddl
+from querycraft.engines.base import QueryError, QueryResult
+from querycraft.engines.sqlite import execute_readonly, open_sqlite_readonly
 from querycraft.errors import QueryCraftError
 from querycraft.runs import read_jsonl, read_manifest
+from querycraft.schema import read_schema
 from querycraft.sql import extract_sql, has_order_by
 from tests.conftest import FIXTURE_SPIDER, PROJECT_ROOT
 

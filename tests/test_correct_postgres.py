@@ -15,8 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from querycraft import db as dbmod
-from querycraft.correction import correct_sql, schema_from_ddl
+from querycraft.compare import results_match
+from querycraft.correction import correct_sql
+from querycraft.ddl import schema_from_ddl
+from querycraft.engines.base import QueryResult
+from querycraft.engines.sqlite import execute_readonly, open_sqlite_readonly
+from querycraft.schema import read_schema
 from querycraft.sql import has_order_by
 from tests.conftest import FIXTURE_SPIDER, require_module, skip_or_fail
 
@@ -90,14 +94,14 @@ def postgres_database():
         admin.close()
 
 
-def _run_read_only(pg, sql: str) -> dbmod.QueryResult:
+def _run_read_only(pg, sql: str) -> QueryResult:
     with pg.transaction():
         pg.execute("SET TRANSACTION READ ONLY")
         pg.execute("SET LOCAL statement_timeout = '10s'")
         cursor = pg.execute(sql)
         rows = [tuple(r) for r in cursor.fetchall()]
         columns = [c.name for c in cursor.description]
-    return dbmod.QueryResult(columns=columns, rows=rows, truncated=False, elapsed_s=0.0)
+    return QueryResult(columns=columns, rows=rows, truncated=False, elapsed_s=0.0)
 
 
 def test_gold_queries_fitted_to_postgres_run_there_with_sqlites_results(postgres_database):
@@ -108,12 +112,12 @@ def test_gold_queries_fitted_to_postgres_run_there_with_sqlites_results(postgres
     with psycopg.connect(f"{SERVER} dbname={postgres_database}") as pg:
         for item in items:
             sqlite_file = FIXTURE_SPIDER / "database" / item["db_id"] / f"{item['db_id']}.sqlite"
-            schema = schema_from_ddl(dbmod.read_schema(sqlite_file))
+            schema = schema_from_ddl(read_schema(sqlite_file))
             fitted = correct_sql(item["query"], schema=schema, read_dialect="sqlite",
                                  write_dialect="postgres").sql
-            conn = dbmod.open_sqlite_readonly(sqlite_file)
+            conn = open_sqlite_readonly(sqlite_file)
             try:
-                expected = dbmod.execute_readonly(conn, item["query"])
+                expected = execute_readonly(conn, item["query"])
             finally:
                 conn.close()
             try:
@@ -122,11 +126,11 @@ def test_gold_queries_fitted_to_postgres_run_there_with_sqlites_results(postgres
                 failures.append((item["query"], fitted, str(err).splitlines()[0]))
                 continue
             # PostgreSQL returns NUMERIC averages as Decimal; compare them as numbers.
-            got = dbmod.QueryResult(
+            got = QueryResult(
                 columns=got.columns, truncated=False, elapsed_s=0.0,
                 rows=[tuple(float(v) if isinstance(v, Decimal) else v for v in row)
                       for row in got.rows])
-            if not dbmod.results_match(expected, got, order_matters=has_order_by(item["query"])):
+            if not results_match(expected, got, order_matters=has_order_by(item["query"])):
                 mismatches.append((item["query"], fitted))
     print(f"{len(items)} queries: {len(failures)} fail on PostgreSQL, {len(mismatches)} differ")
     # What is left is SQLite-only semantics the rewrite does not carry over (docs/CORRECT.md):

@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 import yaml
 
-from querycraft.correction import RULES, correct_sql, schema_from_ddl
+from querycraft.correction import RULES, correct_sql
 from querycraft.correction.rules import RULES as RULE_OBJECTS
-from querycraft.db import read_schema
+from querycraft.ddl import schema_from_ddl
+from querycraft.schema import read_schema
 from querycraft.services.correct import CorrectConfig
 from tests.conftest import PROJECT_ROOT
 

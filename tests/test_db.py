@@ -14,18 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from querycraft.db import (
-    ERROR_KINDS,
-    QueryError,
-    QueryResult,
-    classify_error,
-    execute_readonly,
-    open_sqlite_readonly,
-    read_schema,
-    results_match,
-    sqlite_path_for,
-)
+from querycraft.compare import results_match
+from querycraft.engines import classify_error
+from querycraft.engines.base import ERROR_KINDS, QueryError, QueryResult
+from querycraft.engines.sqlite import execute_readonly, open_sqlite_readonly, sqlite_path_for
 from querycraft.errors import QueryCraftError
+from querycraft.schema import read_schema
 from querycraft.sql import has_order_by
 from tests.conftest import shared_spider
 

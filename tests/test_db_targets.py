@@ -10,6 +10,7 @@ from querycraft.config import check_config
 from querycraft.errors import QueryCraftError
 from querycraft.runs import redact
 from querycraft.sql import is_read_only_statement
+from querycraft.targets import DatabaseTarget, target_from_config
 from tests.conftest import make_config
 from tests.test_readonly_servers import ATTEMPTS
 
@@ -17,7 +18,7 @@ from tests.test_readonly_servers import ATTEMPTS
 def test_sqlite_is_the_default(tmp_path) -> None:
     cfg = make_config(tmp_path)
     assert cfg.db.kind == "sqlite"
-    target = dbmod.target_from_config(cfg.db, "/data/shop.sqlite")
+    target = target_from_config(cfg.db, "/data/shop.sqlite")
     assert (target.kind, target.location, target.dialect) == ("sqlite", "/data/shop.sqlite",
                                                              "sqlite")
     assert not target.is_server
@@ -28,7 +29,7 @@ def test_postgres_parts_and_password_from_the_environment(tmp_path, monkeypatch)
     cfg = make_config(tmp_path, ["db=postgres", "db.host=db.example.com",
                                  "db.database='{db_id}'", "db.user=analyst"])
     assert cfg.db.password == "s3cr:et@/x"
-    target = dbmod.target_from_config(cfg.db)
+    target = target_from_config(cfg.db)
     url = target.url_for("concert_singer")
     assert (url.drivername, url.host, url.port, url.database, url.username, url.password) == (
         "postgresql+psycopg", "db.example.com", 5432, "concert_singer", "analyst", "s3cr:et@/x")
@@ -42,7 +43,7 @@ def test_postgres_parts_and_password_from_the_environment(tmp_path, monkeypatch)
 def test_a_url_and_a_separate_password_are_combined(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("QC_DB_URL", "postgresql+psycopg://me@localhost/{db_id}")
     monkeypatch.setenv("QC_DB_PASSWORD", "pw")
-    target = dbmod.target_from_config(make_config(tmp_path, ["db=postgres"]).db)
+    target = target_from_config(make_config(tmp_path, ["db=postgres"]).db)
     assert target.url_for("pets_1").render_as_string(hide_password=False) == \
         "postgresql+psycopg://me:pw@localhost/pets_1"
 
@@ -52,7 +53,7 @@ def test_db2_url_and_the_real_dialect_without_a_server(tmp_path, monkeypatch) ->
     monkeypatch.setenv("QC_DB_PASSWORD", "db2pw")
     cfg = make_config(tmp_path, ["db=db2", "db.host=db2.example.com", "db.database=SAMPLE",
                                  "db.schema=SALES"])
-    target = dbmod.target_from_config(cfg.db)
+    target = target_from_config(cfg.db)
     assert target.url_for().render_as_string(hide_password=False) == \
         "db2+ibm_db://qc_reader:db2pw@db2.example.com:50000/SAMPLE"
     assert target.dialect == "db2" and target.schema_for() == "SALES"
@@ -88,7 +89,7 @@ def test_config_problems_are_reported_before_anything_connects(tmp_path, monkeyp
 
 
 def test_a_missing_driver_names_the_extra_to_install() -> None:
-    target = dbmod.DatabaseTarget("postgres", url="postgresql+nosuchdriver://u:pw@h/db")
+    target = DatabaseTarget("postgres", url="postgresql+nosuchdriver://u:pw@h/db")
     with pytest.raises(QueryCraftError) as caught:
         dbmod.Databases(target).get()
     assert "pw" not in str(caught.value).replace("pip", "")
@@ -165,7 +166,7 @@ def test_a_new_engine_is_one_module_in_querycraft_engines(tmp_path, monkeypatch)
     engines_pkg.forget_engines()
     try:
         assert "toydb" in engine_kinds() and "sqlite" in engine_kinds()
-        target = dbmod.target_from_config(OmegaConf.create(
+        target = target_from_config(OmegaConf.create(
             {"kind": "toydb", "host": "h", "database": "d", "user": "u"}))
         assert target.describe() == "postgresql+psycopg://u@h:4242/d"
         assert target.dialect == "postgres" and target.is_server

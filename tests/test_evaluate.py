@@ -11,12 +11,15 @@ import pytest
 
 from querycraft import db as dbmod
 from querycraft.cli import run
+from querycraft.compare import result_relation
+from querycraft.engines.base import QueryResult
 from querycraft.errors import QueryCraftError
 from querycraft.runs import read_jsonl
 from querycraft.services.evaluate import Scoring, score_all, score_execution, summarize
+from querycraft.targets import DatabaseTarget
 from tests.conftest import SHARED_SPIDER, make_config, shared_spider
 
-QueryResult = dbmod.QueryResult
+QueryResult = QueryResult
 
 
 def result(columns: list[str], rows: list[tuple]) -> QueryResult:
@@ -41,7 +44,7 @@ def result(columns: list[str], rows: list[tuple]) -> QueryResult:
     (result(["a"], [(1,)]), result(["a"], [(1.0,)]), False, "same"),  # 1 == 1.0
 ])
 def test_result_relation(gold, pred, ordered, relation):
-    assert dbmod.result_relation(gold, pred, order_matters=ordered) == relation
+    assert result_relation(gold, pred, order_matters=ordered) == relation
 
 
 # ------------------------------------------------------------ a hand-made database
@@ -64,7 +67,7 @@ def shop(tmp_path: Path) -> Path:
 
 
 def scoring(database: Path, **overrides) -> Scoring:
-    settings = {"target": dbmod.DatabaseTarget("sqlite", location=str(database)),
+    settings = {"target": DatabaseTarget("sqlite", location=str(database)),
                 "timeout_s": 1.0, "max_rows": 1000, "distinct": "keep", "exact_set": True,
                 "preview_rows": 5}
     return Scoring(**{**settings, **overrides})

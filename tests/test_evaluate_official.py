@@ -16,16 +16,17 @@ from pathlib import Path
 import pytest
 
 from querycraft import db as dbmod
-from querycraft.compare import ResultDigest, digest_permutations
+from querycraft.compare import ResultDigest, digest_permutations, results_match
 from querycraft.services.evaluate import Scoring, score_execution
 from querycraft.sql import join_split_operators
+from querycraft.targets import DatabaseTarget
 
 CONCERT = (Path(__file__).parent / "fixtures" / "spider" / "database" / "concert_singer"
            / "concert_singer.sqlite")
 
 
 def score(gold: str, pred: str, **overrides) -> dict:
-    settings = {"target": dbmod.DatabaseTarget("sqlite", location=str(CONCERT)),
+    settings = {"target": DatabaseTarget("sqlite", location=str(CONCERT)),
                 "timeout_s": 5.0, "max_rows": 10_000, "distinct": "keep", "exact_set": False,
                 "preview_rows": 3}
     with dbmod.SqliteDatabase(CONCERT) as database:
@@ -134,7 +135,7 @@ def test_a_cut_result_is_never_scored_equal_to_a_different_one(pred):
         cut_pred = database.execute(pred, max_rows=20)
     assert sorted(map(repr, whole_gold)) != sorted(map(repr, whole_pred))  # really different
     assert cut_gold.truncated and cut_pred.truncated
-    assert not dbmod.results_match(cut_gold, cut_pred, order_matters=False)
+    assert not results_match(cut_gold, cut_pred, order_matters=False)
     item = score(CROSS, pred, max_rows=20)
     assert not item["execution_match"], item
     assert item["relation"] or item["error_kind"] == "too_large"
@@ -213,7 +214,7 @@ def test_cut_results_are_compared_whole_on_servers(kind, request):
     reader = postgres_read_only_role if kind == "postgres" else mysql_select_only_user
     cross = "SELECT a.name, b.age, c.singer_id FROM singer AS a, singer AS b, singer AS c"
     with fresh() as url, reader(create_singers(url)) as read_url:
-        target = dbmod.DatabaseTarget(kind, url=read_url)
+        target = DatabaseTarget(kind, url=read_url)
         settings = Scoring(target=target, timeout_s=10.0, max_rows=5, distinct="keep",
                            exact_set=False, preview_rows=3)
         with dbmod.Databases(target) as databases:

@@ -21,6 +21,7 @@ import sqlalchemy
 
 from querycraft import db as dbmod
 from querycraft.cli import run
+from querycraft.engines.base import TooLarge
 from querycraft.runs import read_jsonl
 from tests.conftest import make_config, predictions_run
 
@@ -107,18 +108,18 @@ def test_sqlite_gigabyte_values_are_refused_or_capped_in_the_engine(tmp_path, sh
 
 def test_byte_bounds_in_the_sqlite_execution_layer(shop):
     with dbmod.SqliteDatabase(shop) as database:
-        with pytest.raises(dbmod.TooLarge) as refused:
+        with pytest.raises(TooLarge) as refused:
             database.execute("SELECT 1" + " " * 200, max_sql_bytes=100)
         assert refused.value.limit == "sql" and refused.value.kind == "refused"
-        with pytest.raises(dbmod.TooLarge) as refused:
+        with pytest.raises(TooLarge) as refused:
             database.execute("SELECT zeroblob(5000)", max_value_bytes=2000)
         assert refused.value.limit == "value"
-        with pytest.raises(dbmod.TooLarge):  # a string built inside the engine
+        with pytest.raises(TooLarge):  # a string built inside the engine
             database.execute("SELECT replace(printf('%.*c', 1500, 'x'), 'x', 'xx')",
                              max_value_bytes=2000)
         many = ("WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r LIMIT 5000) "
                 "SELECT n, printf('%.*c', 900, 'x') FROM r")
-        with pytest.raises(dbmod.TooLarge) as refused:
+        with pytest.raises(TooLarge) as refused:
             database.execute(many, max_result_bytes=1_000_000)
         assert refused.value.limit == "result"
         assert len(database.execute(many, max_result_bytes=10_000_000).rows) == 5000

@@ -205,7 +205,8 @@ def _all_private_uses() -> set[str]:
 
 def test_graph_sees_imports_inside_functions() -> None:
     graph = _graph()
-    assert "querycraft.db" in graph["querycraft.correction"]  # the local import in validate()
+    # The local import in validate().
+    assert "querycraft.engines.sqlite" in graph["querycraft.correction"]
     assert "querycraft.ddl" in graph["querycraft.db"]  # the local import in columns_by_table()
     assert "querycraft.correction.rules.reformat" in graph["querycraft.correction.rules"]
 
@@ -261,3 +262,41 @@ def test_service_import_detection() -> None:
 
 def test_no_service_imports_another_service() -> None:
     assert _service_imports(_graph()) == []
+
+
+def _reexports(path: Path) -> list[str]:
+    """Names a module lists in ``__all__`` but imports from outside itself: a package may
+    list what its own submodules define, a plain module only its own names (callers import a
+    name from where it lives)."""
+    name = _module_name(path)
+    own_tree = name if path.name == "__init__.py" else None
+    tree = ast.parse(path.read_text(), str(path))
+    imported: dict[str, str] = {}
+    listed: list[str] = []
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom):
+            base = _resolve_from(node, name, path)
+            for alias in node.names:
+                imported[alias.asname or alias.name] = base
+        elif isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
+            listed = [e.value for e in node.value.elts if isinstance(e, ast.Constant)]
+    return sorted(f"{name}.{n} (from {imported[n]})" for n in listed if n in imported
+                  and not (own_tree and (imported[n] == own_tree
+                                         or imported[n].startswith(own_tree + "."))))
+
+
+def test_reexport_detection(tmp_path: Path) -> None:
+    module = PROJECT_ROOT / PACKAGE / "probe_reexport.py"
+    try:
+        module.write_text("from querycraft.targets import DatabaseTarget\n\n"
+                          "__all__ = ['DatabaseTarget', 'mine']\n\n\ndef mine():\n    pass\n")
+        assert _reexports(module) == [
+            "querycraft.probe_reexport.DatabaseTarget (from querycraft.targets)"]
+    finally:
+        module.unlink()
+
+
+def test_no_module_reexports_another_modules_names() -> None:
+    found = [r for path in _modules().values() for r in _reexports(path)]
+    assert found == []

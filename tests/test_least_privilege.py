@@ -30,8 +30,9 @@ from querycraft.dialects import parse_statements
 from querycraft.engines import db2 as db2_engine
 from querycraft.engines import get_engine
 from querycraft.engines import mysql as mysql_engine
-from querycraft.engines.base import function_problem, relation_problem
+from querycraft.engines.base import QueryError, function_problem, relation_problem
 from querycraft.errors import QueryCraftError
+from querycraft.targets import DatabaseTarget, target_from_config
 from tests.conftest import (
     FIXTURE_SPIDER,
     POSTGRES_SERVER,
@@ -186,7 +187,7 @@ def _my_state(admin_url: str) -> dict[str, object]:
 # --- the guard: a privileged login is refused, with the fix --------------------------------
 
 def _refusal(kind: str, url: str) -> str:
-    database = dbmod.ServerDatabase(dbmod.DatabaseTarget(kind, url=url))
+    database = dbmod.ServerDatabase(DatabaseTarget(kind, url=url))
     try:
         with pytest.raises(QueryCraftError) as caught:
             database.execute("SELECT count(*) FROM singer")
@@ -210,7 +211,7 @@ def test_a_postgres_superuser_is_refused_with_the_fix(pg_admin_url: str) -> None
     assert "as 'postgres'" in message and "is a superuser" in message
     assert "CREATE ROLE qc_reader LOGIN" in message and "GRANT SELECT ON ALL TABLES" in message
     # Said explicitly, the superuser may run it (a throwaway server).
-    target = dbmod.DatabaseTarget("postgres", url=pg_admin_url, allow_privileged=True)
+    target = DatabaseTarget("postgres", url=pg_admin_url, allow_privileged=True)
     with dbmod.Databases(target) as databases:
         assert databases.get().execute("SELECT count(*) FROM singer").rows == [(3,)]
 
@@ -219,7 +220,7 @@ def test_a_mysql_root_login_is_refused_with_the_fix(my_admin_url: str) -> None:
     message = _refusal("mysql", my_admin_url)
     assert "ALL PRIVILEGES ON *.*" in message and "WITH GRANT OPTION" in message
     assert "CREATE USER 'qc_reader'" in message and "GRANT SELECT ON" in message
-    target = dbmod.DatabaseTarget("mysql", url=my_admin_url, allow_privileged=True)
+    target = DatabaseTarget("mysql", url=my_admin_url, allow_privileged=True)
     with dbmod.Databases(target) as databases:
         assert databases.get().execute("SELECT count(*) FROM singer").rows == [(3,)]
 
@@ -229,14 +230,14 @@ def test_the_config_carries_allow_privileged_and_the_presets_default_to_a_reader
     for kind in ("postgres", "mysql", "db2"):
         cfg = make_config(tmp_path, [f"db={kind}", "db.host=h", "db.database=d"])
         assert cfg.db.user == "qc_reader" and cfg.db.allow_privileged is False
-        assert dbmod.target_from_config(cfg.db).allow_privileged is False
+        assert target_from_config(cfg.db).allow_privileged is False
     cfg = make_config(tmp_path, ["db=postgres", f"db.url='{pg_admin_url}'"])
     with pytest.raises(QueryCraftError, match="is a superuser"), \
-            dbmod.Databases(dbmod.target_from_config(cfg.db)) as databases:
+            dbmod.Databases(target_from_config(cfg.db)) as databases:
         databases.get().execute("SELECT 1")
     cfg = make_config(tmp_path, ["db=postgres", f"db.url='{pg_admin_url}'",
                                  "db.allow_privileged=true"])
-    with dbmod.Databases(dbmod.target_from_config(cfg.db)) as databases:
+    with dbmod.Databases(target_from_config(cfg.db)) as databases:
         assert databases.get().execute("SELECT 1").rows == [(1,)]
 
 
@@ -292,7 +293,7 @@ def test_a_postgres_role_that_can_write_or_signal_is_refused(
 
 def test_the_read_only_role_runs_questions(pg_reader_url: str, my_reader_url: str) -> None:
     for kind, url in (("postgres", pg_reader_url), ("mysql", my_reader_url)):
-        with dbmod.Databases(dbmod.DatabaseTarget(kind, url=url)) as databases:
+        with dbmod.Databases(DatabaseTarget(kind, url=url)) as databases:
             database = databases.get()
             rows = database.execute(
                 "SELECT upper(name), count(*), avg(age), max(length(name)), "
@@ -348,7 +349,7 @@ def _outcomes(database: dbmod.ServerDatabase, attempts: dict[str, str]) -> dict[
         try:
             database.execute(sql, timeout_s=5)
             outcomes[name] = "ran"
-        except dbmod.QueryError as err:
+        except QueryError as err:
             outcomes[name] = err.kind
     return outcomes
 
@@ -360,7 +361,7 @@ def test_postgres_hostile_sql_is_refused_and_nothing_changes(
     victim = _postgres_admin()  # another session, as the superuser
     victim_pid = victim.execute("SELECT pg_backend_pid()").fetchone()[0]
     before = _pg_state(pg_admin_url)
-    database = dbmod.ServerDatabase(dbmod.DatabaseTarget(
+    database = dbmod.ServerDatabase(DatabaseTarget(
         "postgres", url=url, allow_privileged=login != "reader"))
     attempts = {**{k: v.format(pid=victim_pid) for k, v in POSTGRES_HOSTILE.items()},
                 **{k: v.format(tmp=tmp_path, marker=MARKER) for k, v in ATTEMPTS.items()}}
@@ -385,7 +386,7 @@ def test_mysql_hostile_sql_is_refused_and_nothing_changes(
         login: str, my_admin_url: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     url = request.getfixturevalue("my_reader_url") if login == "reader" else my_admin_url
     before = _my_state(my_admin_url)
-    database = dbmod.ServerDatabase(dbmod.DatabaseTarget(
+    database = dbmod.ServerDatabase(DatabaseTarget(
         "mysql", url=url, allow_privileged=login != "reader"))
     attempts = {**MYSQL_HOSTILE,
                 **{k: v.format(tmp=tmp_path, marker=MARKER)
@@ -409,7 +410,7 @@ def _without_the_allow_list(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_postgres_locks_and_settings_do_not_survive_into_the_next_query(
         pg_admin_url: str, pg_reader_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     _without_the_allow_list(monkeypatch)
-    target = dbmod.DatabaseTarget("postgres", url=pg_reader_url, schema="public")
+    target = DatabaseTarget("postgres", url=pg_reader_url, schema="public")
     database = dbmod.ServerDatabase(target)
     admin = _postgres_admin()
     try:
@@ -440,7 +441,7 @@ def test_postgres_locks_and_settings_do_not_survive_into_the_next_query(
 def test_mysql_locks_and_variables_do_not_survive_into_the_next_query(
         my_reader_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     _without_the_allow_list(monkeypatch)
-    database = dbmod.ServerDatabase(dbmod.DatabaseTarget("mysql", url=my_reader_url))
+    database = dbmod.ServerDatabase(DatabaseTarget("mysql", url=my_reader_url))
     admin = mysql_admin()
     try:
         run = database.execute
@@ -571,7 +572,7 @@ def test_every_spider_gold_query_runs_under_the_sqlite_function_allow_list() -> 
             connections[path] = open_sqlite_readonly(path)
         try:
             execute_readonly(connections[path], query, timeout_s=30, max_rows=100_000)
-        except dbmod.QueryError as err:
+        except QueryError as err:
             if err.kind == "refused":
                 refused.append((query, err.message))
     for conn in connections.values():
@@ -595,7 +596,7 @@ def test_sqlite_functions_off_the_allow_list_are_refused_by_name(sql: str, named
     # A function the embedding process registered is as reachable as a built-in one.
     conn.create_function("app_secret", 1, lambda _value: "secret")
     try:
-        with pytest.raises(dbmod.QueryError) as err:
+        with pytest.raises(QueryError) as err:
             execute_readonly(conn, sql)
         assert err.value.kind == "refused" and named in err.value.message, err.value.message
         # The connection stays usable and allowed functions still run.

@@ -19,6 +19,9 @@ import sqlalchemy
 from querycraft import db as dbmod
 from querycraft.cli import run
 from querycraft.engines import engine_kinds, engines
+from querycraft.engines.base import QueryError
+from querycraft.errors import QueryCraftError
+from querycraft.targets import DatabaseTarget, target_from_config
 from tests.conftest import (
     MYSQL_SERVER,
     PROJECT_ROOT,
@@ -52,7 +55,7 @@ def test_config_builds_a_mysql_url_with_the_password_from_the_environment(
     monkeypatch.delenv("QC_DB_URL", raising=False)
     cfg = make_config(tmp_path, ["db=mysql", "db.host=db.example.com", "db.database='{db_id}'",
                                  "db.user=analyst"])
-    target = dbmod.target_from_config(cfg.db)
+    target = target_from_config(cfg.db)
     url = target.url_for("pets_1")
     assert (url.drivername, url.host, url.port, url.database, url.password) == (
         "mysql+pymysql", "db.example.com", 3306, "pets_1", "my:pw@")
@@ -70,7 +73,7 @@ def singers(mysql_url: str) -> Iterator[str]:
 
 def test_results_are_capped_on_the_server_errors_classified_and_percent_literal(
         singers: str) -> None:
-    with dbmod.Databases(dbmod.DatabaseTarget("mysql", url=singers)) as databases:
+    with dbmod.Databases(DatabaseTarget("mysql", url=singers)) as databases:
         database = databases.get("any")
         capped = database.execute("SELECT seq FROM seq_1_to_100000000", max_rows=5)
         assert capped.rows == [(1,), (2,), (3,), (4,), (5,)] and capped.truncated
@@ -80,7 +83,7 @@ def test_results_are_capped_on_the_server_errors_classified_and_percent_literal(
         kinds = {}
         for sql in ("SELECT nosuch FROM singer", "SELECT * FROM nosuch",
                     "SELECT name FROM singer a, singer b", "SELECT name FROM singer WHERE"):
-            with pytest.raises(dbmod.QueryError) as caught:
+            with pytest.raises(QueryError) as caught:
                 database.execute(sql)
             kinds[sql] = caught.value.kind
         assert list(kinds.values()) == ["no_such_column", "no_such_table", "ambiguous_column",
@@ -93,9 +96,9 @@ def test_results_are_capped_on_the_server_errors_classified_and_percent_literal(
 
 
 def test_unreachable_server_is_a_clear_error_without_the_password() -> None:
-    target = dbmod.DatabaseTarget("mysql", url="mysql+pymysql://qc:Sup3rSecret@127.0.0.1:1/x",
+    target = DatabaseTarget("mysql", url="mysql+pymysql://qc:Sup3rSecret@127.0.0.1:1/x",
                                   connect_timeout_s=2)
-    with pytest.raises(dbmod.QueryCraftError) as caught:
+    with pytest.raises(QueryCraftError) as caught:
         dbmod.Databases(target).get().execute("SELECT 1")
     message = str(caught.value)
     assert "Cannot use the database mysql+pymysql://qc:***@127.0.0.1:1/x" in message
@@ -105,7 +108,7 @@ def test_unreachable_server_is_a_clear_error_without_the_password() -> None:
 def test_mariadb_semantics_that_differ_from_sqlite(singers: str) -> None:
     """Pinned: the same query, a different answer. Gold and prediction run on the same engine,
     so execution accuracy is unaffected; comparing across engines is."""
-    with dbmod.Databases(dbmod.DatabaseTarget("mysql", url=singers)) as databases:
+    with dbmod.Databases(DatabaseTarget("mysql", url=singers)) as databases:
         database = databases.get()
         # Strings compare without regard to case (utf8mb4_general_ci); SQLite's '=' is exact.
         assert database.execute("SELECT count(*) FROM singer WHERE name = 'joe sharp'"

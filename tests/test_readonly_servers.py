@@ -24,6 +24,10 @@ import pytest
 import sqlalchemy
 
 from querycraft import db as dbmod
+from querycraft.engines.base import QueryError
+from querycraft.engines.sqlite import open_sqlite_readonly
+from querycraft.errors import QueryCraftError
+from querycraft.targets import DatabaseTarget
 from tests.conftest import (
     FIXTURE_SPIDER,
     create_singers,
@@ -151,7 +155,7 @@ def _database(kind: str, request: pytest.FixtureRequest) -> tuple[dbmod.Database
         path = request.getfixturevalue("sqlite_copy")
         return dbmod.SqliteDatabase(path), lambda: _sqlite_fingerprint(path)
     url = request.getfixturevalue(f"{kind}_singers")  # the admin's, for the fingerprint
-    target = dbmod.DatabaseTarget(kind, url=request.getfixturevalue(f"{kind}_singers_reader"))
+    target = DatabaseTarget(kind, url=request.getfixturevalue(f"{kind}_singers_reader"))
     fingerprint = _postgres_fingerprint if kind == "postgres" else _mysql_fingerprint
     return dbmod.ServerDatabase(target), lambda: fingerprint(url)
 
@@ -169,7 +173,7 @@ def test_every_write_and_escape_attempt_is_refused_and_the_database_unchanged(
         outcomes = {}
         for name, template in attempts.items():
             sql = template.format(tmp=tmp_path, marker=MARKER)
-            with pytest.raises(dbmod.QueryError) as caught:
+            with pytest.raises(QueryError) as caught:
                 database.execute(sql, timeout_s=5)
             outcomes[name] = caught.value.kind
         # The layer still answers a real query afterwards.
@@ -185,7 +189,7 @@ def test_every_write_and_escape_attempt_is_refused_and_the_database_unchanged(
 def test_sqlite_connection_refuses_writes_even_without_the_allow_list(sqlite_copy: Path) -> None:
     """Second layer: the read-only connection itself, if the statement check were bypassed."""
     before = _sqlite_fingerprint(sqlite_copy)
-    conn = dbmod.open_sqlite_readonly(sqlite_copy)
+    conn = open_sqlite_readonly(sqlite_copy)
     try:
         for sql in ("DELETE FROM singer", "CREATE TABLE evil (a)", "PRAGMA writable_schema = ON",
                     "DROP TABLE singer", f"ATTACH DATABASE '{sqlite_copy.parent}/x.db' AS x"):
@@ -209,15 +213,15 @@ def test_postgres_refuses_writes_even_without_the_allow_list(
     transactions default to READ ONLY."""
     before = _postgres_fingerprint(postgres_singers)
     _without_the_allow_list(monkeypatch)
-    database = dbmod.ServerDatabase(dbmod.DatabaseTarget("postgres", url=postgres_singers,
+    database = dbmod.ServerDatabase(DatabaseTarget("postgres", url=postgres_singers,
                                                          allow_privileged=True))
     try:
         for sql in ("DELETE FROM singer", "CREATE TABLE evil (a int)", "DROP TABLE singer",
                     "WITH gone AS (DELETE FROM singer RETURNING *) SELECT * FROM gone"):
-            with pytest.raises(dbmod.QueryError):
+            with pytest.raises(QueryError):
                 database.execute(sql, timeout_s=5.0, max_rows=10)
         for sql in ("SELECT nextval('s')", "SELECT setval('s', 5)"):
-            with pytest.raises(dbmod.QueryError, match="read-only transaction"):
+            with pytest.raises(QueryError, match="read-only transaction"):
                 database.execute(sql, timeout_s=5.0, max_rows=10)
         # The session itself: even a statement sent outside the layer's transaction setup.
         with database.engine.connect() as conn:
@@ -236,13 +240,13 @@ def test_mysql_refuses_writes_even_without_the_allow_list(
     START TRANSACTION READ ONLY, and the session whose transactions default to READ ONLY."""
     before = _mysql_fingerprint(mysql_singers)
     _without_the_allow_list(monkeypatch)
-    database = dbmod.ServerDatabase(dbmod.DatabaseTarget("mysql", url=mysql_singers,
+    database = dbmod.ServerDatabase(DatabaseTarget("mysql", url=mysql_singers,
                                                          allow_privileged=True))
     try:
         for sql in ("DELETE FROM singer", "UPDATE singer SET age = 0",
                     "INSERT INTO singer VALUES (9, 'x', 1)", "CREATE TABLE evil (a int)",
                     "DROP TABLE singer"):
-            with pytest.raises(dbmod.QueryError, match="READ ONLY transaction"):
+            with pytest.raises(QueryError, match="READ ONLY transaction"):
                 database.execute(sql, timeout_s=5.0, max_rows=10)
         # The session itself: a statement sent outside the layer's transaction setup.
         with database.engine.connect() as conn:
@@ -262,7 +266,7 @@ def test_a_mysql_user_with_select_only_cannot_write_or_touch_files(mysql_singers
 
     before = _mysql_fingerprint(mysql_singers)
     with mysql_select_only_user(mysql_singers) as url:
-        engine = dbmod.writable_engine(dbmod.DatabaseTarget("mysql", url=url))
+        engine = dbmod.writable_engine(DatabaseTarget("mysql", url=url))
         try:
             with engine.connect() as conn:
                 for sql in ("DELETE FROM singer", "CREATE TABLE evil (a int)",
@@ -272,9 +276,9 @@ def test_a_mysql_user_with_select_only_cannot_write_or_touch_files(mysql_singers
                     conn.rollback()
         finally:
             engine.dispose()
-        with dbmod.Databases(dbmod.DatabaseTarget("mysql", url=url)) as databases:
+        with dbmod.Databases(DatabaseTarget("mysql", url=url)) as databases:
             assert databases.get().execute("SELECT count(*) FROM singer").rows == [(3,)]
-            with pytest.raises(dbmod.QueryError) as caught:
+            with pytest.raises(QueryError) as caught:
                 databases.get().execute("SELECT * FROM mysql.user")
             assert caught.value.kind == "refused", caught.value  # "command denied"
     assert _mysql_fingerprint(mysql_singers) == before
@@ -287,7 +291,7 @@ def test_a_query_that_would_run_for_minutes_stops_at_the_timeout(
     database, _ = _database(kind, request)
     try:
         began = time.monotonic()
-        with pytest.raises(dbmod.QueryError) as caught:
+        with pytest.raises(QueryError) as caught:
             database.execute(RUNAWAY[kind], timeout_s=1.0)
         elapsed = time.monotonic() - began
         assert caught.value.kind == "timeout", caught.value
@@ -300,14 +304,14 @@ def test_a_query_that_would_run_for_minutes_stops_at_the_timeout(
 
 def test_postgres_results_are_capped_and_percent_signs_are_literal(
         postgres_singers_reader: str) -> None:
-    target = dbmod.DatabaseTarget("postgres", url=postgres_singers_reader)
+    target = DatabaseTarget("postgres", url=postgres_singers_reader)
     with dbmod.Databases(target) as databases:
         database = databases.get("any")
         capped = database.execute("SELECT g FROM generate_series(1, 1000000) g", max_rows=5)
         assert capped.rows == [(1,), (2,), (3,), (4,), (5,)] and capped.truncated
         like = database.execute("SELECT name FROM singer WHERE name LIKE '%Sharp%'")
         assert like.rows == [("Joe Sharp",)] and like.columns == ["name"]
-        with pytest.raises(dbmod.QueryError) as missing:
+        with pytest.raises(QueryError) as missing:
             database.execute("SELECT nosuch FROM singer")
         assert missing.value.kind == "no_such_column"
         assert database.check("SELECT name FROM singer") is None
@@ -315,10 +319,10 @@ def test_postgres_results_are_capped_and_percent_signs_are_literal(
 
 
 def test_unreachable_server_is_a_clear_error_without_the_password() -> None:
-    target = dbmod.DatabaseTarget(
+    target = DatabaseTarget(
         "postgres", url="postgresql+psycopg://qc:Sup3rSecret@127.0.0.1:1/nowhere",
         connect_timeout_s=2)
-    with pytest.raises(dbmod.QueryCraftError) as caught:
+    with pytest.raises(QueryCraftError) as caught:
         dbmod.Databases(target).get().execute("SELECT 1")
     message = str(caught.value)
     assert "Cannot use the database postgresql+psycopg://qc:***@127.0.0.1:1/nowhere" in message

@@ -18,7 +18,7 @@ import sqlalchemy
 import sqlglot
 from sqlglot import exp
 
-from querycraft.correction import schema_from_ddl
+from querycraft.ddl import schema_from_ddl
 from querycraft.errors import QueryCraftError
 from querycraft.schema import (
     SAMPLE_SCAN_ROWS,

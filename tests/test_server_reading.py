@@ -34,6 +34,7 @@ from querycraft import db as dbmod
 from querycraft.engines import get_engine
 from querycraft.engines.base import QueryError, allowed_statement
 from querycraft.sql import parse_shared
+from querycraft.targets import DatabaseTarget
 from tests.conftest import (
     FIXTURE_SPIDER,
     create_singers,
@@ -176,13 +177,13 @@ def mysql_singers_url() -> Iterator[str]:
 def _mysql_logins(url: str) -> Iterator[tuple[str, dbmod.ServerDatabase]]:
     """The database as root let through with allow_privileged (the allow-list alone stands
     between the SQL and the server's files), then as a SELECT-only user."""
-    root = dbmod.ServerDatabase(dbmod.DatabaseTarget("mysql", url=url, allow_privileged=True))
+    root = dbmod.ServerDatabase(DatabaseTarget("mysql", url=url, allow_privileged=True))
     try:
         yield "root", root
     finally:
         root.close()
     with mysql_select_only_user(url) as reader_url:
-        reader = dbmod.ServerDatabase(dbmod.DatabaseTarget("mysql", url=reader_url))
+        reader = dbmod.ServerDatabase(DatabaseTarget("mysql", url=reader_url))
         try:
             yield "reader", reader
         finally:
@@ -258,7 +259,7 @@ def test_postgres_sizes_are_bounded_before_they_run() -> None:
     with fresh_postgres_database() as url:
         create_singers(url)
         with postgres_read_only_role(url) as reader_url:
-            database = dbmod.ServerDatabase(dbmod.DatabaseTarget("postgres", url=reader_url))
+            database = dbmod.ServerDatabase(DatabaseTarget("postgres", url=reader_url))
             try:
                 for sql in ("SELECT repeat('x', 1000000000)", "SELECT lpad(name, 100000000) "
                             "FROM singer", "SELECT format('%1000000000s', 'x')"):

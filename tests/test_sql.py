@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from sqlglot.errors import SqlglotError
 
+from querycraft.dialects import parse_statements
 from querycraft.sql import (
     exact_match,
     extract_sql,
@@ -17,7 +18,6 @@ from querycraft.sql import (
     lex,
     normalize_sql,
     parse_statement,
-    parse_statements,
     parses,
     split_statements,
     strip_comments,

@@ -31,8 +31,9 @@ import pytest
 import sqlalchemy
 
 from querycraft import db as dbmod
-from querycraft.engines.base import allowed_statement
+from querycraft.engines.base import QueryError, allowed_statement
 from querycraft.errors import QueryCraftError
+from querycraft.targets import DatabaseTarget, target_from_config
 from tests.conftest import (
     PROJECT_ROOT,
     create_singers,
@@ -52,7 +53,7 @@ def _database_name(url: str) -> str:
 
 def _refused(database: dbmod.Database, sql: str) -> str:
     """The allow-list's refusal of ``sql``: kind "refused", pointing at db.allow_schemas."""
-    with pytest.raises(dbmod.QueryError) as caught:
+    with pytest.raises(QueryError) as caught:
         database.execute(sql)
     assert caught.value.kind == "refused", (sql, caught.value)
     assert "db.allow_schemas" in caught.value.message, (sql, caught.value.message)
@@ -88,7 +89,7 @@ def test_postgres_reader_may_name_only_public_unless_allowed(pg_reader_url: str)
     engine.dispose()
 
     here = _database_name(pg_reader_url)
-    database = dbmod.ServerDatabase(dbmod.DatabaseTarget("postgres", url=pg_reader_url))
+    database = dbmod.ServerDatabase(DatabaseTarget("postgres", url=pg_reader_url))
     try:
         message = _refused(database, "SELECT * FROM other.secret")
         assert "other.secret" in message and "public" in message
@@ -110,7 +111,7 @@ def test_postgres_reader_may_name_only_public_unless_allowed(pg_reader_url: str)
     finally:
         database.close()
 
-    allowed = dbmod.ServerDatabase(dbmod.DatabaseTarget("postgres", url=pg_reader_url,
+    allowed = dbmod.ServerDatabase(DatabaseTarget("postgres", url=pg_reader_url,
                                                         allow_schemas=("other",)))
     try:
         assert _rows(allowed, "SELECT s FROM other.secret") == [(SECRET,)]
@@ -139,7 +140,7 @@ HIDDEN_OTHER_SECRET = {
 
 def test_postgres_superuser_let_through_is_still_confined(pg_admin_url: str) -> None:
     # allow_privileged bypasses the login check, never the table allow-list.
-    target = dbmod.DatabaseTarget("postgres", url=pg_admin_url, allow_privileged=True)
+    target = DatabaseTarget("postgres", url=pg_admin_url, allow_privileged=True)
     database = dbmod.ServerDatabase(target)
     try:
         for name, sql in HIDDEN_OTHER_SECRET.items():
@@ -150,7 +151,7 @@ def test_postgres_superuser_let_through_is_still_confined(pg_admin_url: str) -> 
     finally:
         database.close()
 
-    allowed = dbmod.ServerDatabase(dbmod.DatabaseTarget(
+    allowed = dbmod.ServerDatabase(DatabaseTarget(
         "postgres", url=pg_admin_url, allow_privileged=True, allow_schemas=("other",)))
     try:
         assert _rows(allowed, HIDDEN_OTHER_SECRET["cte"]) == [(SECRET,)]
@@ -161,7 +162,7 @@ def test_postgres_superuser_let_through_is_still_confined(pg_admin_url: str) -> 
 
 def test_db2_qualifiers_fold_to_upper_case_and_default_to_the_user() -> None:
     # No Db2 server here: the scope and the allow-list decide without one.
-    target = dbmod.DatabaseTarget("db2", url="db2+ibm_db://qc_reader@db2host:50000/SAMPLE",
+    target = DatabaseTarget("db2", url="db2+ibm_db://qc_reader@db2host:50000/SAMPLE",
                                   allow_schemas=("SALES",))
     scope = dbmod.table_scope(target)
     assert scope.schemas == {"QC_READER", "SALES"} and scope.catalogs == {"SAMPLE"}
@@ -170,11 +171,11 @@ def test_db2_qualifiers_fold_to_upper_case_and_default_to_the_user() -> None:
         assert allowed_statement(sql, target.engine, scope=scope) == sql
     for sql in ('SELECT * FROM "qc_reader".t', "SELECT * FROM other.t",
                 "SELECT * FROM elsewhere.qc_reader.t"):
-        with pytest.raises(dbmod.QueryError, match=r"db\.allow_schemas") as caught:
+        with pytest.raises(QueryError, match=r"db\.allow_schemas") as caught:
             allowed_statement(sql, target.engine, scope=scope)
         assert caught.value.kind == "refused"
     # db.schema replaces the user's schema.
-    pinned = dbmod.DatabaseTarget("db2", url="db2+ibm_db://qc_reader@db2host:50000/SAMPLE",
+    pinned = DatabaseTarget("db2", url="db2+ibm_db://qc_reader@db2host:50000/SAMPLE",
                                   schema="SHOP")
     assert dbmod.table_scope(pinned).schemas == {"SHOP"}
 
@@ -199,7 +200,7 @@ def test_mysql_may_name_only_the_urls_database_unless_allowed(
     a_url, b_url = two_mysql_databases
     a, b = _database_name(a_url), _database_name(b_url)
     # root may read B (allow_privileged skips the login check): only the allow-list refuses.
-    database = dbmod.ServerDatabase(dbmod.DatabaseTarget("mysql", url=a_url,
+    database = dbmod.ServerDatabase(DatabaseTarget("mysql", url=a_url,
                                                          allow_privileged=True))
     try:
         message = _refused(database, f"SELECT * FROM {b}.t")
@@ -218,7 +219,7 @@ def test_mysql_may_name_only_the_urls_database_unless_allowed(
         database.close()
 
     # Listed, B runs; the system schemas stay refused even when listed (system_relations).
-    allowed = dbmod.ServerDatabase(dbmod.DatabaseTarget(
+    allowed = dbmod.ServerDatabase(DatabaseTarget(
         "mysql", url=a_url, allow_privileged=True,
         allow_schemas=(b, "mysql", "information_schema")))
     try:
@@ -226,7 +227,7 @@ def test_mysql_may_name_only_the_urls_database_unless_allowed(
         assert _rows(allowed, f"SELECT t.x, u.x FROM t JOIN {b}.t AS u") == [("a", "b")]
         for sql in ("SELECT user FROM mysql.user",
                     "SELECT table_name FROM information_schema.tables"):
-            with pytest.raises(dbmod.QueryError, match="system table") as caught:
+            with pytest.raises(QueryError, match="system table") as caught:
                 allowed.execute(sql)
             assert caught.value.kind == "refused"
     finally:
@@ -242,7 +243,7 @@ def test_mysql_select_only_user_of_both_databases_is_confined_to_one(
         with engine.connect() as conn:  # the grant alone would let it read B
             assert conn.exec_driver_sql(f"SELECT x FROM {b}.t").all() == [("b",)]
         engine.dispose()
-        database = dbmod.ServerDatabase(dbmod.DatabaseTarget("mysql", url=reader))
+        database = dbmod.ServerDatabase(DatabaseTarget("mysql", url=reader))
         try:
             _refused(database, f"SELECT x FROM {b}.t")
             assert _rows(database, "SELECT x FROM t") == [("a",)]
@@ -254,13 +255,13 @@ def test_mysql_select_only_user_of_both_databases_is_confined_to_one(
 
 def test_allow_schemas_comes_from_the_config(tmp_path: Path, pg_reader_url: str) -> None:
     server = ["db=postgres", f"db.url='{pg_reader_url}'"]
-    default = dbmod.target_from_config(make_config(tmp_path, server).db)
+    default = target_from_config(make_config(tmp_path, server).db)
     assert default.allow_schemas == ()
     assert dbmod.table_scope(default).schemas == {"public"}
 
     # conf/db/postgres.yaml declares allow_schemas: [], so a plain override sets it.
     cfg = make_config(tmp_path, [*server, "db.allow_schemas=[other]"])
-    target = dbmod.target_from_config(cfg.db)
+    target = target_from_config(cfg.db)
     assert target.allow_schemas == ("other",)
     assert dbmod.table_scope(target).schemas == {"public", "other"}
     with dbmod.Databases(target) as databases:
@@ -270,7 +271,7 @@ def test_allow_schemas_comes_from_the_config(tmp_path: Path, pg_reader_url: str)
 
     mysql = make_config(tmp_path, ["db=mysql", "db.url='mysql+pymysql://u@h/a'",
                                    "db.schema=b", "db.allow_schemas=[c,D]"])
-    assert dbmod.table_scope(dbmod.target_from_config(mysql.db)).schemas == {"a", "b", "c", "D"}
+    assert dbmod.table_scope(target_from_config(mysql.db)).schemas == {"a", "b", "c", "D"}
 
 
 # --- a privileged MariaDB login: refused once, without tracebacks ---------------------------
@@ -278,7 +279,7 @@ def test_allow_schemas_comes_from_the_config(tmp_path: Path, pg_reader_url: str)
 def test_mysql_root_refusal_closes_the_connection_without_logging_errors(
         mysql_url: str, caplog: pytest.LogCaptureFixture) -> None:
     create_singers(mysql_url)
-    database = dbmod.ServerDatabase(dbmod.DatabaseTarget("mysql", url=mysql_url))
+    database = dbmod.ServerDatabase(DatabaseTarget("mysql", url=mysql_url))
     opened: list[Any] = []
     # Runs before the refusal (insert=True) to see the DBAPI connection it refuses.
     sqlalchemy.event.listen(database.engine, "connect",

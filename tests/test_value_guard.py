@@ -32,6 +32,8 @@ import pytest
 import sqlalchemy
 
 from querycraft import db as dbmod
+from querycraft.engines.base import QueryError, TooLarge
+from querycraft.targets import DatabaseTarget
 from tests.conftest import (
     PROJECT_ROOT,
     create_singers,
@@ -89,7 +91,7 @@ def pg_urls() -> Iterator[tuple[str, str]]:
 
 @pytest.fixture
 def guarded(pg_urls: tuple[str, str]) -> Iterator[dbmod.ServerDatabase]:
-    database = dbmod.ServerDatabase(dbmod.DatabaseTarget("postgres", url=pg_urls[1]))
+    database = dbmod.ServerDatabase(DatabaseTarget("postgres", url=pg_urls[1]))
     yield database
     database.close()
 
@@ -97,7 +99,7 @@ def guarded(pg_urls: tuple[str, str]) -> Iterator[dbmod.ServerDatabase]:
 @pytest.fixture
 def unguarded(pg_urls: tuple[str, str]) -> Iterator[dbmod.ServerDatabase]:
     """The same layer with the value guard off on this instance only: what ran before it."""
-    database = dbmod.ServerDatabase(dbmod.DatabaseTarget("postgres", url=pg_urls[1]))
+    database = dbmod.ServerDatabase(DatabaseTarget("postgres", url=pg_urls[1]))
     database.spec = dataclasses.replace(database.spec, value_guard=None)
     yield database
     database.close()
@@ -311,7 +313,7 @@ def test_b_the_widest_statement_is_refused_clearly(guarded: dbmod.ServerDatabase
     be guarded, and says so, rather than fail with the server's "target lists" error."""
     sql = "SELECT " + ", ".join(f"{i} AS a{i}" for i in range(1664))
     assert len(_layer(unguarded, sql)[0]) == 1664
-    with pytest.raises(dbmod.TooLarge, match="1664 columns"):
+    with pytest.raises(TooLarge, match="1664 columns"):
         guarded.execute(sql, timeout_s=10.0)
     narrower = "SELECT " + ", ".join(f"{i} AS a{i}" for i in range(1663))
     assert _layer(guarded, narrower) == _layer(unguarded, narrower)
@@ -341,9 +343,9 @@ def test_c_errors_keep_their_kind_and_the_servers_wording(
         direct.execute(sql)
     caught = []
     for database in (guarded, unguarded):
-        with pytest.raises(dbmod.QueryError) as error:
+        with pytest.raises(QueryError) as error:
             database.execute(sql, timeout_s=10.0)
-        assert not isinstance(error.value, dbmod.TooLarge | dbmod.ConnectionLost)
+        assert not isinstance(error.value, TooLarge | dbmod.ConnectionLost)
         caught.append((error.value.kind, error.value.message))
     assert caught[0] == caught[1]  # exactly what the layer said before the guard
     assert caught[0][0] == kind
@@ -376,7 +378,7 @@ def test_d_values_up_to_the_cap_pass(row_id: int, size: int,
 ])
 def test_d_values_over_the_cap_are_refused_by_the_server(
         sql: str, size: int, guarded: dbmod.ServerDatabase) -> None:
-    with pytest.raises(dbmod.TooLarge) as caught:
+    with pytest.raises(TooLarge) as caught:
         guarded.execute(sql, timeout_s=10.0, max_value_bytes=CAP)
     assert caught.value.kind == "refused" and caught.value.limit == "value"
     assert f"is {size} bytes, over the limit of {CAP}" in caught.value.message

@@ -15,6 +15,7 @@ from querycraft.data import prompt_for
 from querycraft.errors import QueryCraftError
 from querycraft.prompts import load_template
 from querycraft.runs import read_jsonl
+from querycraft.targets import DatabaseTarget
 from querycraft.values import ValueIndex, ValueIndexConfig, read_values
 from tests.conftest import PROJECT_ROOT, make_config
 
@@ -114,7 +115,7 @@ def test_read_values_on_postgres(postgres_url):
     from tests.conftest import create_singers, postgres_read_only_role
 
     with postgres_read_only_role(create_singers(postgres_url)) as url, \
-            dbmod.Databases(dbmod.DatabaseTarget("postgres", url=url)) as databases:
+            dbmod.Databases(DatabaseTarget("postgres", url=url)) as databases:
         columns = read_values(databases.get(), ValueIndexConfig())
     assert sorted(columns["singer.name"]) == ["Joe Sharp", "Justin Brown", "Timbaland"]
     assert ValueIndex(columns).match("songs by timbaland") == [("singer.name", "Timbaland")]

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from querycraft.correction.common import Context, dialect_known
 from querycraft.correction.identifiers import closest, edit_distance
 from querycraft.correction.rules import RULES as RULE_LIST
-from querycraft.ddl import schema_from_ddl
 
 __all__ = [
     "RULES",
@@ -36,7 +35,6 @@ __all__ = [
     "correct_sql",
     "dialect_known",
     "edit_distance",
-    "schema_from_ddl",
     "validate",
 ]
 
@@ -123,12 +121,12 @@ def correct_sql(
 
 def validate(sql: str, connection: sqlite3.Connection) -> str | None:
     """Check a query against a SQLite database without running it (see
-    :func:`querycraft.db.explain_sqlite`; other engines: ``Database.check``).
+    :func:`querycraft.engines.sqlite.explain_sqlite`; other engines: ``Database.check``).
 
     Returns:
         None when SQLite accepts it, else the error message.
     """
-    # Local: correct_sql alone needs none of querycraft.db (engines, drivers).
-    from querycraft.db import explain_sqlite
+    # Local: correct_sql alone needs none of the engines (sqlalchemy, drivers).
+    from querycraft.engines.sqlite import explain_sqlite
 
     return explain_sqlite(connection, sql)

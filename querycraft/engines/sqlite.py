@@ -38,11 +38,7 @@ from querycraft.schema import readonly_uri
 
 __all__ = [
     "ALLOWED_FUNCTIONS",
-    "DEFAULT_MAX_RESULT_BYTES",
-    "DEFAULT_MAX_SQL_BYTES",
-    "DEFAULT_MAX_VALUE_BYTES",
     "ENGINE",
-    "TooLarge",
     "check_sql_size",
     "execute_readonly",
     "explain_sqlite",

@@ -31,14 +31,18 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from querycraft.artifacts import PREDICTIONS_FILE, IngestArtifact, PredictionsArtifact
-from querycraft.correction import RULES, Correction, correct_sql, dialect_known, schema_from_ddl
-from querycraft.db import Databases, TooLarge, check_sql_size, target_from_config
+from querycraft.correction import RULES, Correction, correct_sql, dialect_known
+from querycraft.db import Databases
+from querycraft.ddl import schema_from_ddl
+from querycraft.engines.base import TooLarge
+from querycraft.engines.sqlite import check_sql_size
 from querycraft.errors import QueryCraftError
 from querycraft.prompts import load_template
 from querycraft.runs import read_jsonl, resolve_run, start_run, write_jsonl
 from querycraft.sql import BudgetExceeded, time_budget
+from querycraft.targets import target_from_config
 
-__all__ = ["RULES", "Correction", "correct_sql", "run"]
+__all__ = ["run"]
 
 log = logging.getLogger("querycraft")
 

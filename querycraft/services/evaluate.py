@@ -40,7 +40,17 @@ from querycraft.artifacts import (
     EvaluationSummary,
     PredictionsArtifact,
 )
-from querycraft.compare import ResultDigest, digest_permutations
+from querycraft.compare import ResultDigest, digest_permutations, result_relation
+from querycraft.engines.base import (
+    DEFAULT_MAX_RESULT_BYTES,
+    DEFAULT_MAX_SQL_BYTES,
+    DEFAULT_MAX_VALUE_BYTES,
+    ERROR_KINDS,
+    QueryError,
+    QueryResult,
+    TooLarge,
+)
+from querycraft.engines.sqlite import check_sql_size
 from querycraft.errors import QueryCraftError
 from querycraft.report import cut_value
 from querycraft.runs import read_jsonl, resolve_run, start_run, write_jsonl
@@ -60,6 +70,7 @@ from querycraft.sql_analysis import (
     sql_features,
     strip_distinct,
 )
+from querycraft.targets import DatabaseTarget, target_from_config
 
 log = logging.getLogger("querycraft")
 
@@ -144,7 +155,7 @@ ITEM_COLUMNS = ["id", "db_id", "column", "question", "query", "gold_executed", "
 # died during the query), budget (past evaluate.item_budget_s), crashed (scoring raised, or
 # the worker process scoring the item died), not_sql (the output does not begin like any SQL
 # statement: a base model's prose, not a refused write).
-ITEM_ERROR_KINDS: tuple[str, ...] = (*dbmod.ERROR_KINDS, "empty", "not_sql", "gold_failed",
+ITEM_ERROR_KINDS: tuple[str, ...] = (*ERROR_KINDS, "empty", "not_sql", "gold_failed",
                                      "too_large",
                                      "too_complex", "connection_lost", "budget", "crashed")
 
@@ -153,15 +164,15 @@ ITEM_ERROR_KINDS: tuple[str, ...] = (*dbmod.ERROR_KINDS, "empty", "not_sql", "go
 class Scoring:
     """The settings a worker needs (picklable)."""
 
-    target: dbmod.DatabaseTarget
+    target: DatabaseTarget
     timeout_s: float
     max_rows: int
     distinct: str
     exact_set: bool
     preview_rows: int
-    max_sql_bytes: int = dbmod.DEFAULT_MAX_SQL_BYTES
-    max_value_bytes: int = dbmod.DEFAULT_MAX_VALUE_BYTES
-    max_result_bytes: int = dbmod.DEFAULT_MAX_RESULT_BYTES
+    max_sql_bytes: int = DEFAULT_MAX_SQL_BYTES
+    max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES
+    max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES
     item_budget_s: float = 60.0
     preview_value_chars: int = 200
     max_text_chars: int = 10_000
@@ -170,7 +181,7 @@ class Scoring:
     float_digits: int | None = None
 
 
-def _preview(result: dbmod.QueryResult | None, n: int, chars: int = 200
+def _preview(result: QueryResult | None, n: int, chars: int = 200
              ) -> list[list[Any]] | None:
     if result is None:
         return None
@@ -199,8 +210,8 @@ def not_sql(text: str) -> bool:
     return word is None or word.lower() not in SQL_STATEMENT_WORDS
 
 
-def _query_error_kind(err: dbmod.QueryError) -> str:
-    if isinstance(err, dbmod.TooLarge):
+def _query_error_kind(err: QueryError) -> str:
+    if isinstance(err, TooLarge):
         return "too_large"
     if isinstance(err, dbmod.ConnectionLost):
         return "connection_lost"
@@ -234,7 +245,7 @@ def score_execution(gold_sql: str, predicted_sql: str, database: dbmod.Database,
         gold_sql, predicted_sql = join_split_operators(gold_sql), join_split_operators(
             predicted_sql)
 
-    def run(sql: str, row_sink: Any = None) -> dbmod.QueryResult:
+    def run(sql: str, row_sink: Any = None) -> QueryResult:
         timeout = scoring.timeout_s
         if deadline is not None:
             left = deadline - time.monotonic()
@@ -251,7 +262,7 @@ def score_execution(gold_sql: str, predicted_sql: str, database: dbmod.Database,
     except dbmod.ConnectionLost as err:
         out.update(error_kind="connection_lost", error=err.message)
         return out
-    except dbmod.QueryError as err:
+    except QueryError as err:
         # A gold query that fails cannot be scored; say so rather than count it either way.
         out.update(error_kind="gold_failed", error=err.message)
         return out
@@ -266,7 +277,7 @@ def score_execution(gold_sql: str, predicted_sql: str, database: dbmod.Database,
         return out
     try:
         predicted = run(predicted_sql)
-    except dbmod.QueryError as err:
+    except QueryError as err:
         out.update(error_kind=_query_error_kind(err), error=err.message)
         return out
     ordered = order_matters(gold_sql, database.dialect, scoring.order_rule)
@@ -276,11 +287,11 @@ def score_execution(gold_sql: str, predicted_sql: str, database: dbmod.Database,
         try:
             out.update(compare_whole(gold_sql, predicted_sql, run, ordered,
                                      scoring.float_digits))
-        except dbmod.QueryError as err:
+        except QueryError as err:
             out.update(error_kind=_query_error_kind(err), error=f"while comparing the whole "
                        f"results (both longer than db.max_rows): {err.message}")
         return out
-    relation = dbmod.result_relation(gold, predicted, order_matters=ordered,
+    relation = result_relation(gold, predicted, order_matters=ordered,
                                      float_digits=scoring.float_digits)
     out.update(execution_match=relation == "same", relation=relation)
     return out
@@ -353,9 +364,9 @@ def score_item(row: dict[str, Any], column: str, database: dbmod.Database, scori
     if gold_to_run != gold:
         item["gold_executed"] = cut_value(gold_to_run, text)
     try:
-        dbmod.check_sql_size(prediction, scoring.max_sql_bytes)
+        check_sql_size(prediction, scoring.max_sql_bytes)
         too_large = None
-    except dbmod.TooLarge as err:
+    except TooLarge as err:
         too_large = err
     if too_large is not None:
         item.update(_failed("too_large", too_large.message))
@@ -396,7 +407,7 @@ def score_item(row: dict[str, Any], column: str, database: dbmod.Database, scori
 _RESET_AFTER = frozenset({"connection_lost", "budget", "crashed"})
 
 # A worker process's databases, opened on first use and kept for the worker's life.
-_WORKER_DATABASES: dict[dbmod.DatabaseTarget, dbmod.Databases] = {}
+_WORKER_DATABASES: dict[DatabaseTarget, dbmod.Databases] = {}
 
 
 def _score_row(row: dict[str, Any], columns: list[str], scoring: Scoring,
@@ -554,7 +565,7 @@ def run(cfg: DictConfig) -> Path:
                 f"nothing to evaluate; run infer again on a dataset split with questions "
                 f"(infer.split, infer.limit) or set evaluate.predictions_dir to another run.")
         columns, headline = _columns(rows, cfg.evaluate.prediction_column, source)
-        target = dbmod.target_from_config(cfg.db, given.sqlite_database())
+        target = target_from_config(cfg.db, given.sqlite_database())
         if not target.is_server and not target.location:
             raise QueryCraftError("No database to run the SQL on: the dataset was ingested "
                                   "without one. Set db.path to a SQLite file or folder, or "
@@ -647,7 +658,7 @@ def _dataset_dialect(predictions: PredictionsArtifact, default: str) -> str:
     return (ingest.dialect if ingest else None) or default
 
 
-def fit_gold_to_database(rows: list[dict[str, Any]], target: dbmod.DatabaseTarget,
+def fit_gold_to_database(rows: list[dict[str, Any]], target: DatabaseTarget,
                          gold_dialect: str) -> list[dict[str, Any]]:
     """Gold queries written for another dialect, rewritten for the database's (with the
     schema read from it), as ``query_for_database``; ``query`` stays as written for the

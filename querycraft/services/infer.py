@@ -32,7 +32,7 @@ from querycraft.artifacts import (
 from querycraft.backends import ModelSource, make_backend
 from querycraft.contexts import question_contexts
 from querycraft.data import prompt_for
-from querycraft.db import sqlite_path_for
+from querycraft.engines.sqlite import sqlite_path_for
 from querycraft.errors import QueryCraftError
 from querycraft.generation import Generation, GenerationSettings
 from querycraft.prompts import (
@@ -42,6 +42,7 @@ from querycraft.prompts import (
 )
 from querycraft.runs import read_jsonl, resolve_run, start_run, write_jsonl
 from querycraft.sql import extract_sql
+from querycraft.targets import target_from_config
 from querycraft.voting import Vote, vote
 
 log = logging.getLogger("querycraft")
@@ -251,7 +252,7 @@ def _voted_batches(cfg: DictConfig, backend: Any, prompts: list[str], rows: list
                    ) -> Iterator[tuple[list[int], list[Generation]]]:
     """``infer.candidates`` queries per prompt, voted on by execution, a chunk of prompts
     at a time (greedy, then the samples, then the votes; a kill loses one chunk)."""
-    target = dbmod.target_from_config(cfg.db, database)
+    target = target_from_config(cfg.db, database)
     if not target.is_server and not target.location:
         raise QueryCraftError("infer.candidates > 1 runs the candidates on the database, but "
                               "there is none: the dataset was ingested without one. Set "

@@ -41,12 +41,14 @@ from querycraft.contexts import (
     SchemaContexts,
     database_target,
 )
+from querycraft.engines.base import QueryError
 from querycraft.errors import QueryCraftError
 from querycraft.inputs import data_problems, folder_not_file, path_exists
 from querycraft.prompts import load_template
 from querycraft.runs import start_run, write_jsonl
 from querycraft.splits import SPLIT_KINDS, Overlap, overlap, split_examples
 from querycraft.sql import parses
+from querycraft.targets import target_from_config
 from querycraft.values import ValueIndexConfig
 
 log = logging.getLogger("querycraft")
@@ -412,7 +414,7 @@ def _validate(number: int, record: dict[str, str], checks: _Checks, databases: S
                 context = databases.schema(db_id, value["question"])
             if checks.validate_execution:
                 databases.run(db_id, value["query"])
-        except dbmod.QueryError as err:
+        except QueryError as err:
             return Dropped(number, f"gold SQL fails on database '{db_id}': {err.message}")
         except QueryCraftError as err:
             return Dropped(number, f"database for db_id '{db_id}': {err}")
@@ -618,7 +620,7 @@ def load_table(cfg: DictConfig) -> Path:
         raise QueryCraftError(folder_not_file("ingest.load.csv", load.csv) + ", then load "
                               "again.")
     with start_run(cfg, "ingest") as run_:
-        target = dbmod.target_from_config(cfg.db)
+        target = target_from_config(cfg.db)
         db_id = load.db_id or ""
         engine = dbmod.writable_engine(target, db_id)
         try:
@@ -709,7 +711,7 @@ def run(cfg: DictConfig) -> Path:
         if cfg.db.kind == "sqlite":
             database = str(Path(cfg.data.database).resolve()) if cfg.data.database else None
         else:
-            database = dbmod.target_from_config(cfg.db).describe()
+            database = target_from_config(cfg.db).describe()
         IngestArtifact(dataset=dataset_dir, dialect=cfg.data.dialect, database=database,
                        database_kind=cfg.db.kind,
                        counts={"train": len(train), "eval": len(evaluation),

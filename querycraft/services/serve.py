@@ -235,7 +235,7 @@ class Server:
         databases = self.asker.databases
         if not databases.per_db_id:
             return [self.asker.db_id]
-        from querycraft.db import sqlite_db_ids
+        from querycraft.engines.sqlite import sqlite_db_ids
 
         location = databases.target.location
         return sqlite_db_ids(location) if location and Path(location).is_dir() else []
@@ -456,7 +456,7 @@ def create_app(cfg: DictConfig, server: Server | None = None):
 
     @app.post("/v1/sql")
     async def sql(request: Request) -> dict[str, Any]:
-        from querycraft.db import check_sql_size
+        from querycraft.engines.sqlite import check_sql_size
 
         began = time.perf_counter()
         body = await body_of(request)

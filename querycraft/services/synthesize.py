@@ -39,15 +39,10 @@ from tqdm.auto import tqdm
 
 from querycraft.artifacts import IngestArtifact
 from querycraft.compare import results_match
-from querycraft.db import (
-    Database,
-    Databases,
-    DatabaseTarget,
-    QueryError,
-    sqlite_db_ids,
-    target_from_config,
-)
+from querycraft.db import Database, Databases
 from querycraft.dialects import transpile_one
+from querycraft.engines.base import QueryError
+from querycraft.engines.sqlite import sqlite_db_ids
 from querycraft.errors import QueryCraftError
 from querycraft.runs import read_jsonl, resolve_run, start_run
 from querycraft.splits import query_key, query_skeleton
@@ -83,6 +78,7 @@ from querycraft.synthesis.teacher import (
     parse_pairs,
     read_prompt,
 )
+from querycraft.targets import DatabaseTarget, target_from_config
 
 log = logging.getLogger("querycraft")
 

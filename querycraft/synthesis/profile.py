@@ -17,7 +17,8 @@ from typing import Any
 
 from sqlglot import exp
 
-from querycraft.db import Database, QueryError
+from querycraft.db import Database
+from querycraft.engines.base import QueryError
 from querycraft.errors import QueryCraftError
 from querycraft.sql import parse_statement, split_statements
 

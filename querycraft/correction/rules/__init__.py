@@ -20,7 +20,7 @@ from querycraft.correction.rules import (
     reformat,
 )
 
-__all__ = ["RULES", "Rule"]
+__all__ = ["RULES"]
 
 # The order matters: text repairs before anything is parsed, the schema rules before the
 # dialect is changed, and the re-rendering last. fix_qualifiers runs after fix_identifiers,

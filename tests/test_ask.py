@@ -22,6 +22,9 @@ from querycraft.services.ask import run as ask_run
 from querycraft.services.infer import question_row, resolve_request
 from tests.conftest import FAST_MODEL, PROJECT_ROOT, make_config
 
+# Slow tier: every test here asks a fine-tuned tiny model (trained once per module).
+pytestmark = pytest.mark.slow
+
 SAMPLE_DB = PROJECT_ROOT / "input" / "sample" / "shop.sqlite"
 QUICK_TRAIN = [*FAST_MODEL, "train.max_steps=2", "train.report_to=[]",
                "train.max_seq_length=1024"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import PROJECT_ROOT
 
 
@@ -13,6 +15,7 @@ def _querycraft(*args: str, timeout: int = 120) -> subprocess.CompletedProcess[s
                           capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_log_lines_go_to_stderr_and_leave_stdout_to_results(tmp_path):
     done = _querycraft("service=report", f"paths.output_dir={tmp_path / 'out'}")
     assert done.returncode == 2
@@ -20,6 +23,7 @@ def test_log_lines_go_to_stderr_and_leave_stdout_to_results(tmp_path):
     assert "[INFO]" in done.stderr and "No completed evaluation run" in done.stderr
 
 
+@pytest.mark.slow
 def test_transformers_progress_bars_are_off_once_transformers_is_imported():
     # QueryCraft's own bars are tqdm's, which this leaves alone.
     code = ("import querycraft.cli as c; c.quiet_transformers_progress(); "
@@ -30,6 +34,7 @@ def test_transformers_progress_bars_are_off_once_transformers_is_imported():
     assert done.stdout.strip() == "False"
 
 
+@pytest.mark.slow
 def test_help_is_a_short_usage_with_every_service_and_where_the_full_config_is():
     done = _querycraft("--help")
     assert done.returncode == 0, done.stderr
@@ -42,6 +47,7 @@ def test_help_is_a_short_usage_with_every_service_and_where_the_full_config_is()
     assert len(text.splitlines()) < 60  # not Hydra's 200-line config dump
 
 
+@pytest.mark.slow
 def test_accelerate_as_a_config_group_is_a_one_paragraph_error():
     done = _querycraft("accelerate=ddp", "service=report")
     assert done.returncode == 2

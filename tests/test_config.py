@@ -37,6 +37,7 @@ def run_cli(*args: str) -> tuple[subprocess.CompletedProcess, list[str]]:
     return done, heavy.split()
 
 
+@pytest.mark.slow
 def test_every_group_choice_composes(tmp_path):
     groups = ("service", "model", "peft", "collator", "data", "prompt", "db", "experiment")
     for group in groups:
@@ -62,6 +63,7 @@ def test_default_config_passes_checks(tmp_path):
     check_config(make_config(tmp_path))
 
 
+@pytest.mark.slow
 def test_typo_in_key_names_the_key_and_the_valid_ones():
     done, heavy = run_cli("peft.rr=8")
     assert done.returncode == 2
@@ -73,6 +75,7 @@ def test_typo_in_key_names_the_key_and_the_valid_ones():
     assert heavy == []
 
 
+@pytest.mark.slow
 def test_unknown_preset_lists_the_choices():
     done, heavy = run_cli("model=nosuch")
     assert done.returncode == 2
@@ -81,6 +84,7 @@ def test_unknown_preset_lists_the_choices():
     assert heavy == []
 
 
+@pytest.mark.slow
 def test_unknown_service_says_what_a_new_one_is():
     done, _ = run_cli("service=ingset")
     assert done.returncode == 2
@@ -88,12 +92,14 @@ def test_unknown_service_says_what_a_new_one_is():
     assert "a new service is a module in querycraft/services/" in done.stderr
 
 
+@pytest.mark.slow
 def test_wrong_type_is_reported():
     done, _ = run_cli("peft.r=eight")
     assert done.returncode == 2
     assert "'peft.r'" in done.stderr and "Integer" in done.stderr
 
 
+@pytest.mark.slow
 def test_unknown_top_level_key():
     done, _ = run_cli("trian.epochs=2")
     assert done.returncode == 2
@@ -110,6 +116,7 @@ def test_value_checks_are_reported_together(tmp_path):
     assert "nosuch" in message and "default" in message
 
 
+@pytest.mark.slow
 def test_missing_data_file_is_a_clear_error_before_anything_loads():
     done, heavy = run_cli("service=ingest", "data.path=/nonexistent/file.csv",
                             "paths.output_dir=/tmp/qc-test-never-written")

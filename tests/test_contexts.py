@@ -3,6 +3,8 @@ rows': the settings come from the ingest run's record, not from the asking confi
 
 from __future__ import annotations
 
+import pytest
+
 from querycraft.artifacts import IngestArtifact
 from querycraft.cli import run
 from querycraft.contexts import ContextSettings, question_contexts
@@ -13,6 +15,7 @@ SPIDER = ["data=spider", f"data.path={FIXTURE_SPIDER / 'dev.json'}",
           f"data.database={FIXTURE_SPIDER / 'database'}"]
 
 
+@pytest.mark.slow
 def test_the_ingest_run_records_its_context_settings_and_later_questions_use_them(tmp_path):
     out = tmp_path / "output"
     ingest = run(make_config(out, ["service=ingest", *SPIDER, "ingest.context_tables=question",

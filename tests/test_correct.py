@@ -96,6 +96,7 @@ def test_service_module_reexports_the_engine():
 # --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_correct_queries_keep_their_result_on_spider_fixtures():
     items = json.loads((FIXTURE_SPIDER / "dev.json").read_text())
     changed = 0

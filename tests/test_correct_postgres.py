@@ -104,6 +104,7 @@ def _run_read_only(pg, sql: str) -> QueryResult:
     return QueryResult(columns=columns, rows=rows, truncated=False, elapsed_s=0.0)
 
 
+@pytest.mark.slow
 def test_gold_queries_fitted_to_postgres_run_there_with_sqlites_results(postgres_database):
     from decimal import Decimal
 

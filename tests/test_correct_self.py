@@ -43,6 +43,7 @@ def infer_dir(tmp_path_factory) -> Path:
     return infer
 
 
+@pytest.mark.slow
 def test_refused_queries_are_asked_again_at_most_n_times(infer_dir):
     out = infer_dir.parent
     correct_dir = run(make_config(out, ["service=correct",

@@ -96,6 +96,7 @@ def test_too_long_examples_are_left_out_and_listed(tmp_path, rows_file, tokenize
     assert split.input_tokens() == sum(split.examples["length"])
 
 
+@pytest.mark.slow
 def test_ingest_output_loads_with_datasets_load_dataset(tmp_path):
     cfg = make_config(tmp_path, ["data=sample"])
     run_dir = ingest.run(cfg)

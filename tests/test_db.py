@@ -497,6 +497,7 @@ def test_fixture_gold_query_matches_itself(
     assert results_match(first, second, order_matters=has_order_by(item["query"]))
 
 
+@pytest.mark.slow
 def test_all_spider_dev_gold_queries_match_themselves() -> None:
     shared_spider()
     items = json.loads((SPIDER_DEV / "dev.json").read_text(encoding="utf-8"))

@@ -104,6 +104,7 @@ def test_saved_configs_mask_passwords_and_url_passwords() -> None:
         "note": ["mysql://a:***@c/d"], "other": {"password": None}}
 
 
+@pytest.mark.slow
 def test_ingest_reads_sample_values_and_only_the_tables_a_question_needs(tmp_path) -> None:
     from querycraft.cli import run
     from querycraft.runs import read_jsonl

@@ -16,6 +16,7 @@ from querycraft.runs import read_manifest
 from tests.conftest import FAST_MODEL, PROJECT_ROOT, make_config
 
 
+@pytest.mark.slow
 def test_two_processes_train_one_adapter_in_one_run_folder(tmp_path):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM

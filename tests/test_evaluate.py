@@ -156,6 +156,7 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@pytest.mark.slow
 def test_runaway_and_writing_predictions_are_stopped_refused_and_the_file_unchanged(
         tmp_path, shop):
     before = _sha256(shop)
@@ -212,6 +213,7 @@ def test_breakdowns_by_difficulty_and_feature(tmp_path, shop):
     assert items[1]["relation"] == "different_columns"
 
 
+@pytest.mark.slow
 def test_spider_dev_gold_against_itself_scores_one_with_parallel_workers(tmp_path):
     shared_spider()
     dev = json.loads((SHARED_SPIDER / "dev.json").read_text())

@@ -198,6 +198,7 @@ def test_digest_permutations_cap():
 # -------------------------------------------- the same on the servers (streamed cursors)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["postgres", "mysql"])
 def test_cut_results_are_compared_whole_on_servers(kind, request):
     """The row sink on a server: fetching goes on past the cap (and past MySQL's

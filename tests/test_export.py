@@ -21,6 +21,9 @@ from querycraft.runs import read_jsonl
 from querycraft.services.export import OLLAMA_PROMPT, OLLAMA_SYSTEM, ollama_template
 from tests.conftest import FAST_MODEL, PROJECT_ROOT, make_config
 
+# Slow tier: every test here exports or serves a fine-tuned tiny model.
+pytestmark = pytest.mark.slow
+
 QUESTIONS = 48
 
 

@@ -50,6 +50,7 @@ def _too_long_rows(run_dir: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
+@pytest.mark.slow
 def test_examples_longer_than_max_seq_length_are_reported_and_left_out(finetune, ingest_dir):
     # The median length the ingest report measured (the same tiny tokenizer, trained on the
     # same split): about half the examples are longer, whatever the sample's prompts cost.
@@ -76,6 +77,7 @@ def test_too_long_examples_stop_the_run_when_configured(finetune, tmp_path):
     assert read_manifest(strict)["status"] == "failed"
 
 
+@pytest.mark.slow
 def test_qlora_trains_the_tiny_model_on_cpu_and_the_adapter_loads_for_inference(
         finetune, tmp_path):
     from peft import PeftModel
@@ -102,6 +104,7 @@ def test_qlora_trains_the_tiny_model_on_cpu_and_the_adapter_loads_for_inference(
     assert len(read_jsonl(infer_dir / "predictions.jsonl")) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("preset", "bits", "dora"), [("lora", None, False),
                                                       ("lora-8bit", 8, False),
                                                       ("dora", None, True)])
@@ -115,6 +118,7 @@ def test_each_peft_preset_trains_and_saves_its_adapter(finetune, preset, bits, d
     assert metrics["steps"] == 4
 
 
+@pytest.mark.slow
 def test_peft_values_are_overridable(finetune):
     run_dir = finetune(["peft.r=6", "peft.alpha=3", "peft.dropout=0.2",
                         "peft.target_modules=[q_proj,v_proj]"])
@@ -124,6 +128,7 @@ def test_peft_values_are_overridable(finetune):
     assert set(adapter_config["target_modules"]) == {"q_proj", "v_proj"}
 
 
+@pytest.mark.slow
 def test_a_run_leaves_validation_loss_checkpoints_curves_and_a_merged_model(finetune):
     from transformers import AutoModelForCausalLM
 
@@ -152,6 +157,7 @@ def test_a_run_leaves_validation_loss_checkpoints_curves_and_a_merged_model(fine
         assert torch.allclose(merged(ids).logits, adapted(ids).logits, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_early_stopping_ends_training_when_validation_loss_stalls(finetune):
     # A threshold no step can beat: every evaluation after the first counts as no progress.
     run_dir = finetune(["train.max_steps=30", "train.eval_steps=1",
@@ -184,6 +190,7 @@ def test_checkpointing_is_named_as_the_installed_transformers_names_it(tmp_path)
         "gradient_checkpointing": True, "gradient_checkpointing_kwargs": {"use_reentrant": False}}
 
 
+@pytest.mark.slow
 def test_without_logit_masks_the_trainer_loss_is_used_with_the_same_value(finetune, monkeypatch):
     """transformers before slice_logits_to_keep (5.17 on a GPU machine seen here) fails on a
     boolean logits_to_keep; the fallback computes the full logits and the same loss."""
@@ -199,6 +206,7 @@ def test_without_logit_masks_the_trainer_loss_is_used_with_the_same_value(finetu
     assert losses[1] == pytest.approx(losses[0], rel=1e-3)
 
 
+@pytest.mark.slow
 def test_batching_knobs_reach_the_trainer(finetune):
     run_dir = finetune(["train.global_batch_size=8", "train.micro_batch_size=2",
                         "train.learning_rate=1e-3", "train.warmup_steps=2",
@@ -208,6 +216,7 @@ def test_batching_knobs_reach_the_trainer(finetune):
     assert rates[:4] == pytest.approx([0.0, 5e-4, 1e-3, 1e-3])
 
 
+@pytest.mark.slow
 def test_training_losses_go_to_the_log_and_leave_stdout_to_results(finetune, capsys, caplog):
     # The Trainer's stock progress callback writes {'loss': ...} lines to stdout.
     caplog.set_level("INFO", logger="querycraft")

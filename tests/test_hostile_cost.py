@@ -70,6 +70,7 @@ def long_sum(size: int) -> str:
     return "SELECT 1" + " + 1" * ((size - 8) // 4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("megabytes", [1, 10])
 def test_megabytes_of_sql_are_refused_within_the_budget_and_memory(tmp_path, shop, megabytes):
     huge = long_sum(megabytes * 1_000_000)
@@ -89,6 +90,7 @@ def test_megabytes_of_sql_are_refused_within_the_budget_and_memory(tmp_path, sho
     assert (run_dir / "report.html").stat().st_size < 200_000
 
 
+@pytest.mark.slow
 def test_sqlite_gigabyte_values_are_refused_or_capped_in_the_engine(tmp_path, shop):
     out = tmp_path / "out"
     pairs = [(GOLD, "SELECT zeroblob(1000000000)"),
@@ -143,6 +145,7 @@ def test_long_values_are_cut_with_a_marker_in_items_and_report(tmp_path, shop):
     assert (out / "evaluate" / "items.jsonl").stat().st_size < 20_000
 
 
+@pytest.mark.slow
 def test_postgres_huge_value_and_result_are_refused(tmp_path, postgres_url):
     engine = sqlalchemy.create_engine(postgres_url)
     with engine.begin() as conn:

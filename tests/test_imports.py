@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import PROJECT_ROOT
 
 PACKAGE = "querycraft"
@@ -242,6 +244,7 @@ def test_private_name_detection(tmp_path: Path) -> None:
                     f"{rel}: backend._complete (querycraft.backends)"}
 
 
+@pytest.mark.slow
 def test_no_private_name_uses() -> None:
     assert sorted(_all_private_uses()) == []
 

@@ -60,6 +60,7 @@ def _infer_config(output: Path, name: str, *overrides: str):
 # ----------------------------------------------------------- prompt == training prefix
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("template_name", TEMPLATES)
 def test_inference_prompt_is_the_training_text_up_to_the_sql(template_name, output,
                                                              ingest_dir):
@@ -104,6 +105,7 @@ def test_inference_prompt_is_the_training_text_up_to_the_sql(template_name, outp
 # ------------------------------------------------------------------- the service
 
 
+@pytest.mark.slow
 def test_predictions_have_one_row_per_input_with_provenance(output, finetune_dir):
     infer_dir = run(_infer_config(output, "infer-basic", f"infer.finetune_dir={finetune_dir}",
                                   "infer.limit=5", "infer.batch_size=2"))
@@ -128,6 +130,7 @@ def test_limit_takes_the_first_questions_or_spreads_them_over_the_split(tmp_path
     assert any("infer.limit_by must be 'first' or 'spread'" in p for p in problems)
 
 
+@pytest.mark.slow
 def test_a_finished_run_is_reused_unless_redo(output, finetune_dir):
     args = [f"infer.finetune_dir={finetune_dir}", "infer.limit=3", "infer.max_new_tokens=7"]
     first = run(_infer_config(output, "reuse-1", *args))
@@ -139,6 +142,7 @@ def test_a_finished_run_is_reused_unless_redo(output, finetune_dir):
     assert changed == output / "reuse-4"
 
 
+@pytest.mark.slow
 def test_killed_inference_restarts_and_writes_every_input_exactly_once(tmp_path, finetune_dir,
                                                                        ingest_dir):
     out = tmp_path / "output"
@@ -176,6 +180,7 @@ def test_killed_inference_restarts_and_writes_every_input_exactly_once(tmp_path,
     assert read_manifest(predictions.parent)["status"] == "completed"
 
 
+@pytest.mark.slow
 def test_single_question_prints_sql(finetune_dir, output):
     done = subprocess.run(
         [sys.executable, "-m", "querycraft", "service=infer", f"paths.output_dir={output}",

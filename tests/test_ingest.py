@@ -35,6 +35,7 @@ def dropped_rows(run_dir):
         return list(csv.DictReader(handle))
 
 
+@pytest.mark.slow
 def test_sample_data_ingests_with_schema_checks(config_factory):
     run_dir = ingest.run(config_factory(["service=ingest"]))
     info = read_manifest(run_dir)
@@ -51,6 +52,7 @@ def test_sample_data_ingests_with_schema_checks(config_factory):
     assert (run_dir / "report.md").read_text().startswith("# Ingest report")
 
 
+@pytest.mark.slow
 def test_split_is_deterministic_and_seeded(config_factory):
     first = ingest.run(config_factory(["seed=3"], name="a"))
     second = ingest.run(config_factory(["seed=3"], name="b"))
@@ -85,6 +87,7 @@ def test_empty_file_is_a_clear_error(config_factory, tmp_path):
         ingest_csv(config_factory, path)
 
 
+@pytest.mark.slow
 def test_non_utf8_file_is_a_clear_error(config_factory, tmp_path):
     path = tmp_path / "latin1.csv"
     path.write_bytes("question,query,context\nQuel café?,SELECT 1,x\n".encode("latin-1"))
@@ -180,6 +183,7 @@ def test_spider_fixture_reads_context_from_each_database(config_factory):
     assert "FOREIGN KEY" in by_db["pets_1"]
 
 
+@pytest.mark.slow
 def test_shared_spider_dev_ingests(config_factory):
     shared_spider()
     run_dir = ingest.run(config_factory(["data=spider"]))
@@ -191,6 +195,7 @@ def test_shared_spider_dev_ingests(config_factory):
     assert all(r["context"].startswith("CREATE TABLE") for r in rows)
 
 
+@pytest.mark.slow
 def test_split_by_database_holds_out_the_same_share_of_each(config_factory, tmp_path):
     rows = [(f"How many {t} rows? ({db} {i})", f"SELECT count(*) FROM {t}", CONTEXT, db)
             for db, t, n in (("a", "customer", 20), ("b", "customer", 10), ("c", "customer", 1))
@@ -308,6 +313,7 @@ def test_non_utf8_byte_offset_is_the_file_offset_past_the_first_buffer(config_fa
     assert f"byte 0xe9 at offset {offset} " in str(caught.value)
 
 
+@pytest.mark.slow
 def test_token_lengths_come_from_a_seeded_sample_of_a_large_split(config_factory,
                                                                    monkeypatch):
     monkeypatch.setattr(ingest, "TOKEN_SAMPLE", 25)

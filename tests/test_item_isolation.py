@@ -112,6 +112,7 @@ class Watcher(threading.Thread):
             time.sleep(0.1)
 
 
+@pytest.mark.slow
 def test_a_dropped_connection_is_one_items_error(tmp_path, postgres_url):
     _server_shop(postgres_url)
     admin = _admin(postgres_url)
@@ -138,6 +139,7 @@ def test_a_dropped_connection_is_one_items_error(tmp_path, postgres_url):
     assert items[3]["relation"] == "different_values"
 
 
+@pytest.mark.slow
 def test_a_killed_worker_is_one_items_error(tmp_path, postgres_url):
     psutil = pytest.importorskip("psutil")
     _server_shop(postgres_url)

@@ -225,6 +225,7 @@ def test_a_mysql_root_login_is_refused_with_the_fix(my_admin_url: str) -> None:
         assert databases.get().execute("SELECT count(*) FROM singer").rows == [(3,)]
 
 
+@pytest.mark.slow
 def test_the_config_carries_allow_privileged_and_the_presets_default_to_a_reader(
         tmp_path: Path, pg_admin_url: str) -> None:
     for kind in ("postgres", "mysql", "db2"):

@@ -158,6 +158,7 @@ def spider_reader(spider_in_mysql: str) -> Iterator[str]:
         yield url
 
 
+@pytest.mark.slow
 def test_loaded_tables_keep_rows_and_nulls(spider_in_mysql: str) -> None:
     import sqlite3
 
@@ -177,6 +178,7 @@ def test_loaded_tables_keep_rows_and_nulls(spider_in_mysql: str) -> None:
             engine.dispose()
 
 
+@pytest.mark.slow
 def test_gold_against_gold_scores_the_same_on_sqlite_and_on_mariadb(
         spider_reader: str, tmp_path: Path) -> None:
     server = ["db=mysql", f"db.url='{spider_reader}'"]

@@ -174,6 +174,7 @@ def _gold_query_leaks(sources: tuple[_Source, ...]) -> list[str]:
     return leaks
 
 
+@pytest.mark.slow
 def test_no_shop_gold_query() -> None:
     leaks = _gold_query_leaks(_sources())
     assert not leaks, _report(leaks, "shop.csv gold queries")
@@ -253,6 +254,7 @@ def _gold_value_leaks(sources: tuple[_Source, ...]) -> list[str]:
     return leaks
 
 
+@pytest.mark.slow
 def test_no_shop_gold_values() -> None:
     leaks = _gold_value_leaks(_sources())
     assert not leaks, _report(leaks, "shop.csv gold values")

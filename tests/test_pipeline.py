@@ -16,6 +16,7 @@ from querycraft.runs import read_jsonl, read_manifest
 from tests.conftest import FAST_MODEL, PROJECT_ROOT
 
 
+@pytest.mark.slow
 def test_each_service_runs_alone_reading_the_previous_stage(config_factory):
     ingest_dir = run(config_factory(["service=ingest", *FAST_MODEL], name="ingest"))
     finetune_dir = run(config_factory(
@@ -53,6 +54,7 @@ def test_each_service_runs_alone_reading_the_previous_stage(config_factory):
     assert sorted(row["column"] for row in scored) == ["corrected"] * 6 + ["sql"] * 6
 
 
+@pytest.mark.slow
 def test_stages_find_the_newest_finished_run_when_no_path_is_given(config_factory):
     first = run(config_factory(["service=ingest", "seed=1"], name="ingest-1"))
     newest = run(config_factory(["service=ingest", "seed=2"], name="ingest-2"))
@@ -64,6 +66,7 @@ def test_stages_find_the_newest_finished_run_when_no_path_is_given(config_factor
     assert first != newest
 
 
+@pytest.mark.slow
 def test_pointing_a_stage_at_the_wrong_run_is_a_clear_error(config_factory):
     ingest_dir = run(config_factory(["service=ingest"], name="ingest"))
     with pytest.raises(QueryCraftError, match="is a ingest run, not a finetune run"):
@@ -75,6 +78,7 @@ def test_missing_previous_stage_is_a_clear_error(config_factory):
         run(config_factory(["service=finetune"], name="finetune"))
 
 
+@pytest.mark.slow
 def test_a_run_folder_is_never_written_over(config_factory):
     cfg = config_factory(["service=ingest"], name="same")
     run(cfg)
@@ -85,6 +89,7 @@ def test_a_run_folder_is_never_written_over(config_factory):
     assert train_file.read_text() == content
 
 
+@pytest.mark.slow
 def test_cli_gives_each_run_its_own_folder(tmp_path):
     out = tmp_path / "output"
     for _ in range(2):
@@ -97,6 +102,7 @@ def test_cli_gives_each_run_its_own_folder(tmp_path):
     assert all(read_manifest(r)["status"] == "completed" for r in runs)
 
 
+@pytest.mark.slow
 def test_pipeline_runs_every_stage_and_prints_before_and_after(config_factory, capsys):
     root = run(config_factory(["service=pipeline", *FAST_MODEL, "infer.limit=8"]))
     for stage in ("1-ingest", "2-finetune", "3-infer-base", "3b-correct-base",
@@ -112,6 +118,7 @@ def test_pipeline_runs_every_stage_and_prints_before_and_after(config_factory, c
     assert "execution accuracy" in printed and "execution accuracy (corrected)" in printed
 
 
+@pytest.mark.slow
 def test_pipeline_without_correct(config_factory):
     root = run(config_factory(["service=pipeline", *FAST_MODEL, "infer.limit=4",
                                "pipeline.correct=false", "pipeline.evaluate_base=false"]))

@@ -103,6 +103,7 @@ def gold_predictions_run(out: Path) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_loaded_tables_keep_rows_types_and_nulls(spider_in_postgres: str) -> None:
     engine = sqlalchemy.create_engine(spider_in_postgres)
     try:
@@ -164,6 +165,7 @@ def gold_against_gold(out: Path, kind: str, server: list[str]
     return sqlite_summary, summary, failed
 
 
+@pytest.mark.slow
 def test_gold_against_gold_scores_the_same_on_sqlite_and_on_postgres(
         spider_reader: str, tmp_path: Path) -> None:
     server = ["db=postgres", f"db.url='{spider_reader}'", "db.schema='{db_id}'"]
@@ -181,6 +183,7 @@ def _files_holding(folder: Path, secret: str) -> list[str]:
             and secret.encode() in p.read_bytes()]
 
 
+@pytest.mark.slow
 def test_the_database_password_appears_nowhere_under_output(
         spider_in_postgres: str, spider_reader: str, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:

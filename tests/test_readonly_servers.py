@@ -285,6 +285,7 @@ def test_a_mysql_user_with_select_only_cannot_write_or_touch_files(mysql_singers
     assert not MARKER.exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", SERVERS)
 def test_a_query_that_would_run_for_minutes_stops_at_the_timeout(
         kind: str, request: pytest.FixtureRequest) -> None:

@@ -234,6 +234,7 @@ class _Rows(HTMLParser):
             self._in_model = False
 
 
+@pytest.mark.slow
 def test_leaderboard_in_headless_chromium(output_dir: Path, tmp_path: Path):
     browser = chromium()
     cfg = make_config(output_dir, ["service=report"], output_dir / "report" / "now")

@@ -60,6 +60,7 @@ def _losses(run_dir: Path) -> dict[int, float]:
     return {h["step"]: h["loss"] for h in history if "loss" in h}
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_with_same_step_count_and_losses(tmp_path, ingest_dir):
     # The uninterrupted reference, in process.
     reference_dir = run(make_config(tmp_path / "ref", ["service=finetune",
@@ -96,6 +97,7 @@ def test_killed_run_resumes_with_same_step_count_and_losses(tmp_path, ingest_dir
         assert resumed[step] == pytest.approx(reference[step], rel=1e-4), step
 
 
+@pytest.mark.slow
 def test_a_finished_run_is_never_resumed_or_written_over(tmp_path, ingest_dir):
     cfg = make_config(tmp_path / "out", ["service=finetune", f"train.dataset_dir={ingest_dir}",
                                          *FAST_MODEL, "train.max_steps=2", "train.report_to=[]"],
@@ -105,6 +107,7 @@ def test_a_finished_run_is_never_resumed_or_written_over(tmp_path, ingest_dir):
         run(cfg)
 
 
+@pytest.mark.slow
 def test_resuming_with_different_settings_is_refused(tmp_path, ingest_dir):
     base = ["service=finetune", f"train.dataset_dir={ingest_dir}", *FAST_MODEL,
             "train.max_steps=2", "train.report_to=[]"]

@@ -117,6 +117,7 @@ def test_a_run_folder_that_is_a_file_is_explained(tmp_path):
     assert (tmp_path / "output" / "run").read_text() == "keep me"
 
 
+@pytest.mark.slow
 def test_the_command_line_explains_an_unwritable_output_folder(tmp_path):
     blocker = tmp_path / "output"
     blocker.write_text("not a folder")
@@ -129,6 +130,7 @@ def test_the_command_line_explains_an_unwritable_output_folder(tmp_path):
     assert cli.output_problem(make_config(tmp_path / "ok"), [f"hydra.run.dir={blocker}/r"])
 
 
+@pytest.mark.slow
 def test_the_command_line_explains_a_folder_given_as_data_path(tmp_path):
     folder = tmp_path / "examples"
     folder.mkdir()
@@ -188,6 +190,7 @@ def test_the_failure_is_recorded_even_when_the_manifest_cannot_be_replaced(tmp_p
     assert not (tmp_path / "output" / "run" / "run.json.tmp").exists()
 
 
+@pytest.mark.slow
 def test_a_full_disk_marks_the_run_failed_on_a_real_tmpfs(tmp_path):
     small = write_examples(tmp_path / "small.csv", 6)
     big = write_examples(tmp_path / "big.csv", 300, CONTEXT + " -- " + "x" * 4000)
@@ -205,6 +208,7 @@ def test_a_full_disk_marks_the_run_failed_on_a_real_tmpfs(tmp_path):
 # ---------------------------------------------------------------- read-only
 
 
+@pytest.mark.slow
 def test_a_read_only_output_folder_on_a_real_mount(tmp_path):
     data = write_examples(tmp_path / "ex.csv", 6)
     with tmpfs(tmp_path / f"ro-{uuid.uuid4().hex[:6]}", "1m") as disk:
@@ -228,6 +232,7 @@ def test_a_read_only_output_folder_on_a_real_mount(tmp_path):
         assert snapshot(earlier) == before
 
 
+@pytest.mark.slow
 def test_the_command_line_on_a_disk_that_is_already_full(tmp_path):
     with tmpfs(tmp_path / f"full-{uuid.uuid4().hex[:6]}", "64k") as disk:
         earlier = disk / "output" / "ingest" / "earlier"

@@ -29,6 +29,9 @@ from querycraft.runs import read_jsonl
 from querycraft.sql import extract_sql
 from tests.conftest import FAST_MODEL, PROJECT_ROOT, make_config
 
+# Slow tier: the server generates with a fine-tuned tiny model (trained once per module).
+pytestmark = pytest.mark.slow
+
 openai = pytest.importorskip("openai")
 
 SAMPLE_DB = PROJECT_ROOT / "input" / "sample" / "shop.sqlite"

@@ -494,6 +494,7 @@ def test_differential_postgres() -> None:
 MYSQL_MODES = ["", "NO_BACKSLASH_ESCAPES", "ANSI_QUOTES", "NO_BACKSLASH_ESCAPES,ANSI_QUOTES"]
 
 
+@pytest.mark.slow
 def test_differential_mariadb() -> None:
     import pymysql
     from pymysql.constants import CLIENT

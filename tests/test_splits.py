@@ -35,6 +35,7 @@ def _sample_items() -> list[Item]:
         return [Item(r["question"], r["query"], r["db_id"]) for r in csv.DictReader(handle)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source", ["spider", "sample"])
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_query_and_skeleton_splits_never_share_one(source: str, seed: int) -> None:
@@ -69,6 +70,7 @@ def test_database_split_holds_out_whole_databases() -> None:
     assert 0.1 * len(items) < len(evaluation) < 0.4 * len(items)
 
 
+@pytest.mark.slow
 def test_splits_are_deterministic_and_seeded() -> None:
     items = _sample_items()
     first = split_examples(items, 0.2, 5, by="skeleton")[1]
@@ -134,6 +136,7 @@ def test_the_ingest_report_states_the_overlap_of_a_leaky_split(tmp_path: Path) -
     assert "split_by=query" in clean_md
 
 
+@pytest.mark.slow
 def test_a_test_file_is_ingested_as_evaluation_only_and_scores_any_finetune_run(
         tmp_path: Path) -> None:
     output = tmp_path / "output"

@@ -68,6 +68,7 @@ def spider(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {"root": root, "folder": folder, "before": before, "run": run_dir}
 
 
+@pytest.mark.slow
 def test_every_kept_query_runs_read_only_and_returns_rows(shop: dict) -> None:
     pairs = _pairs(shop["run"])
     assert len(pairs) == 150
@@ -103,6 +104,7 @@ def test_the_report_matches_the_csv_and_every_feature_is_there(shop: dict) -> No
     assert "| projection |" in (shop["run"] / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_the_csv_ingests_with_nothing_dropped(shop: dict) -> None:
     report = _ingest(shop["root"] / "output", shop["run"] / "pairs.csv", shop["database"],
                      "ingest")
@@ -110,6 +112,7 @@ def test_the_csv_ingests_with_nothing_dropped(shop: dict) -> None:
     assert report["kept"] == len(_pairs(shop["run"]))
 
 
+@pytest.mark.slow
 def test_deterministic_for_a_seed_and_the_database_is_untouched(shop: dict) -> None:
     again = _synthesize(shop["root"] / "output", shop["database"], "again",
                         "synthesize.count=150", "seed=7")
@@ -149,6 +152,7 @@ def test_each_rule_of_a_feature_gets_its_share(shop: dict) -> None:
     assert max(rules.values()) - min(rules.values()) <= 1, rules
 
 
+@pytest.mark.slow
 def test_spider_databases(spider: dict) -> None:
     pairs = _pairs(spider["run"])
     assert len(pairs) == 60
@@ -313,6 +317,7 @@ def test_category_values_may_stand_alone_in_a_question() -> None:
     assert bare("a@b.org", genre) is None
 
 
+@pytest.mark.slow
 def test_query_table_contexts_name_exactly_the_tables_each_query_uses(shop: dict) -> None:
     """synthesize.context=query_tables: a context column of the query's own tables (the
     sample eval split's convention), which ingest reads as is."""
@@ -628,6 +633,7 @@ def test_people_by_full_name_links_and_child_counts_write_their_shapes(library: 
     assert pets.tables["Student"].full_names  # Fname / LName, as Spider writes them
 
 
+@pytest.mark.slow
 def test_owners_keys_parents_by_child_and_categories_inside_rankings_and_counts(
         library: Path) -> None:
     """"the loans of member 12 and their due dates" (the child's key, no join), "the members

@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import pytest
+
 from querycraft.services import ingest, synthesize
 from querycraft.splits import query_key, query_skeleton
 from tests.conftest import PROJECT_ROOT, make_config
@@ -18,6 +20,7 @@ def _pairs(run_dir: Path, name: str) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+@pytest.mark.slow
 def test_excluded_evaluation_queries_and_shapes_are_never_written(tmp_path: Path) -> None:
     output = tmp_path / "output"
     common = [f"db.path={SHOP}", "synthesize.count=60"]

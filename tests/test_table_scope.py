@@ -298,6 +298,7 @@ def test_mysql_root_refusal_closes_the_connection_without_logging_errors(
     assert len(opened) == 1 and not opened[0].open  # the pool still closed it: no leak
 
 
+@pytest.mark.slow
 def test_evaluate_refuses_root_in_one_paragraph_without_a_traceback(
         tmp_path: Path, mysql_url: str) -> None:
     create_singers(mysql_url)

@@ -197,6 +197,7 @@ PROBE = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.slow
 def test_a_1e9_byte_value_is_refused_with_client_memory_below_twice_the_cap(
         postgres_url: str, tmp_path: Path) -> None:
     cap = 8 * 2**20

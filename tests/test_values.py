@@ -74,6 +74,7 @@ def test_read_values_from_a_spider_database():
                                                        "france?")
 
 
+@pytest.mark.slow
 def test_ingest_stores_the_index_and_later_questions_get_the_same_values(tmp_path):
     output = tmp_path / "output"
     ingest = run(make_config(output, ["service=ingest", "ingest.value_index.enabled=true",

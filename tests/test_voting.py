@@ -84,6 +84,7 @@ def trained(tmp_path_factory):
     return output, finetune
 
 
+@pytest.mark.slow
 def test_sequence_logprobs_match_a_token_by_token_sum(trained):
     """Batched, right-padded scoring equals the plain sum of log-softmax, one token at a
     time, for texts of different lengths."""
@@ -114,6 +115,7 @@ def test_sequence_logprobs_match_a_token_by_token_sum(trained):
     assert [len(g.samples) for g in samples] == [3, 3]
 
 
+@pytest.mark.slow
 def test_infer_with_candidates_records_them_and_the_vote(trained):
     output, finetune = trained
     common = ["service=infer", *FAST_MODEL, f"infer.finetune_dir={finetune}", "infer.limit=4",
